@@ -1,0 +1,1 @@
+"""homefeed: a home-timeline backend served as a GraphQL API."""

@@ -1,0 +1,172 @@
+"""The ASGI app: /graphql (HTTP and GraphiQL), /healthz, /metrics. The lifespan opens the pools."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from homefeed.feed import config
+from homefeed.feed.config import Settings
+from homefeed.feed.services import Services, open_services
+from homefeed.resolvers.context import Context
+from homefeed.schema import schema
+from homefeed.schema.errors import with_code
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    """Strawberry's ASGI app with our context: services from the app, viewer from the token."""
+
+    async def get_context(self, request: Request | WebSocket, response: object) -> Context:
+        services: Services = request.app.state.services
+        header = request.headers.get("authorization", "").strip()
+        token: str | None = None
+        if header:
+            # Anything but a well-formed bearer token is a bad token, not an anonymous request.
+            scheme, _, credentials = header.partition(" ")
+            token = credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else header
+        client = request.client.host if request.client else "unknown"
+        return Context(services=services, token=token, client_key=client)
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        # Syntax errors skip the schema's operation hooks: give every error its code here too.
+        if result.errors:
+            result.errors = [with_code(e) for e in result.errors]
+        return await super().process_result(request, result)
+
+
+class BodyLimit:
+    """Rejects request bodies over a size limit before anything parses them."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _too_large(scope, receive, send, self.limit)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(scope, receive, send, self.limit)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    response = JSONResponse(
+        {
+            "errors": [
+                {
+                    "message": f"request body over {limit} bytes",
+                    "extensions": {"code": "BAD_USER_INPUT"},
+                }
+            ]
+        },
+        status_code=413,
+    )
+    await response(scope, receive, send)
+
+
+async def healthz(request: Request) -> Response:
+    """PostgreSQL and Redis reachability. 503 only when PostgreSQL, the source of truth, is down."""
+    services: Services = request.app.state.services
+
+    async def postgres() -> bool:
+        try:
+            one: int = await asyncio.wait_for(services.pool.fetchval("SELECT 1"), 2)
+            return one == 1
+        except Exception:
+            return False
+
+    async def redis() -> bool:
+        try:
+            pong: bool = await asyncio.wait_for(services.redis.ping(), 2)
+            return pong
+        except Exception:
+            return False
+
+    pg_ok, redis_ok = await asyncio.gather(postgres(), redis())
+    body = {
+        "status": "ok" if pg_ok and redis_ok else ("degraded" if pg_ok else "down"),
+        "postgres": "ok" if pg_ok else "unreachable",
+        "redis": "ok" if redis_ok else "unreachable",
+    }
+    return JSONResponse(body, status_code=200 if pg_ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of this process's metrics."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def index(request: Request) -> Response:
+    return RedirectResponse("/graphql")
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
+    """The app. Given services, it uses them; else its lifespan opens them from settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+            yield
+            return
+        opened = await open_services(settings or config.load())
+        app.state.services = opened
+        try:
+            yield
+        finally:
+            await opened.close()
+
+    graphql = GraphQLApp(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/metrics", metrics),
+        ],
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit)
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for uvicorn workers: settings (with URLs) come from the environment."""
+    return create_app(config.load())

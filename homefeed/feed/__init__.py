@@ -1,0 +1,1 @@
+"""The engine: storage, timelines and feed assembly. Knows nothing of GraphQL."""

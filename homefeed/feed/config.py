@@ -1,0 +1,137 @@
+"""Settings, read once from the environment and validated at start-up."""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+PREFIX = "HOMEFEED_"
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".homefeed")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    jwt_secret: str | None = None
+    celebrity_threshold: float = 100_000
+    timeline_size: int = 800
+    active_days: int = 7
+    token_ttl_days: int = 30
+    # Writes (mutations) a user may make per minute; 0 switches the limit off.
+    rate_limit_per_minute: int = 600
+    # Namespace for every Redis key and channel, so tests and tenants can share a server.
+    redis_prefix: str = "hf"
+    allowed_origins: tuple[str, ...] = ()
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some settings changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+DEFAULTS = Settings()
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int | None = None) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise SettingsError(f"{PREFIX}{name} must be {bound}, got {value}")
+    return value
+
+
+def _threshold(env: Mapping[str, str]) -> float:
+    raw = env.get(PREFIX + "CELEBRITY_THRESHOLD")
+    if raw is None or raw.strip() == "":
+        return DEFAULTS.celebrity_threshold
+    text = raw.strip().lower()
+    if text in {"inf", "infinity", "none", "never"}:
+        return math.inf
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise SettingsError(
+            f"{PREFIX}CELEBRITY_THRESHOLD must be a non-negative integer or 'inf', got {raw!r}"
+        ) from None
+    if value < 0:
+        raise SettingsError(f"{PREFIX}CELEBRITY_THRESHOLD must be >= 0, got {value}")
+    return float(value)
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw.strip() == "":
+        return None
+    url = raw.strip()
+    if not url.startswith(tuple(s + "://" for s in schemes)):
+        raise SettingsError(f"{PREFIX}{name} must start with one of {schemes} (…://), got {url!r}")
+    return url
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every HOMEFEED_ setting; raise SettingsError naming the bad one."""
+    env = os.environ if env is None else env
+    secret = env.get(PREFIX + "JWT_SECRET") or None
+    if secret is not None and len(secret) < 16:
+        raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 16 characters")
+    prefix = env.get(PREFIX + "REDIS_PREFIX", DEFAULTS.redis_prefix).strip()
+    if not prefix or any(c in prefix for c in "{}: \t"):
+        raise SettingsError(f"{PREFIX}REDIS_PREFIX must be non-empty, without braces, colons or spaces")
+    origins = tuple(
+        o.strip().rstrip("/") for o in env.get(PREFIX + "ALLOWED_ORIGINS", "").split(",") if o.strip()
+    )
+    host = env.get(PREFIX + "HOST", DEFAULTS.host).strip()
+    if not host:
+        raise SettingsError(f"{PREFIX}HOST must not be empty")
+    return Settings(
+        database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres")),
+        redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix", "valkey")),
+        data_dir=Path(env.get(PREFIX + "DATA_DIR") or DEFAULTS.data_dir),
+        host=host,
+        port=_int(env, "PORT", DEFAULTS.port, 0, 65535),
+        jwt_secret=secret,
+        celebrity_threshold=_threshold(env),
+        timeline_size=_int(env, "TIMELINE_SIZE", DEFAULTS.timeline_size, 1, 100_000),
+        active_days=_int(env, "ACTIVE_DAYS", DEFAULTS.active_days, 0, 36_500),
+        token_ttl_days=_int(env, "TOKEN_TTL_DAYS", DEFAULTS.token_ttl_days, 1, 3650),
+        rate_limit_per_minute=_int(env, "RATE_LIMIT", DEFAULTS.rate_limit_per_minute, 0),
+        redis_prefix=prefix,
+        allowed_origins=origins,
+    )
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The token-signing secret: the setting, else one generated once and kept in the data dir."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    path = settings.data_dir / "jwt_secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    # O_EXCL: two processes starting together must agree on one secret.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secret)
+    return secret

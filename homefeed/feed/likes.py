@@ -1,0 +1,72 @@
+"""Likes in PostgreSQL, with the post's like count kept in step in the same statement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from homefeed.feed.errors import Forbidden, NotFound
+
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+
+class Likes:
+    """Reads and writes likes."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def _check(self, conn: Conn, user_id: int, post_id: int) -> None:
+        row = await conn.fetchrow(
+            """SELECT p.author_id,
+                      EXISTS (SELECT 1 FROM blocks b
+                              WHERE (b.blocker_id = $1 AND b.blocked_id = p.author_id)
+                                 OR (b.blocker_id = p.author_id AND b.blocked_id = $1)) AS blocked
+               FROM posts p WHERE p.id = $2 AND p.deleted_at IS NULL""",
+            user_id,
+            post_id,
+        )
+        if row is None:
+            raise NotFound("no such post")
+        if row["blocked"]:
+            raise Forbidden("you cannot interact with this post")
+
+    async def like(self, user_id: int, post_id: int) -> None:
+        """Like a live post; liking twice counts once."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._check(conn, user_id, post_id)
+            await conn.execute(
+                """WITH ins AS (
+                       INSERT INTO likes (user_id, post_id) VALUES ($1, $2)
+                       ON CONFLICT DO NOTHING RETURNING post_id
+                   )
+                   UPDATE posts SET like_count = like_count + 1
+                   WHERE id IN (SELECT post_id FROM ins)""",
+                user_id,
+                post_id,
+            )
+
+    async def unlike(self, user_id: int, post_id: int) -> None:
+        """Remove a like; a no-op if there was none."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._check(conn, user_id, post_id)
+            await conn.execute(
+                """WITH gone AS (
+                       DELETE FROM likes WHERE user_id = $1 AND post_id = $2 RETURNING post_id
+                   )
+                   UPDATE posts SET like_count = like_count - 1
+                   WHERE id IN (SELECT post_id FROM gone)""",
+                user_id,
+                post_id,
+            )
+
+    async def liked_among(self, user_id: int, post_ids: Sequence[int]) -> set[int]:
+        """Which of post_ids the user has liked."""
+        rows = await self._pool.fetch(
+            "SELECT post_id FROM likes WHERE user_id = $1 AND post_id = ANY($2::bigint[])",
+            user_id,
+            list(post_ids),
+        )
+        return {r["post_id"] for r in rows}

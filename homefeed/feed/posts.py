@@ -1,0 +1,96 @@
+"""Posts in PostgreSQL. Every write commits its fan-out job (outbox row) in the same statement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from homefeed.feed.errors import Forbidden, InvalidInput, NotFound
+from homefeed.feed.records import Post
+
+MAX_POST_LENGTH = 280
+_COLUMNS = "id, author_id, text, like_count"
+
+
+def _post(row: asyncpg.Record) -> Post:
+    return Post(id=row["id"], author_id=row["author_id"], text=row["text"], like_count=row["like_count"])
+
+
+def clean_text(text: str) -> str:
+    """Trimmed post text, or InvalidInput if empty or too long."""
+    text = text.strip()
+    if not text:
+        raise InvalidInput("post text must not be empty")
+    if len(text) > MAX_POST_LENGTH:
+        raise InvalidInput(f"post text must be at most {MAX_POST_LENGTH} characters")
+    return text
+
+
+class Posts:
+    """Reads and writes the posts table."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(self, author_id: int, text: str) -> Post:
+        """Insert a post and its fan-out job atomically (one statement, one round trip)."""
+        row = await self._pool.fetchrow(
+            f"""WITH p AS (
+                    INSERT INTO posts (author_id, text) VALUES ($1, $2) RETURNING {_COLUMNS}
+                ), job AS (
+                    INSERT INTO outbox (kind, actor_id, subject_id)
+                    SELECT 'post', author_id, id FROM p
+                )
+                SELECT {_COLUMNS} FROM p""",
+            author_id,
+            clean_text(text),
+        )
+        assert row is not None
+        return _post(row)
+
+    async def delete(self, viewer_id: int, post_id: int) -> None:
+        """Soft-delete the viewer's own post. Deleting it again is a no-op."""
+        row = await self._pool.fetchrow(
+            """WITH target AS (
+                   SELECT author_id, id, deleted_at FROM posts WHERE id = $2
+               ), del AS (
+                   UPDATE posts p SET deleted_at = now()
+                   FROM target t
+                   WHERE p.author_id = t.author_id AND p.id = t.id
+                     AND t.author_id = $1 AND t.deleted_at IS NULL
+                   RETURNING p.author_id, p.id
+               ), job AS (
+                   INSERT INTO outbox (kind, actor_id, subject_id)
+                   SELECT 'delete', author_id, id FROM del
+               )
+               SELECT author_id FROM target""",
+            viewer_id,
+            post_id,
+        )
+        if row is None:
+            raise NotFound("no such post")
+        if row["author_id"] != viewer_id:
+            raise Forbidden("only the author can delete a post")
+
+    async def by_ids(self, ids: Sequence[int]) -> list[Post | None]:
+        """Live posts for ids, aligned with the input; None where missing or deleted."""
+        rows = await self._pool.fetch(
+            f"""SELECT {_COLUMNS} FROM posts
+                WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL""",
+            list(ids),
+        )
+        found = {r["id"]: _post(r) for r in rows}
+        return [found.get(i) for i in ids]
+
+    async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]:
+        """Ids of an author's live posts, newest first, older than `before`."""
+        rows = await self._pool.fetch(
+            """SELECT id FROM posts
+               WHERE author_id = $1 AND deleted_at IS NULL AND id < $2
+               ORDER BY id DESC LIMIT $3""",
+            author_id,
+            before if before is not None else 2**63 - 1,
+            limit,
+        )
+        return [r["id"] for r in rows]

@@ -1,0 +1,38 @@
+"""The pull home feed: newest posts of the viewer and their followees, straight from PostgreSQL.
+
+The reference answer for every other strategy, the fallback past the cached
+timeline, and the baseline in benchmarks. Filters apply per author (muted,
+blocked either way), so a page is never short because of filtering.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+NO_UPPER_BOUND = 2**63 - 1
+
+_QUERY = """
+SELECT p.id
+FROM (
+    SELECT followee_id AS author_id FROM follows WHERE follower_id = $1
+    UNION
+    SELECT $1
+) a
+CROSS JOIN LATERAL (
+    SELECT id FROM posts
+    WHERE author_id = a.author_id AND deleted_at IS NULL AND id < $2
+    ORDER BY id DESC
+    LIMIT $3
+) p
+WHERE NOT EXISTS (SELECT 1 FROM mutes WHERE muter_id = $1 AND muted_id = a.author_id)
+  AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = a.author_id)
+  AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = a.author_id AND blocked_id = $1)
+ORDER BY p.id DESC
+LIMIT $3
+"""
+
+
+async def pull_ids(pool: asyncpg.Pool, viewer: int, before: int | None, limit: int) -> list[int]:
+    """Up to `limit` ids of the viewer's home feed older than `before`, newest first."""
+    rows = await pool.fetch(_QUERY, viewer, NO_UPPER_BOUND if before is None else before, limit)
+    return [r["id"] for r in rows]

@@ -1,0 +1,40 @@
+"""Typed records crossing the engine's boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from homefeed.feed.ids import id_time
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    handle: str
+    display_name: str
+    created_at: datetime
+    last_seen_at: datetime
+    follower_count: int
+    following_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    id: int
+    author_id: int
+    text: str
+    like_count: int
+
+    @property
+    def created_at(self) -> datetime:
+        """Posts are timestamped by their id."""
+        return id_time(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a post list: ids newest first, and whether more exist after the last."""
+
+    post_ids: list[int]
+    has_next: bool

@@ -1,0 +1,154 @@
+"""Follows, blocks and mutes in PostgreSQL.
+
+Every change is idempotent. A follow is stored twice, by follower and by
+followee, in one transaction, so each table can be distributed by its leading
+column. Follow and block take a transaction lock on the pair so that a follow
+can never slip in beside a concurrent block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from homefeed.feed.errors import Forbidden, InvalidInput, NotFound
+
+_PAIR_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(least($1, $2) || ':' || greatest($1, $2), 0))"
+
+# Removes the follow a -> b (both tables, both counters) and queues its timeline clean-up.
+_UNFOLLOW = """
+    WITH gone AS (
+        DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2 RETURNING followee_id
+    ), rev AS (
+        DELETE FROM followers WHERE followee_id = $2 AND follower_id = $1
+    ), c1 AS (
+        UPDATE users SET follower_count = follower_count - 1
+        WHERE id = $2 AND EXISTS (SELECT 1 FROM gone)
+    ), c2 AS (
+        UPDATE users SET following_count = following_count - 1
+        WHERE id = $1 AND EXISTS (SELECT 1 FROM gone)
+    ), job AS (
+        INSERT INTO outbox (kind, actor_id, subject_id) SELECT 'unfollow', $1, $2 FROM gone
+    )
+    SELECT count(*) FROM gone
+"""
+
+
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+
+class Relations:
+    """Reads and writes follows, blocks and mutes."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def _require_other_user(self, conn: Conn, actor: int, target: int, verb: str) -> None:
+        if actor == target:
+            raise InvalidInput(f"you cannot {verb} yourself")
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", target):
+            raise NotFound("no such user")
+
+    async def follow(self, follower: int, followee: int) -> None:
+        """Follow; FORBIDDEN across a block either way."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._require_other_user(conn, follower, followee, "follow")
+            await conn.execute(_PAIR_LOCK, follower, followee)
+            blocked = await conn.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM blocks
+                   WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1))""",
+                follower,
+                followee,
+            )
+            if blocked:
+                raise Forbidden("you cannot follow this user")
+            await conn.execute(
+                """WITH ins AS (
+                       INSERT INTO follows (follower_id, followee_id) VALUES ($1, $2)
+                       ON CONFLICT DO NOTHING RETURNING followee_id
+                   ), rev AS (
+                       INSERT INTO followers (followee_id, follower_id) SELECT $2, $1 FROM ins
+                       ON CONFLICT DO NOTHING
+                   ), c1 AS (
+                       UPDATE users SET follower_count = follower_count + 1
+                       WHERE id = $2 AND EXISTS (SELECT 1 FROM ins)
+                   ), c2 AS (
+                       UPDATE users SET following_count = following_count + 1
+                       WHERE id = $1 AND EXISTS (SELECT 1 FROM ins)
+                   )
+                   INSERT INTO outbox (kind, actor_id, subject_id) SELECT 'follow', $1, $2 FROM ins""",
+                follower,
+                followee,
+            )
+
+    async def unfollow(self, follower: int, followee: int) -> None:
+        """Stop following; a no-op if not following."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._require_other_user(conn, follower, followee, "unfollow")
+            await conn.execute(_UNFOLLOW, follower, followee)
+
+    async def block(self, blocker: int, blocked: int) -> None:
+        """Block, removing any follow between the two in both directions."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._require_other_user(conn, blocker, blocked, "block")
+            await conn.execute(_PAIR_LOCK, blocker, blocked)
+            inserted = await conn.fetchval(
+                """WITH ins AS (
+                       INSERT INTO blocks (blocker_id, blocked_id) VALUES ($1, $2)
+                       ON CONFLICT DO NOTHING RETURNING 1
+                   ), job AS (
+                       INSERT INTO outbox (kind, actor_id, subject_id) SELECT 'block', $1, $2 FROM ins
+                   )
+                   SELECT count(*) FROM ins""",
+                blocker,
+                blocked,
+            )
+            if inserted:
+                await conn.execute(_UNFOLLOW, blocker, blocked)
+                await conn.execute(_UNFOLLOW, blocked, blocker)
+
+    async def unblock(self, blocker: int, blocked: int) -> None:
+        """Lift a block; restores nothing."""
+        async with self._pool.acquire() as conn:
+            await self._require_other_user(conn, blocker, blocked, "unblock")
+            await conn.execute(
+                "DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2", blocker, blocked
+            )
+
+    async def mute(self, muter: int, muted: int) -> None:
+        """Hide the muted user's posts from the muter's feed."""
+        async with self._pool.acquire() as conn:
+            await self._require_other_user(conn, muter, muted, "mute")
+            await conn.execute(
+                """INSERT INTO mutes (muter_id, muted_id) VALUES ($1, $2) ON CONFLICT DO NOTHING""",
+                muter,
+                muted,
+            )
+
+    async def unmute(self, muter: int, muted: int) -> None:
+        """Show the muted user's posts again."""
+        async with self._pool.acquire() as conn:
+            await self._require_other_user(conn, muter, muted, "unmute")
+            await conn.execute("DELETE FROM mutes WHERE muter_id = $1 AND muted_id = $2", muter, muted)
+
+    async def follows_among(self, viewer: int, user_ids: Sequence[int]) -> set[int]:
+        """Which of user_ids the viewer follows."""
+        rows = await self._pool.fetch(
+            "SELECT followee_id FROM follows WHERE follower_id = $1 AND followee_id = ANY($2::bigint[])",
+            viewer,
+            list(user_ids),
+        )
+        return {r["followee_id"] for r in rows}
+
+    async def blocked_either_way(self, a: int, b: int) -> bool:
+        """Whether a blocks b or b blocks a."""
+        return bool(
+            await self._pool.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM blocks
+                   WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1))""",
+                a,
+                b,
+            )
+        )

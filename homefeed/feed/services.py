@@ -1,0 +1,68 @@
+"""Everything a process needs to serve, opened from settings and closed together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+from redis.asyncio import Redis
+
+from homefeed.feed import config
+from homefeed.feed.auth import Passwords, Tokens
+from homefeed.feed.config import Settings
+from homefeed.feed.cursors import Cursors
+from homefeed.feed.db import create_pool
+from homefeed.feed.feeds import Feeds
+from homefeed.feed.likes import Likes
+from homefeed.feed.posts import Posts
+from homefeed.feed.ratelimit import RateLimiter
+from homefeed.feed.relations import Relations
+from homefeed.feed.users import Users
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    users: Users
+    posts: Posts
+    relations: Relations
+    likes: Likes
+    feeds: Feeds
+    cursors: Cursors
+    tokens: Tokens
+    passwords: Passwords
+    limiter: RateLimiter
+
+    async def close(self) -> None:
+        """Close the pools."""
+        await self.redis.aclose()
+        await self.pool.close()
+
+
+async def open_services(settings: Settings, *, passwords: Passwords | None = None) -> Services:
+    """Connect to PostgreSQL and Redis (both URLs must be set) and build the engine objects."""
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("open_services needs database_url and redis_url")
+    pool = await create_pool(settings.database_url)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    secret = config.jwt_secret(settings)
+    posts = Posts(pool)
+    return Services(
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        users=Users(pool),
+        posts=posts,
+        relations=Relations(pool),
+        likes=Likes(pool),
+        feeds=Feeds(pool, posts),
+        cursors=Cursors(secret),
+        tokens=Tokens(secret, settings.token_ttl_days * 86400),
+        passwords=passwords or Passwords(),
+        limiter=RateLimiter(redis, settings.redis_prefix, settings.rate_limit_per_minute),
+    )

@@ -1,0 +1,90 @@
+"""Users in PostgreSQL: sign-up, look-ups by id and handle, credentials."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import asyncpg
+
+from homefeed.feed.errors import InvalidInput
+from homefeed.feed.records import User
+
+HANDLE = re.compile(r"^[A-Za-z0-9_]{1,30}$")
+MAX_DISPLAY_NAME = 50
+_COLUMNS = "id, handle, display_name, created_at, last_seen_at, follower_count, following_count"
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(
+        id=row["id"],
+        handle=row["handle"],
+        display_name=row["display_name"],
+        created_at=row["created_at"],
+        last_seen_at=row["last_seen_at"],
+        follower_count=row["follower_count"],
+        following_count=row["following_count"],
+    )
+
+
+def clean_handle(handle: str) -> str:
+    """A valid handle or InvalidInput saying what is allowed."""
+    handle = handle.strip().removeprefix("@")
+    if not HANDLE.match(handle):
+        raise InvalidInput("handle must be 1 to 30 letters, digits or underscores")
+    return handle
+
+
+def clean_display_name(name: str | None, handle: str) -> str:
+    """The display name to store: trimmed, defaulting to the handle."""
+    name = (name or "").strip() or handle
+    if len(name) > MAX_DISPLAY_NAME:
+        raise InvalidInput(f"displayName must be at most {MAX_DISPLAY_NAME} characters")
+    return name
+
+
+class Users:
+    """Reads and writes the users table."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(self, handle: str, display_name: str, password_hash: str) -> User:
+        """Insert a user; InvalidInput if the handle is taken (in any letter case)."""
+        try:
+            row = await self._pool.fetchrow(
+                f"""INSERT INTO users (handle, display_name, password_hash)
+                    VALUES ($1, $2, $3) RETURNING {_COLUMNS}""",
+                handle,
+                display_name,
+                password_hash,
+            )
+        except asyncpg.UniqueViolationError:
+            raise InvalidInput(f"handle @{handle} is taken") from None
+        assert row is not None
+        return _user(row)
+
+    async def by_ids(self, ids: Sequence[int]) -> list[User | None]:
+        """Users for ids, aligned with the input; None where missing."""
+        rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM users WHERE id = ANY($1::bigint[])", list(ids))
+        found = {r["id"]: _user(r) for r in rows}
+        return [found.get(i) for i in ids]
+
+    async def by_handle(self, handle: str) -> User | None:
+        """The user with this handle, ignoring letter case."""
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM users WHERE lower(handle) = lower($1)", handle
+        )
+        return _user(row) if row else None
+
+    async def credentials(self, handle: str) -> tuple[User, str] | None:
+        """The user and stored password hash for a handle."""
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS}, password_hash FROM users WHERE lower(handle) = lower($1)",
+            handle,
+        )
+        return (_user(row), row["password_hash"]) if row else None
+
+    async def exists(self, user_id: int) -> bool:
+        """Whether a user with this id exists."""
+        return bool(await self._pool.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id))

@@ -1,0 +1,47 @@
+"""The per-request context every resolver receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from homefeed.feed.errors import Unauthenticated
+from homefeed.feed.services import Services
+from homefeed.loaders import Loaders, build
+
+
+@dataclass
+class Context:
+    services: Services
+    token: str | None
+    client_key: str
+    _viewer: int | None = field(default=None, init=False)
+    _checked: bool = field(default=False, init=False)
+    _loaders: Loaders | None = field(default=None, init=False)
+
+    async def viewer_id(self) -> int | None:
+        """The authenticated user's id, None without a token; Unauthenticated for a bad one."""
+        if not self._checked:
+            if self.token is not None:
+                user_id = self.services.tokens.verify(self.token)
+                if await build(self.services, None).users.load(user_id) is None:
+                    raise Unauthenticated("the user of this token no longer exists")
+                self._viewer = user_id
+            self._checked = True
+        return self._viewer
+
+    async def require_viewer(self) -> int:
+        """The authenticated user's id, or Unauthenticated."""
+        viewer = await self.viewer_id()
+        if viewer is None:
+            raise Unauthenticated("sign in: send Authorization: Bearer <token>")
+        return viewer
+
+    def forget_loaded(self) -> None:
+        """Drop what this request has loaded so far: a mutation just changed it."""
+        self._loaders = None
+
+    async def loaders(self) -> Loaders:
+        """This request's loaders, built on first use for the authenticated viewer."""
+        if self._loaders is None:
+            self._loaders = build(self.services, await self.viewer_id())
+        return self._loaders

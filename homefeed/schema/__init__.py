@@ -1,0 +1,55 @@
+"""The GraphQL schema: the contract of DESIGN.md, with query limits and error codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.types import ExecutionContext
+
+from homefeed.schema.errors import ErrorCodes, log_errors
+from homefeed.schema.metrics import OperationMetrics
+from homefeed.schema.posts import Post
+from homefeed.schema.root import Mutation, Query
+from homefeed.schema.users import User
+
+MAX_DEPTH = 10
+MAX_TOKENS = 2000
+MAX_ALIASES = 30
+
+
+class HomefeedSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_errors(errors)
+
+
+def build_schema(**kwargs: Any) -> strawberry.Schema:
+    """The schema with its protective extensions."""
+    return HomefeedSchema(
+        query=Query,
+        mutation=Mutation,
+        types=[User, Post],
+        extensions=[
+            OperationMetrics,
+            ErrorCodes,
+            ParserCache(maxsize=1024),  # type: ignore[list-item]  # instances are accepted
+            ValidationCache(maxsize=1024),  # type: ignore[list-item]  # instances are accepted
+            QueryDepthLimiter(max_depth=MAX_DEPTH),  # type: ignore[list-item]  # instances are accepted
+            MaxTokensLimiter(max_token_count=MAX_TOKENS),  # type: ignore[list-item]  # instances are accepted
+            MaxAliasesLimiter(max_alias_count=MAX_ALIASES),  # type: ignore[list-item]  # instances are accepted
+        ],
+        **kwargs,
+    )
+
+
+schema = build_schema()

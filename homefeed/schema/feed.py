@@ -1,0 +1,20 @@
+"""The home feed."""
+
+from __future__ import annotations
+
+import strawberry
+
+from homefeed.resolvers import query
+from homefeed.resolvers.context import Context
+from homefeed.schema.posts import PostConnection
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.type
+class FeedQuery:
+    @strawberry.field(
+        description="The signed-in user's home feed: their posts and their followees', newest first."
+    )
+    async def home_feed(self, info: Info, first: int = 20, after: str | None = None) -> PostConnection:
+        return PostConnection.of(await query.home_feed(info.context, first, after))

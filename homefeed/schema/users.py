@@ -1,0 +1,116 @@
+"""Users, sessions and the relationships between users."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from homefeed.feed import records
+from homefeed.resolvers import mutation, query
+from homefeed.resolvers.context import Context
+from homefeed.schema.node import Node, expect_global_id, to_global_id
+from homefeed.schema.posts import PostConnection
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.type(description="A person who posts and follows.")
+class User(Node):
+    record: strawberry.Private[records.User]
+
+    @classmethod
+    def of(cls, record: records.User) -> User:
+        return cls(id=to_global_id("User", record.id), record=record)
+
+    @strawberry.field
+    def handle(self) -> str:
+        return self.record.handle
+
+    @strawberry.field
+    def display_name(self) -> str:
+        return self.record.display_name
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.record.created_at
+
+    @strawberry.field
+    def follower_count(self) -> int:
+        return self.record.follower_count
+
+    @strawberry.field
+    def following_count(self) -> int:
+        return self.record.following_count
+
+    @strawberry.field(description="Whether the signed-in user follows this user (false when anonymous).")
+    async def viewer_follows(self, info: Info) -> bool:
+        return await query.viewer_follows(info.context, self.record.id)
+
+    @strawberry.field(description="This user's posts, newest first.")
+    async def posts(self, info: Info, first: int = 20, after: str | None = None) -> PostConnection:
+        return PostConnection.of(await query.user_posts(info.context, self.record.id, first, after))
+
+
+@strawberry.type
+class AuthPayload:
+    token: str = strawberry.field(description="Send as `Authorization: Bearer <token>`.")
+    user: User
+
+    @classmethod
+    def of(cls, session: mutation.Session) -> AuthPayload:
+        return cls(token=session.token, user=User.of(session.user))
+
+
+@strawberry.type
+class UserQuery:
+    @strawberry.field(description="The signed-in user; null when anonymous.")
+    async def viewer(self, info: Info) -> User | None:
+        record = await query.viewer(info.context)
+        return User.of(record) if record else None
+
+    @strawberry.field(description="A user by handle, ignoring letter case.")
+    async def user(self, info: Info, handle: str) -> User | None:
+        record = await query.user_by_handle(info.context, handle)
+        return User.of(record) if record else None
+
+
+def _target(user_id: strawberry.ID) -> int:
+    return expect_global_id(user_id, "User")
+
+
+@strawberry.type
+class UserMutation:
+    @strawberry.mutation(description="Create an account. Handles: 1-30 letters, digits, underscores.")
+    async def sign_up(
+        self, info: Info, handle: str, password: str, display_name: str | None = None
+    ) -> AuthPayload:
+        return AuthPayload.of(await mutation.sign_up(info.context, handle, password, display_name))
+
+    @strawberry.mutation
+    async def log_in(self, info: Info, handle: str, password: str) -> AuthPayload:
+        return AuthPayload.of(await mutation.log_in(info.context, handle, password))
+
+    @strawberry.mutation
+    async def follow(self, info: Info, user_id: strawberry.ID) -> User:
+        return User.of(await mutation.follow(info.context, _target(user_id)))
+
+    @strawberry.mutation
+    async def unfollow(self, info: Info, user_id: strawberry.ID) -> User:
+        return User.of(await mutation.unfollow(info.context, _target(user_id)))
+
+    @strawberry.mutation(description="Block: removes follows both ways and hides each from the other.")
+    async def block(self, info: Info, user_id: strawberry.ID) -> User:
+        return User.of(await mutation.block(info.context, _target(user_id)))
+
+    @strawberry.mutation
+    async def unblock(self, info: Info, user_id: strawberry.ID) -> User:
+        return User.of(await mutation.unblock(info.context, _target(user_id)))
+
+    @strawberry.mutation(description="Mute: hides the user's posts from your home feed.")
+    async def mute(self, info: Info, user_id: strawberry.ID) -> User:
+        return User.of(await mutation.mute(info.context, _target(user_id)))
+
+    @strawberry.mutation
+    async def unmute(self, info: Info, user_id: strawberry.ID) -> User:
+        return User.of(await mutation.unmute(info.context, _target(user_id)))
