@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
+from asyncpg.connection import LoggedQuery
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """A pool for `url`. Extra query parameters of the URL become server settings (asyncpg)."""
+async def create_pool(
+    url: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    on_query: Callable[[LoggedQuery], None] | None = None,
+) -> asyncpg.Pool:
+    """A pool for `url`; extra URL query parameters become server settings (asyncpg).
+
+    `on_query` sees every statement each connection runs (tests count round trips with it).
+    """
+
+    async def init(conn: asyncpg.Connection) -> None:
+        if on_query is not None:
+            conn.add_query_logger(on_query)
+
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
         max_size=max_size,
-        # Statements are prepared once per connection and reused; the cache keeps the hot ones.
-        statement_cache_size=256,
+        init=init,
         server_settings={"application_name": "homefeed"},
     )
     assert pool is not None

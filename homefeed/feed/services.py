@@ -50,6 +50,13 @@ async def open_services(settings: Settings, *, passwords: Passwords | None = Non
         raise RuntimeError("open_services needs database_url and redis_url")
     pool = await create_pool(settings.database_url)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    return build_services(settings, pool, redis, passwords=passwords)
+
+
+def build_services(
+    settings: Settings, pool: asyncpg.Pool, redis: Redis, *, passwords: Passwords | None = None
+) -> Services:
+    """The engine objects over open connections."""
     secret = config.jwt_secret(settings)
     posts = Posts(pool)
     return Services(

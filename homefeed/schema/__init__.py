@@ -39,14 +39,15 @@ def build_schema(**kwargs: Any) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         types=[User, Post],
+        # Factories: a fresh extension per request; the parser and validation caches are shared.
         extensions=[
             OperationMetrics,
             ErrorCodes,
-            ParserCache(maxsize=1024),  # type: ignore[list-item]  # instances are accepted
-            ValidationCache(maxsize=1024),  # type: ignore[list-item]  # instances are accepted
-            QueryDepthLimiter(max_depth=MAX_DEPTH),  # type: ignore[list-item]  # instances are accepted
-            MaxTokensLimiter(max_token_count=MAX_TOKENS),  # type: ignore[list-item]  # instances are accepted
-            MaxAliasesLimiter(max_alias_count=MAX_ALIASES),  # type: ignore[list-item]  # instances are accepted
+            lambda: ParserCache(maxsize=1024),
+            lambda: ValidationCache(maxsize=1024),
+            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         ],
         **kwargs,
     )

@@ -1,0 +1,110 @@
+"""Real servers for the suite: the ones named by HOMEFEED_DATABASE_URL / HOMEFEED_REDIS_URL, else embedded.
+
+Every test gets its own PostgreSQL schema and Redis key prefix, so tests run in
+any order and never see each other's data.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+
+import asyncpg
+import pytest
+from argon2 import PasswordHasher
+from hypothesis import HealthCheck, settings
+from redis.asyncio import Redis
+
+from homefeed.feed import config
+from homefeed.feed.auth import Passwords
+from homefeed.feed.config import Settings
+from homefeed.feed.db import create_pool
+from homefeed.feed.embedded import servers_for
+from homefeed.feed.migrate import migrate
+from homefeed.feed.services import Services, build_services
+from tests.api import Api
+
+settings.register_profile(
+    "homefeed",
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("homefeed")
+
+# Cheap hashing: the suite signs up hundreds of users; production keeps argon2's defaults.
+FAST_PASSWORDS = Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Settings]:
+    """Settings naming a running PostgreSQL and Redis for the whole session."""
+    base = config.load()
+    data_dir = Path(tempfile.mkdtemp(prefix="homefeed-test-"))
+    with servers_for(base.with_(data_dir=data_dir)) as ready:
+        yield ready
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """The URL with `search_path` set, which asyncpg passes on as a server setting."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
+    query.append(("search_path", schema))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@pytest.fixture
+async def settings_(servers: Settings) -> AsyncIterator[Settings]:
+    """Settings for one test: a fresh schema, migrated, and a fresh Redis key prefix."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    assert servers.database_url and servers.redis_url
+    conn = await asyncpg.connect(servers.database_url)
+    try:
+        await conn.execute(f"CREATE SCHEMA {name}")
+    finally:
+        await conn.close()
+    isolated = servers.with_(
+        database_url=with_search_path(servers.database_url, name),
+        redis_prefix=name,
+        jwt_secret="test-secret-" + "x" * 20,
+    )
+    pool = await create_pool(isolated.database_url or "", min_size=1, max_size=1)
+    try:
+        await migrate(pool)
+    finally:
+        await pool.close()
+    yield isolated
+    conn = await asyncpg.connect(servers.database_url)
+    try:
+        await conn.execute(f"DROP SCHEMA {name} CASCADE")
+    finally:
+        await conn.close()
+    redis = Redis.from_url(servers.redis_url)
+    try:
+        keys = [k async for k in redis.scan_iter(match=f"{name}:*", count=1000)]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture
+async def services(settings_: Settings) -> AsyncIterator[Services]:
+    """The engine over this test's schema and key prefix."""
+    assert settings_.database_url and settings_.redis_url
+    pool = await create_pool(settings_.database_url)
+    redis = Redis.from_url(settings_.redis_url)
+    opened = build_services(settings_, pool, redis, passwords=FAST_PASSWORDS)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def api(services: Services) -> AsyncIterator[Api]:
+    """A GraphQL client talking to the ASGI app in-process."""
+    async with Api.running(services) as client:
+        yield client
