@@ -63,7 +63,8 @@ class Api:
     async def sign_up(self, handle: str, password: str = "password123") -> Account:
         data = (
             await self.gql(
-                "mutation($h: String!, $p: String!) { signUp(handle: $h, password: $p) { token user { id } } }",
+                "mutation($h: String!, $p: String!) "
+                "{ signUp(handle: $h, password: $p) { token user { id } } }",
                 {"h": handle, "p": password},
             )
         ).ok()
