@@ -15,7 +15,9 @@ from asyncpg.pool import PoolConnectionProxy
 
 from homefeed.feed.errors import Forbidden, InvalidInput, NotFound
 
-_PAIR_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(least($1, $2) || ':' || greatest($1, $2), 0))"
+# Casts: without them PostgreSQL infers text parameters from `||` and rejects the integer ids.
+_PAIR_LOCK = """SELECT pg_advisory_xact_lock(hashtextextended(
+    least($1::bigint, $2::bigint)::text || ':' || greatest($1::bigint, $2::bigint)::text, 0))"""
 
 # Removes the follow a -> b (both tables, both counters) and queues its timeline clean-up.
 _UNFOLLOW = """

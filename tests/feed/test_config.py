@@ -1,0 +1,98 @@
+"""Settings: every one parsed from the environment; a bad one fails naming itself."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from homefeed.feed import config
+from homefeed.feed.config import DEFAULTS, SettingsError
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    assert config.load({}) == DEFAULTS
+    assert DEFAULTS.celebrity_threshold == 100_000
+    assert DEFAULTS.timeline_size == 800
+    assert DEFAULTS.active_days == 7
+    assert (DEFAULTS.host, DEFAULTS.port) == ("127.0.0.1", 8000)
+
+
+def test_every_setting_is_parsed() -> None:
+    env = {
+        "HOMEFEED_DATABASE_URL": " postgresql://u:p@db:5432/hf ",
+        "HOMEFEED_REDIS_URL": "redis://cache:6379/1",
+        "HOMEFEED_DATA_DIR": "/var/lib/homefeed",
+        "HOMEFEED_HOST": "0.0.0.0",
+        "HOMEFEED_PORT": "9000",
+        "HOMEFEED_JWT_SECRET": "s" * 32,
+        "HOMEFEED_CELEBRITY_THRESHOLD": "10_000",
+        "HOMEFEED_TIMELINE_SIZE": "500",
+        "HOMEFEED_ACTIVE_DAYS": "3",
+        "HOMEFEED_TOKEN_TTL_DAYS": "2",
+        "HOMEFEED_RATE_LIMIT": "0",
+        "HOMEFEED_REDIS_PREFIX": "tenant1",
+        "HOMEFEED_ALLOWED_ORIGINS": "https://a.example/, https://b.example",
+    }
+    s = config.load(env)
+    assert s.database_url == "postgresql://u:p@db:5432/hf"
+    assert s.redis_url == "redis://cache:6379/1"
+    assert s.data_dir == Path("/var/lib/homefeed")
+    assert s.host == "0.0.0.0"
+    assert s.port == 9000
+    assert s.jwt_secret == "s" * 32
+    assert s.celebrity_threshold == 10_000
+    assert s.timeline_size == 500
+    assert s.active_days == 3
+    assert s.token_ttl_days == 2
+    assert s.rate_limit_per_minute == 0
+    assert s.redis_prefix == "tenant1"
+    assert s.allowed_origins == ("https://a.example", "https://b.example")
+
+
+@pytest.mark.parametrize("raw", ["inf", "Infinity", "never"])
+def test_threshold_can_be_infinite(raw: str) -> None:
+    assert config.load({"HOMEFEED_CELEBRITY_THRESHOLD": raw}).celebrity_threshold == math.inf
+
+
+def test_threshold_zero_means_everyone_is_pulled() -> None:
+    assert config.load({"HOMEFEED_CELEBRITY_THRESHOLD": "0"}).celebrity_threshold == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "mysql://db/hf"),
+        ("DATABASE_URL", "db:5432"),
+        ("REDIS_URL", "http://cache"),
+        ("HOST", "   "),
+        ("PORT", "eighty"),
+        ("PORT", "70000"),
+        ("PORT", "-1"),
+        ("JWT_SECRET", "short"),
+        ("CELEBRITY_THRESHOLD", "-5"),
+        ("CELEBRITY_THRESHOLD", "lots"),
+        ("CELEBRITY_THRESHOLD", "1.5"),
+        ("TIMELINE_SIZE", "0"),
+        ("TIMELINE_SIZE", "big"),
+        ("ACTIVE_DAYS", "-1"),
+        ("ACTIVE_DAYS", "7d"),
+        ("TOKEN_TTL_DAYS", "0"),
+        ("RATE_LIMIT", "-3"),
+        ("REDIS_PREFIX", "a:b"),
+        ("REDIS_PREFIX", "{x}"),
+        ("REDIS_PREFIX", "   "),
+    ],
+)
+def test_invalid_setting_names_itself(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"HOMEFEED_{name}"):
+        config.load({f"HOMEFEED_{name}": value})
+
+
+def test_jwt_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
+    s = DEFAULTS.with_(data_dir=tmp_path / "data")
+    first = config.jwt_secret(s)
+    assert len(first) >= 32
+    assert config.jwt_secret(s) == first
+    assert config.jwt_secret(s.with_(jwt_secret="given-" + "x" * 20)) == "given-" + "x" * 20
