@@ -6,7 +6,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,6 +45,24 @@ class GraphQLApp(GraphQL[Context, None]):
             token = credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else header
         client = request.client.host if request.client else "unknown"
         return Context(services=services, token=token, client_key=client)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            # Strawberry answers unparseable requests in plain text; clients expect errors with a code.
+            response = error_response(exc.reason, exc.status_code)
+        await response(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        parsed = super().parse_json(data)
+        # Strawberry assumes an object (or a batch list) and crashes with a 500 on any other JSON value.
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "the request body must be a JSON object")
+        return parsed
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         # Syntax errors skip the schema's operation hooks: give every error its code here too.
@@ -86,19 +106,15 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    response = JSONResponse(
-        {
-            "errors": [
-                {
-                    "message": f"request body over {limit} bytes",
-                    "extensions": {"code": "BAD_USER_INPUT"},
-                }
-            ]
-        },
-        status_code=413,
+def error_response(message: str, status_code: int, code: str = "BAD_USER_INPUT") -> Response:
+    """A GraphQL-shaped error answer for a request rejected before GraphQL could run."""
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": code}}]}, status_code=status_code
     )
-    await response(scope, receive, send)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    await error_response(f"request body over {limit} bytes", 413)(scope, receive, send)
 
 
 async def healthz(request: Request) -> Response:
