@@ -1,11 +1,13 @@
-"""The `homefeed` command: serve, migrate."""
+"""The `homefeed` command: serve, migrate, seed."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import os
+import signal
 import sys
 
 from homefeed.feed import config
@@ -13,6 +15,7 @@ from homefeed.feed.config import Settings, SettingsError
 from homefeed.feed.db import create_pool
 from homefeed.feed.embedded import servers_for
 from homefeed.feed.migrate import migrate
+from homefeed.feed.services import open_services
 
 log = logging.getLogger("homefeed")
 
@@ -31,6 +34,46 @@ async def run_migrations(settings: Settings) -> None:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     with servers_for(settings) as ready:
         asyncio.run(run_migrations(ready))
+    return 0
+
+
+async def _work(settings: Settings) -> None:
+    # The CLI is the composition root: it alone may reach into the worker room.
+    from homefeed.workers.fanout import FanoutWorker
+
+    services = await open_services(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await FanoutWorker(services).run_forever(stop)
+    finally:
+        await services.close()
+
+
+def _work_in_process(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_work(settings))
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    with servers_for(settings) as ready:
+        asyncio.run(run_migrations(ready))
+        log.info("fan-out: %d worker process(es)", args.processes)
+        if args.processes == 1:
+            _work_in_process(ready)
+            return 0
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_work_in_process, args=(ready,)) for _ in range(args.processes)]
+        for p in procs:
+            p.start()
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:
+            for p in procs:
+                p.terminate()
     return 0
 
 
@@ -59,6 +102,30 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here: numpy and rich load only for this command.
+    from homefeed.feed import seed
+
+    params = seed.SeedParams(
+        users=args.users,
+        seed=args.seed,
+        posts_per_user=args.posts_per_user,
+        reset=args.reset,
+        active_days=settings.active_days,
+    )
+    try:
+        params.check()
+        with servers_for(settings) as ready:
+            asyncio.run(run_migrations(ready))
+            with seed.RichProgress() as progress:
+                report = asyncio.run(seed.seed_from_settings(ready, params, progress))
+    except seed.SeedError as exc:
+        print(f"homefeed seed: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="homefeed", description="A home-timeline GraphQL service.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -68,8 +135,17 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(run=cmd_serve)
+    work = sub.add_parser("worker", help="run fan-out workers (as many processes as you like, anywhere)")
+    work.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    work.set_defaults(run=cmd_worker)
     mig = sub.add_parser("migrate", help="apply pending database migrations")
     mig.set_defaults(run=cmd_migrate)
+    sd = sub.add_parser("seed", help="load a synthetic power-law social graph (password: 'password')")
+    sd.add_argument("--users", type=int, required=True, help="number of users")
+    sd.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same graph")
+    sd.add_argument("--posts-per-user", type=float, default=10.0, help="mean posts per user (default 10)")
+    sd.add_argument("--reset", action="store_true", help="truncate users, posts, follows, ... first")
+    sd.set_defaults(run=cmd_seed)
     return p
 
 

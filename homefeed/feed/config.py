@@ -33,6 +33,14 @@ class Settings:
     # Namespace for every Redis key and channel, so tests and tenants can share a server.
     redis_prefix: str = "hf"
     allowed_origins: tuple[str, ...] = ()
+    # "hybrid" (timelines + pulled celebrities) or "pull" (PostgreSQL only: the reference, for benchmarks).
+    feed_strategy: str = "hybrid"
+    # How long a process reuses a pulled author's recent list before reading Redis again.
+    celebrity_cache_ms: int = 500
+    # Followers per fan-out job; bigger follower lists are split so several workers share them.
+    fanout_chunk: int = 10_000
+    # Whether `homefeed serve` runs a fan-out worker inside each API process.
+    inprocess_worker: bool = True
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed."""
@@ -54,6 +62,13 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int | Non
         bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise SettingsError(f"{PREFIX}{name} must be {bound}, got {value}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = (env.get(PREFIX + name) or default).strip().lower()
+    if raw not in allowed:
+        raise SettingsError(f"{PREFIX}{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
 
 
 def _threshold(env: Mapping[str, str]) -> float:
@@ -108,11 +123,15 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         jwt_secret=secret,
         celebrity_threshold=_threshold(env),
         timeline_size=_int(env, "TIMELINE_SIZE", DEFAULTS.timeline_size, 1, 100_000),
-        active_days=_int(env, "ACTIVE_DAYS", DEFAULTS.active_days, 0, 36_500),
+        active_days=_int(env, "ACTIVE_DAYS", DEFAULTS.active_days, 1, 36_500),
         token_ttl_days=_int(env, "TOKEN_TTL_DAYS", DEFAULTS.token_ttl_days, 1, 3650),
         rate_limit_per_minute=_int(env, "RATE_LIMIT", DEFAULTS.rate_limit_per_minute, 0),
         redis_prefix=prefix,
         allowed_origins=origins,
+        feed_strategy=_choice(env, "FEED_STRATEGY", DEFAULTS.feed_strategy, ("hybrid", "pull")),
+        celebrity_cache_ms=_int(env, "CELEBRITY_CACHE_MS", DEFAULTS.celebrity_cache_ms, 0, 60_000),
+        fanout_chunk=_int(env, "FANOUT_CHUNK", DEFAULTS.fanout_chunk, 100, 10_000_000),
+        inprocess_worker=_choice(env, "INPROCESS_WORKER", "1", ("0", "1")) == "1",
     )
 
 

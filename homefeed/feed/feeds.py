@@ -1,15 +1,59 @@
-"""The feed manager: the one object that answers every timeline question."""
+"""The feed manager: the one object that owns every timeline operation.
+
+Reads merge the viewer's timeline with the recent lists of the pulled authors
+they follow, then filter in PostgreSQL (deleted, unfollowed, blocked, muted)
+and hydrate in the same query. Whatever Redis cannot vouch for (past the
+bounded lists, a missing timeline, Redis down) is answered by the pull query,
+which is the reference.
+"""
 
 from __future__ import annotations
 
-import asyncpg
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+import asyncpg
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from homefeed.feed.config import Settings
 from homefeed.feed.errors import InvalidInput
-from homefeed.feed.posts import Posts
-from homefeed.feed.pull import pull_ids
-from homefeed.feed.records import Page
+from homefeed.feed.keys import Keys
+from homefeed.feed.mixer import BOTTOM, merge
+from homefeed.feed.posts import Posts, post_from_row
+from homefeed.feed.pull import NO_UPPER_BOUND, pull_ids
+from homefeed.feed.records import Page, Post
+from homefeed.feed.timelines import IdLists, ListQuery, ListRead
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 100
+# Rounds of reading below the floor before handing the rest to PostgreSQL.
+MAX_ROUNDS = 4
+# Refresh a reader's activity (PostgreSQL last_seen_at) at most this often.
+TOUCH_EVERY_SECONDS = 3600
+# A single-flight rebuild lock outlives any sane rebuild, but not a crashed one by much.
+REBUILD_LOCK_MS = 10_000
+
+_VISIBLE = """
+SELECT p.id, p.author_id, p.text, p.like_count
+FROM posts p
+WHERE p.id = ANY($2::bigint[]) AND p.deleted_at IS NULL
+  AND (p.author_id = $1
+       OR EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = p.author_id))
+  AND NOT EXISTS (SELECT 1 FROM mutes m WHERE m.muter_id = $1 AND m.muted_id = p.author_id)
+  AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = p.author_id)
+  AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.author_id AND b.blocked_id = $1)
+ORDER BY p.id DESC
+"""
+
+_PULLED = """
+SELECT id FROM users
+WHERE fanout_mode <> 0
+  AND (id = $1 OR id IN (SELECT followee_id FROM follows WHERE follower_id = $1))
+"""
 
 
 def check_first(first: int) -> int:
@@ -19,15 +63,69 @@ def check_first(first: int) -> int:
     return first
 
 
-class Feeds:
-    """Home feeds and author feeds, newest first, keyset-paged by post id."""
+@dataclass
+class _Cached:
+    expires: float
+    read: ListRead
 
-    def __init__(self, pool: asyncpg.Pool, posts: Posts) -> None:
+
+class RecentCache:
+    """Pulled authors' whole recent lists, kept in process briefly so a hot celebrity is not a hot key."""
+
+    def __init__(self, ttl_ms: int) -> None:
+        self.ttl = ttl_ms / 1000
+        self._entries: dict[int, _Cached] = {}
+
+    def get(self, author: int) -> ListRead | None:
+        entry = self._entries.get(author)
+        if entry is None or entry.expires < time.monotonic():
+            return None
+        return entry.read
+
+    def put(self, author: int, read: ListRead) -> None:
+        if self.ttl > 0 and read.complete:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[author] = _Cached(time.monotonic() + self.ttl, read)
+
+
+def below(full: ListRead, cursor: int | None, limit: int) -> ListRead:
+    """The part of a whole list below a cursor, as if read from Redis with that cursor."""
+    ids = [i for i in full.ids if cursor is None or i < cursor]
+    return ListRead(complete=full.complete, ids=ids[:limit], ttl=full.ttl, limit=limit)
+
+
+class Feeds:
+    """Home feeds (hybrid or pull), author feeds, and per-user timeline upkeep."""
+
+    def __init__(self, pool: asyncpg.Pool, redis: Redis, posts: Posts, settings: Settings) -> None:
         self._pool = pool
+        self._redis = redis
         self._posts = posts
+        self.keys = Keys(settings.redis_prefix)
+        self.size = settings.timeline_size
+        self.lists = IdLists(redis, self.size)
+        self.strategy = settings.feed_strategy
+        self.timeline_ttl = max(120, settings.active_days * 86400 - 60)
+        self.recent_ttl = 86400
+        self.recent_cache = RecentCache(settings.celebrity_cache_ms)
+
+    # ---- reads -------------------------------------------------------------------------
 
     async def home(self, viewer: int, first: int, before: int | None) -> Page:
-        """One page of the viewer's home feed, posts older than `before`."""
+        """One page of the viewer's home feed: posts older than `before`, newest first."""
+        check_first(first)
+        if self.strategy == "pull":
+            return await self.pull_page(viewer, first, before)
+        try:
+            return await self._hybrid(viewer, first, before)
+        except (RedisError, OSError) as exc:
+            # Redis holds only derived data: without it, answer from the source of truth.
+            log.warning("home feed from PostgreSQL, Redis unavailable: %s", exc)
+            return await self.pull_page(viewer, first, before)
+
+    async def pull_page(self, viewer: int, first: int, before: int | None) -> Page:
+        """The reference answer, straight from PostgreSQL."""
         ids = await pull_ids(self._pool, viewer, before, check_first(first) + 1)
         return Page(ids[:first], len(ids) > first)
 
@@ -35,3 +133,137 @@ class Feeds:
         """One page of an author's own posts."""
         ids = await self._posts.by_author(author, before, check_first(first) + 1)
         return Page(ids[:first], len(ids) > first)
+
+    async def _hybrid(self, viewer: int, first: int, before: int | None) -> Page:
+        want = first + 1
+        pulled = [r["id"] for r in await self._pool.fetch(_PULLED, viewer)]
+        timeline = self.keys.timeline(viewer)
+        found: list[Post] = []
+        # Everything from `covered` (inclusive) up to `before` is known: `found` holds exactly
+        # the visible posts there. Below `covered`, the lists are read again or PostgreSQL answers.
+        covered = before
+        for round_ in range(MAX_ROUNDS):
+            fetch = min(self.size + 2, 2 * (want - len(found)) + 8)
+            reads = await self._read_sources(timeline, pulled, covered, fetch)
+            if round_ == 0:
+                if not reads[0].complete:
+                    return await self._cold(viewer, first, before)
+                await self._keep_alive(viewer, reads[0])
+            merged = merge(reads, covered)
+            if merged.candidates:
+                found += await self.visible(viewer, merged.candidates)
+            if len(found) >= want or merged.floor == 0:
+                return Page([p.id for p in found[:first]], len(found) > first, tuple(found))
+            if merged.floor >= (covered if covered is not None else NO_UPPER_BOUND):
+                break  # the lists vouch for nothing more below
+            covered = merged.floor
+        ids = [p.id for p in found]
+        ids += await pull_ids(self._pool, viewer, covered, want - len(ids))
+        return Page(ids[:first], len(ids) > first, tuple(found))
+
+    async def _read_sources(
+        self, timeline: str, pulled: Sequence[int], cursor: int | None, fetch: int
+    ) -> list[ListRead]:
+        """The timeline below the cursor and each pulled author's list, in one Redis round trip."""
+        cached = {a: self.recent_cache.get(a) for a in pulled}
+        missing = [a for a in pulled if cached[a] is None]
+        queries = [ListQuery(timeline, cursor, fetch)]
+        queries += [ListQuery(self.keys.recent(a), None, self.size + 2) for a in missing]
+        reads = await self.lists.read(queries)
+        for author, read in zip(missing, reads[1:], strict=True):
+            if not read.complete:
+                read = await self._recent_fallback(author)
+            self.recent_cache.put(author, read)
+            cached[author] = read
+        sources = [reads[0]]
+        for author in pulled:
+            whole = cached[author]
+            assert whole is not None
+            sources.append(below(whole, cursor, fetch))
+        return sources
+
+    async def visible(self, viewer: int, ids: Sequence[int]) -> list[Post]:
+        """The posts among ids that the viewer may see in their feed, newest first, hydrated."""
+        return [post_from_row(r) for r in await self._pool.fetch(_VISIBLE, viewer, list(ids))]
+
+    async def _keep_alive(self, viewer: int, timeline: ListRead) -> None:
+        # The timeline expires a little before PostgreSQL would call the user inactive, so a
+        # timeline that fan-out stopped feeding is never served.
+        if timeline.ttl < self.timeline_ttl - TOUCH_EVERY_SECONDS:
+            await self.touch(viewer)
+            await self.lists.expire(self.keys.timeline(viewer), self.timeline_ttl)
+
+    async def touch(self, user_id: int) -> None:
+        """Record that a user is active, so fan-out includes them."""
+        await self._pool.execute("UPDATE users SET last_seen_at = now() WHERE id = $1", user_id)
+
+    # ---- cold path -----------------------------------------------------------------------
+
+    async def _cold(self, viewer: int, first: int, before: int | None) -> Page:
+        """No timeline: rebuild it once (single-flight) and answer this read from PostgreSQL."""
+        await self.touch(viewer)
+        lock = self.keys.rebuild_lock(viewer)
+        if await self._redis.set(lock, b"1", nx=True, px=REBUILD_LOCK_MS):
+            try:
+                await self.rebuild_timeline(viewer)
+            finally:
+                await self._redis.delete(lock)
+        return await self.pull_page(viewer, first, before)
+
+    async def rebuild_timeline(self, user_id: int) -> None:
+        """Rebuild a user's timeline from PostgreSQL, merging with anything written meanwhile."""
+        ids = await pull_ids(self._pool, user_id, None, self.size + 1)
+        await self.lists.rebuild(
+            self.keys.timeline(user_id),
+            ids[: self.size],
+            self.timeline_ttl,
+            whole_history=len(ids) <= self.size,
+        )
+
+    async def _recent_fallback(self, author: int) -> ListRead:
+        """A pulled author's list is missing: rebuild it once, and read it from PostgreSQL now."""
+        ids = await self._posts.by_author(author, None, self.size + 1)
+        lock = self.keys.recent_lock(author)
+        whole = len(ids) <= self.size
+        if await self._redis.set(lock, b"1", nx=True, px=REBUILD_LOCK_MS):
+            try:
+                await self.lists.rebuild(
+                    self.keys.recent(author), ids[: self.size], self.recent_ttl, whole_history=whole
+                )
+            finally:
+                await self._redis.delete(lock)
+        listed = ids[: self.size] + ([BOTTOM] if whole else [])
+        return ListRead(complete=True, ids=listed, ttl=self.recent_ttl, limit=self.size + 2)
+
+    # ---- upkeep of one user's timeline ------------------------------------------------------
+
+    async def sync_pair(self, follower: int, author: int) -> None:
+        """Make follower's timeline agree with whether they follow author (backfill or remove)."""
+        key = self.keys.timeline(follower)
+        if await self._follows(follower, author):
+            await self._backfill(key, author)
+            return
+        ids = await self._posts.recent_ids(author, self.size + 1, include_deleted=True)
+        await self.lists.remove(key, ids)
+        # A follow may have landed (and been backfilled) while we removed: put it back.
+        if await self._follows(follower, author):
+            await self._backfill(key, author)
+
+    async def _backfill(self, key: str, author: int) -> None:
+        ids = await self._posts.recent_ids(author, self.size + 1)
+        await self.lists.add(key, ids[: self.size], self.timeline_ttl, more_before=len(ids) > self.size)
+
+    async def _follows(self, follower: int, author: int) -> bool:
+        found: bool = await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = $2)",
+            follower,
+            author,
+        )
+        return found
+
+    async def after_follow_change(self, follower: int, author: int) -> None:
+        """Best-effort immediate upkeep after a follow or unfollow; the outbox job makes it durable."""
+        try:
+            await self.sync_pair(follower, author)
+        except (RedisError, OSError) as exc:
+            log.warning("timeline upkeep deferred to the worker: %s", exc)

@@ -13,7 +13,8 @@ MAX_POST_LENGTH = 280
 _COLUMNS = "id, author_id, text, like_count"
 
 
-def _post(row: asyncpg.Record) -> Post:
+def post_from_row(row: asyncpg.Record) -> Post:
+    """A Post from a row with id, author_id, text and like_count."""
     return Post(id=row["id"], author_id=row["author_id"], text=row["text"], like_count=row["like_count"])
 
 
@@ -47,7 +48,7 @@ class Posts:
             clean_text(text),
         )
         assert row is not None
-        return _post(row)
+        return post_from_row(row)
 
     async def delete(self, viewer_id: int, post_id: int) -> None:
         """Soft-delete the viewer's own post. Deleting it again is a no-op."""
@@ -80,8 +81,19 @@ class Posts:
                 WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL""",
             list(ids),
         )
-        found = {r["id"]: _post(r) for r in rows}
+        found = {r["id"]: post_from_row(r) for r in rows}
         return [found.get(i) for i in ids]
+
+    async def recent_ids(self, author_id: int, limit: int, *, include_deleted: bool = False) -> list[int]:
+        """Ids of an author's newest posts (optionally with deleted ones), newest first."""
+        rows = await self._pool.fetch(
+            """SELECT id FROM posts WHERE author_id = $1 AND ($3 OR deleted_at IS NULL)
+               ORDER BY id DESC LIMIT $2""",
+            author_id,
+            limit,
+            include_deleted,
+        )
+        return [r["id"] for r in rows]
 
     async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]:
         """Ids of an author's live posts, newest first, older than `before`."""

@@ -38,3 +38,5 @@ class Page:
 
     post_ids: list[int]
     has_next: bool
+    # Posts already read while building the page, so hydration need not read them again.
+    posts: tuple[Post, ...] = ()

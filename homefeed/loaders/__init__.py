@@ -29,6 +29,10 @@ class Loader(Generic[K, V]):
         value: V = await self._loader.load(key)
         return value
 
+    def prime(self, key: K, value: V) -> None:
+        """Seed the cache with a value read elsewhere, so loading it costs nothing."""
+        self._loader.prime(key, value)
+
     async def load_many(self, keys: Sequence[K]) -> list[V]:
         """The values for keys, in one batch."""
         values: list[V] = await self._loader.load_many(keys)

@@ -33,6 +33,8 @@ def decode_after(ctx: Context, scope: str, after: str | None) -> int | None:
 async def hydrate(ctx: Context, scope: str, page: Page, *, after: str | None) -> PostSlice:
     """Load the page's posts in one batch; a post deleted since the page was read is skipped."""
     loaders = await ctx.loaders()
+    for known in page.posts:
+        loaders.posts.prime(known.id, known)
     posts = await loaders.posts.load_many(page.post_ids)
     edges = [(ctx.services.cursors.encode(scope, p.id), p) for p in posts if p is not None]
     return PostSlice(edges=edges, has_next=page.has_next, has_previous=after is not None)

@@ -72,12 +72,17 @@ async def delete_post(ctx: Context, post_id: int) -> bool:
 
 
 async def follow(ctx: Context, user_id: int) -> User:
-    await ctx.services.relations.follow(await _writer(ctx), user_id)
+    viewer = await _writer(ctx)
+    await ctx.services.relations.follow(viewer, user_id)
+    # The followee's posts show on the very next read; the outbox job repeats this durably.
+    await ctx.services.feeds.after_follow_change(viewer, user_id)
     return await _fresh_user(ctx, user_id)
 
 
 async def unfollow(ctx: Context, user_id: int) -> User:
-    await ctx.services.relations.unfollow(await _writer(ctx), user_id)
+    viewer = await _writer(ctx)
+    await ctx.services.relations.unfollow(viewer, user_id)
+    await ctx.services.feeds.after_follow_change(viewer, user_id)
     return await _fresh_user(ctx, user_id)
 
 

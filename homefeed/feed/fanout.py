@@ -1,0 +1,225 @@
+"""Fan-out: carrying each outbox job into Redis.
+
+Posts of pushed authors go into every active follower's timeline; posts of
+pulled authors (celebrities) go into one recent list that readers merge.
+Follower lists bigger than a chunk are split into follower-id ranges that
+several workers share. Every step is idempotent, so a job redone after a
+crash changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+
+from homefeed.feed import modes, outbox
+from homefeed.feed.bulk import BulkWriter
+from homefeed.feed.feeds import Feeds
+from homefeed.feed.keys import encode_id
+from homefeed.feed.outbox import Chunk, Job, Outbox
+
+log = logging.getLogger(__name__)
+
+_ACTIVE_FOLLOWERS = """
+SELECT f.follower_id
+FROM followers f JOIN users u ON u.id = f.follower_id
+WHERE f.followee_id = $1 AND f.follower_id > $2 AND f.follower_id <= $3
+  AND u.last_seen_at >= now() - make_interval(days => $4)
+"""
+
+_BOUNDARIES = """
+SELECT follower_id FROM (
+    SELECT follower_id, row_number() OVER (ORDER BY follower_id) AS n
+    FROM followers WHERE followee_id = $1
+) numbered
+WHERE n % $2 = 0
+ORDER BY follower_id
+"""
+
+
+class Fanout:
+    """Executes outbox jobs."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        feeds: Feeds,
+        queue: Outbox,
+        writer: BulkWriter,
+        *,
+        threshold: float,
+        active_days: int,
+        chunk: int,
+    ) -> None:
+        self._pool = pool
+        self._feeds = feeds
+        self._outbox = queue
+        self._writer = writer
+        self._threshold = threshold
+        self._active_days = active_days
+        self._chunk = chunk
+        self._keys = feeds.keys
+
+    async def handle(self, job: Job) -> None:
+        """Carry out one job."""
+        match job.kind:
+            case outbox.POST | outbox.POST_CHUNK:
+                await self._post(job)
+            case outbox.DELETE | outbox.DELETE_CHUNK:
+                await self._delete(job)
+            case outbox.DRAIN_CHUNK:
+                await self._drain(job)
+            case outbox.FOLLOW | outbox.UNFOLLOW:
+                await self._feeds.sync_pair(job.actor_id, job.subject_id)
+            case outbox.BLOCK:
+                await self._feeds.sync_pair(job.actor_id, job.subject_id)
+                await self._feeds.sync_pair(job.subject_id, job.actor_id)
+            case _:
+                log.error("dropping outbox job %d of unknown kind %r", job.id, job.kind)
+
+    # ---- posts --------------------------------------------------------------------------------
+
+    async def _post(self, job: Job) -> None:
+        author, post_id = job.actor_id, job.subject_id
+        row = await self._pool.fetchrow(
+            """SELECT p.deleted_at IS NOT NULL AS deleted, u.follower_count, u.fanout_mode
+               FROM posts p JOIN users u ON u.id = p.author_id
+               WHERE p.author_id = $1 AND p.id = $2""",
+            author,
+            post_id,
+        )
+        if row is None or row["deleted"]:
+            return
+        member = encode_id(post_id)
+        if job.kind == outbox.POST_CHUNK:
+            # The parent decided the mode; chunks only carry it out.
+            await self._each_follower(job, lambda keys: self._add(keys, member))
+            return
+        mode = await self._settle_mode(author, row["fanout_mode"], row["follower_count"], post_id)
+        if modes.is_pulled(mode):
+            await self._writer.add([self._recent_key(author)], member, self.size + 2, self._feeds.recent_ttl)
+        if modes.is_pushed(mode):
+            await self._add([self._timeline_key(author)], member)
+            if await self._split_if_big(job, outbox.POST_CHUNK, row["follower_count"]):
+                return
+            await self._each_follower(job, lambda keys: self._add(keys, member))
+
+    async def _add(self, keys: Sequence[bytes], member: bytes) -> None:
+        await self._writer.add(keys, member, self.size + 1, self._feeds.timeline_ttl)
+
+    @property
+    def size(self) -> int:
+        return self._feeds.size
+
+    async def _settle_mode(self, author: int, mode: int, followers: int, post_id: int) -> int:
+        """Move the author to the mode their follower count calls for; returns the mode now in force."""
+        wanted = modes.next_mode(mode, followers, self._threshold)
+        if wanted == modes.DRAINING and mode == modes.DRAINING:
+            if not await self._drain_pending(author):
+                await self._finish_drain(author)
+                return modes.PUSH
+            return mode
+        if wanted == mode:
+            return mode
+        if wanted == modes.PULL:
+            # Entering PULL from PUSH: posts from this one on are pulled, so a later drain knows
+            # where to start. Back from DRAINING, keep the earlier start: those posts still count.
+            await self._pool.execute(
+                """UPDATE users SET fanout_mode = 1,
+                       pull_from = CASE WHEN fanout_mode = 0 THEN $2 ELSE coalesce(pull_from, $2) END
+                   WHERE id = $1""",
+                author,
+                post_id,
+            )
+            return modes.PULL
+        # PULL -> DRAINING: backfill what was pulled into followers' timelines, then PUSH.
+        await self._pool.execute("UPDATE users SET fanout_mode = 2 WHERE id = $1 AND fanout_mode = 1", author)
+        await self._outbox.split(
+            Job(0, outbox.DRAIN_CHUNK, author, 0, None, None, 0),
+            outbox.DRAIN_CHUNK,
+            await self._chunks(author, followers),
+        )
+        return modes.DRAINING
+
+    # ---- deletes --------------------------------------------------------------------------------
+
+    async def _delete(self, job: Job) -> None:
+        author, member = job.actor_id, encode_id(job.subject_id)
+        if job.kind == outbox.DELETE:
+            await self._writer.remove([self._recent_key(author), self._timeline_key(author)], member)
+            followers = await self._pool.fetchval("SELECT follower_count FROM users WHERE id = $1", author)
+            if await self._split_if_big(job, outbox.DELETE_CHUNK, followers or 0):
+                return
+        await self._each_follower(job, lambda keys: self._writer.remove(keys, member))
+
+    # ---- leaving PULL -------------------------------------------------------------------------------
+
+    async def _drain(self, job: Job) -> None:
+        author = job.actor_id
+        pull_from = await self._pool.fetchval("SELECT pull_from FROM users WHERE id = $1", author)
+        if pull_from is not None:
+            ids = await self._pool.fetch(
+                """SELECT id FROM posts WHERE author_id = $1 AND id >= $2 AND deleted_at IS NULL
+                   ORDER BY id DESC LIMIT $3""",
+                author,
+                pull_from,
+                self.size,
+            )
+            members = [encode_id(r["id"]) for r in ids]
+
+            async def backfill(keys: Sequence[bytes]) -> None:
+                for m in members:
+                    await self._add(keys, m)
+
+            if job.range_lo is None or job.range_lo < 0:
+                await backfill([self._timeline_key(author)])
+            await self._each_follower(job, backfill)
+        if await self._outbox.others_of(job) == 0:
+            await self._finish_drain(author)
+
+    async def _drain_pending(self, author: int) -> bool:
+        pending: bool = await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE actor_id = $1 AND kind = $2)",
+            author,
+            outbox.DRAIN_CHUNK,
+        )
+        return pending
+
+    async def _finish_drain(self, author: int) -> None:
+        await self._pool.execute(
+            "UPDATE users SET fanout_mode = 0, pull_from = NULL WHERE id = $1 AND fanout_mode = 2", author
+        )
+
+    # ---- followers --------------------------------------------------------------------------------
+
+    async def _split_if_big(self, job: Job, chunk_kind: str, followers: int) -> bool:
+        """Replace a job over many followers by chunk jobs; True if it was split."""
+        if followers <= self._chunk:
+            return False
+        await self._outbox.split(job, chunk_kind, await self._chunks(job.actor_id, followers))
+        return True
+
+    async def _chunks(self, author: int, followers: int) -> list[Chunk]:
+        step = max(self._chunk, math.ceil(followers / 10_000))
+        bounds = [r["follower_id"] for r in await self._pool.fetch(_BOUNDARIES, author, step)]
+        edges = [-1, *bounds, outbox.MAX_ID]
+        return [Chunk(lo, hi) for lo, hi in itertools.pairwise(edges) if lo < hi]
+
+    async def _each_follower(self, job: Job, action: Callable[[Sequence[bytes]], Awaitable[object]]) -> None:
+        lo = job.range_lo if job.range_lo is not None else -1
+        hi = job.range_hi if job.range_hi is not None else outbox.MAX_ID
+        rows = await self._pool.fetch(_ACTIVE_FOLLOWERS, job.actor_id, lo, hi, self._active_days)
+        prefix = self._keys.prefix.encode()
+        keys = [b"%s:{%d}:tl" % (prefix, r["follower_id"]) for r in rows]
+        if keys:
+            await action(keys)
+
+    def _timeline_key(self, user_id: int) -> bytes:
+        return self._keys.timeline(user_id).encode()
+
+    def _recent_key(self, author: int) -> bytes:
+        return self._keys.recent(author).encode()

@@ -1,0 +1,43 @@
+"""Merging id lists read from several sources into one authoritative run of candidates.
+
+Each source (the viewer's timeline, each pulled author's recent list) is
+bounded, so it is only authoritative down to a floor: the oldest id it
+returned if it may hold or have held more, or 0 when it carries the
+bottom marker (it is complete to the beginning of history). Below the highest
+floor some source may be missing posts, so candidates stop there and the next
+round reads below it (from the sources again, or from PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from homefeed.feed.timelines import ListRead
+
+BOTTOM = 0  # the id the bottom marker decodes to
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    candidates: list[int]  # newest first, deduplicated, all >= floor
+    floor: int  # nothing below this was looked at by every source
+
+
+def source_floor(read: ListRead, cursor: int | None) -> int:
+    """How far down this read is authoritative."""
+    if BOTTOM in read.ids:
+        return 0
+    if read.ids:
+        return min(read.ids)
+    # Nothing below the cursor and no bottom marker: no authority at all below it.
+    return cursor if cursor is not None else 2**63 - 1
+
+
+def merge(reads: Sequence[ListRead], cursor: int | None) -> Merged:
+    """Candidates every source vouches for, newest first."""
+    floor = max((source_floor(r, cursor) for r in reads), default=0)
+    seen: set[int] = set()
+    for read in reads:
+        seen.update(i for i in read.ids if i >= floor and i != BOTTOM)
+    return Merged(sorted(seen, reverse=True), floor)
