@@ -1,0 +1,62 @@
+"""Hydration through DataLoaders: a feed page costs the same SQL round trips whatever its size."""
+
+from __future__ import annotations
+
+from asyncpg.connection import LoggedQuery
+from redis.asyncio import Redis
+
+from homefeed.feed.config import Settings
+from homefeed.feed.db import create_pool
+from homefeed.feed.services import build_services
+from tests.api import Account, Api
+from tests.conftest import FAST_PASSWORDS
+
+PAGE = """query($f: Int) { homeFeed(first: $f) {
+  edges { cursor node { id text createdAt likeCount viewerHasLiked
+                        author { id handle displayName followerCount viewerFollows } } }
+  nodes { id author { handle } }
+  pageInfo { hasNextPage endCursor } } }"""
+# Token's user, feed ids, posts, authors, viewer follows, viewer likes: one statement each.
+MAX_QUERIES = 6
+# asyncpg resets a connection's session state when the pool takes it back: one statement per acquire.
+POOL_RESET = "SELECT pg_advisory_unlock_all()"
+
+
+async def test_feed_page_costs_constant_round_trips(settings_: Settings) -> None:
+    statements: list[str] = []
+
+    def record(query: LoggedQuery) -> None:
+        statements.append(query.query)
+
+    assert settings_.database_url and settings_.redis_url
+    # One connection: asyncpg introspects types once per connection, which would blur the count.
+    pool = await create_pool(settings_.database_url, min_size=1, max_size=1, on_query=record)
+    services = build_services(settings_, pool, Redis.from_url(settings_.redis_url), passwords=FAST_PASSWORDS)
+    try:
+        async with Api.running(services) as api:
+            viewer = await api.sign_up("viewer")
+            authors: list[Account] = [await api.sign_up(f"author{i}") for i in range(25)]
+            for author in authors[::2]:
+                (await api.act(viewer, "follow", author)).ok()
+            for author in authors:
+                # Unfollowed authors post too: the page fills from the followed ones only.
+                await api.post(author, f"post by {author.handle}")
+                await api.post(author, f"another by {author.handle}")
+            liked = await api.post(authors[0], "liked")
+            await api.gql("mutation($p: ID!) { likePost(id: $p) { id } }", {"p": liked}, token=viewer.token)
+            await api.post(viewer, "mine")
+
+            sizes = (20, 5, 1)
+            for first in sizes:  # warm-up: statement preparation and type introspection
+                (await api.gql(PAGE, {"f": first}, token=viewer.token)).ok()
+            cost: dict[int, list[str]] = {}
+            for first in sizes:
+                statements.clear()
+                page = (await api.gql(PAGE, {"f": first}, token=viewer.token)).ok()["homeFeed"]
+                assert len(page["edges"]) == first
+                cost[first] = list(statements)
+    finally:
+        await services.close()
+    assert len(cost[20]) == len(cost[5]) == len(cost[1]), {n: len(s) for n, s in cost.items()}
+    queries = [s for s in cost[20] if not s.startswith(POOL_RESET)]
+    assert len(queries) <= MAX_QUERIES, queries

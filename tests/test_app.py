@@ -1,0 +1,82 @@
+"""The ASGI app around GraphQL: health, metrics, GraphiQL."""
+
+from __future__ import annotations
+
+import re
+
+from redis.asyncio import Redis
+
+from homefeed.feed.config import Settings
+from homefeed.feed.db import create_pool
+from homefeed.feed.services import build_services
+from tests.api import Api
+from tests.conftest import FAST_PASSWORDS
+
+
+async def test_healthz(api: Api) -> None:
+    response = await api.http.get("/healthz")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
+
+
+async def test_healthz_reports_unreachable_redis(settings_: Settings) -> None:
+    assert settings_.database_url
+    pool = await create_pool(settings_.database_url, min_size=1, max_size=1)
+    # Port 1 on loopback: nothing listens, so the connection is refused at once.
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    services = build_services(settings_, pool, dead, passwords=FAST_PASSWORDS)
+    try:
+        async with Api.running(services) as api:
+            response = await api.http.get("/healthz")
+    finally:
+        await services.close()
+    # Redis holds only derived data: the service is degraded, not down.
+    assert response.status_code == 200
+    assert response.json() == {"status": "degraded", "postgres": "ok", "redis": "unreachable"}
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus exposition, 0 if absent."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if match and all(f'{k}="{v}"' in match[1] for k, v in labels.items()):
+            return float(match[2])
+    return 0.0
+
+
+async def test_metrics_count_and_time_named_operations(api: Api) -> None:
+    before = (await api.http.get("/metrics")).text
+    for _ in range(3):
+        (await api.gql("query MetricsProbe { viewer { id } }")).ok()
+    await api.gql("query MetricsProbe { nope }")
+    response = await api.http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    after = response.text
+    counter = "homefeed_graphql_requests_total"
+    ok = sample(after, counter, operation="MetricsProbe", outcome="ok")
+    assert ok - sample(before, counter, operation="MetricsProbe", outcome="ok") == 3
+    failed = sample(after, counter, operation="MetricsProbe", outcome="error")
+    assert failed - sample(before, counter, operation="MetricsProbe", outcome="error") == 1
+    histogram = "homefeed_graphql_request_seconds_count"
+    timed = sample(after, histogram, operation="MetricsProbe") - sample(
+        before, histogram, operation="MetricsProbe"
+    )
+    assert timed >= 3
+    assert sample(after, "homefeed_graphql_request_seconds_bucket", operation="MetricsProbe", le="+Inf") >= 3
+    assert "# TYPE homefeed_graphql_request_seconds histogram" in after
+
+
+async def test_graphiql_is_served_to_browsers(api: Api) -> None:
+    response = await api.http.get("/graphql", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "graphiql" in response.text.lower()
+    assert (await api.http.get("/", follow_redirects=False)).headers["location"] == "/graphql"
+
+
+async def test_queries_work_over_get(api: Api) -> None:
+    response = await api.http.get("/graphql", params={"query": "{ viewer { id } }"})
+    assert response.status_code == 200
+    assert response.json() == {"data": {"viewer": None}}
