@@ -101,15 +101,16 @@ class BulkWriter:
 
     async def add(self, keys: Sequence[bytes], member: bytes, keep: int, ttl: int) -> int:
         """Merge member into every list in keys; returns how many lists did not have it yet."""
-        prefix = b"*6\r\n$7\r\nEVALSHA\r\n$40\r\n" + ADD_SHA + b"\r\n$1\r\n1\r\n"
-        suffix = _bulk(member) + _bulk(b"%d" % keep) + _bulk(b"%d" % ttl)
-        return await self._send_each(keys, prefix, suffix)
+        return await self._send_each(keys, [b"EVALSHA", ADD_SHA, b"1"], [member, b"%d" % keep, b"%d" % ttl])
 
     async def remove(self, keys: Sequence[bytes], member: bytes) -> int:
         """Remove member from every list in keys."""
-        return await self._send_each(keys, b"*3\r\n$4\r\nZREM\r\n", _bulk(member))
+        return await self._send_each(keys, [b"ZREM"], [member])
 
-    async def _send_each(self, keys: Sequence[bytes], prefix: bytes, suffix: bytes) -> int:
+    async def _send_each(self, keys: Sequence[bytes], head: Sequence[bytes], tail: Sequence[bytes]) -> int:
+        """Send `head + [key] + tail` for every key: everything but the key is encoded once."""
+        prefix = b"*%d\r\n" % (len(head) + 1 + len(tail)) + b"".join(_bulk(a) for a in head)
+        suffix = b"".join(_bulk(a) for a in tail)
         total = 0
         async with self._lock:
             for attempt in (1, 2):

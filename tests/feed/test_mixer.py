@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from homefeed.feed.mixer import BOTTOM, merge, source_floor
+from homefeed.feed.timelines import ListRead
+
+
+def read(ids: list[int], limit: int) -> ListRead:
+    return ListRead(complete=True, ids=ids, ttl=100, limit=limit)
+
+
+def test_floor_is_the_oldest_id_read_unless_the_list_holds_all_history() -> None:
+    assert source_floor(read([9, 7, 5], 3), None) == 5
+    assert source_floor(read([9, 7, BOTTOM], 5), None) == 0
+    assert source_floor(read([], 5), 42) == 42
+
+
+def test_candidates_stop_at_the_highest_floor() -> None:
+    timeline = read([20, 18, 16, 14], 4)  # may hold more below 14
+    celebrity = read([19, 11, BOTTOM], 4)  # complete
+    merged = merge([timeline, celebrity], None)
+    assert merged.floor == 14
+    assert merged.candidates == [20, 19, 18, 16, 14]
+
+
+@st.composite
+def sources(draw: st.DrawFn) -> tuple[list[int], list[ListRead], int | None]:
+    """A true feed split between sources, each a bounded, possibly truncated view of its share."""
+    truth = sorted(draw(st.sets(st.integers(1, 500), max_size=60)), reverse=True)
+    n = draw(st.integers(1, 4))
+    owner = [draw(st.integers(0, n - 1)) for _ in truth]
+    cursor = draw(st.one_of(st.none(), st.integers(1, 501)))
+    reads = []
+    for s in range(n):
+        share = [i for i, o in zip(truth, owner, strict=True) if o == s]
+        kept = draw(st.integers(0, len(share)))  # the list holds only its newest `kept`
+        held = share[:kept]
+        whole = kept == len(share)
+        below = [i for i in held if cursor is None or i < cursor]
+        limit = draw(st.integers(1, 10))
+        ids = below[:limit]
+        if whole and len(below) < limit:
+            ids.append(BOTTOM)
+        reads.append(ListRead(complete=True, ids=ids, ttl=1, limit=limit))
+    return truth, reads, cursor
+
+
+@given(sources())
+def test_merge_yields_exactly_the_true_feed_between_floor_and_cursor(
+    case: tuple[list[int], list[ListRead], int | None],
+) -> None:
+    truth, reads, cursor = case
+    merged = merge(reads, cursor)
+    expected = [i for i in truth if i >= merged.floor and (cursor is None or i < cursor)]
+    assert merged.candidates == expected
