@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -69,6 +69,8 @@ async def settings_(servers: Settings) -> AsyncIterator[Settings]:
         database_url=with_search_path(servers.database_url, name),
         redis_prefix=name,
         jwt_secret="test-secret-" + "x" * 20,
+        # No in-process caching of celebrity lists: tests read right after they write.
+        celebrity_cache_ms=0,
     )
     pool = await create_pool(isolated.database_url or "", min_size=1, max_size=1)
     try:
@@ -101,6 +103,27 @@ async def services(settings_: Settings) -> AsyncIterator[Services]:
         yield opened
     finally:
         await opened.close()
+
+
+ServicesFactory = Callable[..., Awaitable[Services]]
+
+
+@pytest.fixture
+async def make_services(settings_: Settings) -> AsyncIterator[ServicesFactory]:
+    """Builds more engines over this test's schema and prefix, with some settings changed."""
+    opened: list[Services] = []
+
+    async def make(**changes: object) -> Services:
+        changed = settings_.with_(**changes)
+        assert changed.database_url and changed.redis_url
+        pool = await create_pool(changed.database_url)
+        made = build_services(changed, pool, Redis.from_url(changed.redis_url), passwords=FAST_PASSWORDS)
+        opened.append(made)
+        return made
+
+    yield make
+    for made in opened:
+        await made.close()
 
 
 @pytest.fixture

@@ -41,6 +41,8 @@ class Settings:
     fanout_chunk: int = 10_000
     # Whether `homefeed serve` runs a fan-out worker inside each API process.
     inprocess_worker: bool = True
+    # How long a claimed job stays invisible to other workers; a dead worker's jobs return after it.
+    job_lease_seconds: int = 30
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed."""
@@ -132,6 +134,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         celebrity_cache_ms=_int(env, "CELEBRITY_CACHE_MS", DEFAULTS.celebrity_cache_ms, 0, 60_000),
         fanout_chunk=_int(env, "FANOUT_CHUNK", DEFAULTS.fanout_chunk, 100, 10_000_000),
         inprocess_worker=_choice(env, "INPROCESS_WORKER", "1", ("0", "1")) == "1",
+        job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", DEFAULTS.job_lease_seconds, 1, 3600),
     )
 
 

@@ -22,10 +22,10 @@ MAX_BACKOFF = 30.0
 class FanoutWorker:
     """One worker: any number of them, in any processes, share the outbox safely."""
 
-    def __init__(self, services: Services, *, lease_seconds: float = 30.0) -> None:
+    def __init__(self, services: Services) -> None:
         settings = services.settings
         assert settings.redis_url
-        self.outbox = Outbox(services.pool, lease_seconds)
+        self.outbox = Outbox(services.pool, settings.job_lease_seconds)
         self.writer = BulkWriter(settings.redis_url)
         self.fanout = Fanout(
             services.pool,

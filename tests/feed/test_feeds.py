@@ -1,0 +1,148 @@
+"""The hybrid read against the pull reference, through the paths that make it hard."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from redis.asyncio import Redis
+
+from homefeed.feed.records import User
+from homefeed.feed.services import Services, build_services
+from homefeed.workers.fanout import FanoutWorker
+from tests.conftest import FAST_PASSWORDS, ServicesFactory
+
+
+async def user(services: Services, handle: str) -> User:
+    return await services.users.create(handle, handle, "x")
+
+
+async def walk(services: Services, viewer: int, page: int, *, pull: bool = False) -> list[int]:
+    """Every id of a home feed, page by page; checks no page is short unless it is the last."""
+    ids: list[int] = []
+    before = None
+    while True:
+        read = services.feeds.pull_page if pull else services.feeds.home
+        got = await read(viewer, page, before)
+        ids += got.post_ids
+        if not got.has_next:
+            return ids
+        assert len(got.post_ids) == page
+        before = got.post_ids[-1]
+
+
+async def follow(services: Services, a: User, b: User) -> None:
+    await services.relations.follow(a.id, b.id)
+    await services.feeds.after_follow_change(a.id, b.id)
+
+
+async def test_feed_pages_past_the_timeline_bound_into_postgresql(make_services: ServicesFactory) -> None:
+    services = await make_services(timeline_size=5, celebrity_threshold=math.inf)
+    alice, bob, carol = [await user(services, h) for h in ("alice", "bob", "carol")]
+    await follow(services, alice, bob)
+    await follow(services, alice, carol)
+    await walk(services, alice.id, 3)  # builds alice's timeline (cold path)
+    for i in range(17):
+        await services.posts.create([bob, carol, alice][i % 3].id, f"post {i}")
+    await FanoutWorker(services).drain()
+    expected = await walk(services, alice.id, 4, pull=True)
+    assert len(expected) == 17
+    for page in (1, 2, 4, 7, 100):
+        assert await walk(services, alice.id, page) == expected
+
+
+async def test_celebrity_posts_are_pulled_not_fanned_out(make_services: ServicesFactory) -> None:
+    services = await make_services(celebrity_threshold=2)
+    star, fan1, fan2, friend = [await user(services, h) for h in ("star", "fan1", "fan2", "friend")]
+    for fan in (fan1, fan2):
+        await follow(services, fan, star)
+        await walk(services, fan.id, 5)
+    await follow(services, fan1, friend)
+    await FanoutWorker(services).drain()  # the follows' upkeep jobs
+    star_post = await services.posts.create(star.id, "shine")
+    friend_post = await services.posts.create(friend.id, "hi")
+    await FanoutWorker(services).drain()
+    # The star crossed the threshold: one write to their recent list, none to followers' timelines.
+    keys = services.feeds.keys
+    assert await services.redis.zcard(keys.recent(star.id)) >= 1
+    assert await services.redis.zscore(keys.timeline(fan2.id), star_post.id.to_bytes(7, "big")) is None
+    assert await walk(services, fan1.id, 1) == [friend_post.id, star_post.id]
+    assert await walk(services, fan2.id, 1) == [star_post.id]
+
+
+async def test_cold_rebuild_happens_once_for_concurrent_readers(services: Services) -> None:
+    alice, bob = await user(services, "alice"), await user(services, "bob")
+    await services.relations.follow(alice.id, bob.id)
+    posts = [await services.posts.create(bob.id, f"p{i}") for i in range(5)]
+    rebuilds = 0
+    original = services.feeds.rebuild_timeline
+
+    async def counting(user_id: int) -> None:
+        nonlocal rebuilds
+        rebuilds += 1
+        await asyncio.sleep(0.05)  # keep the lock held while the others arrive
+        await original(user_id)
+
+    services.feeds.rebuild_timeline = counting  # type: ignore[method-assign]
+    pages = await asyncio.gather(*(services.feeds.home(alice.id, 10, None) for _ in range(8)))
+    assert rebuilds == 1
+    expected = [p.id for p in reversed(posts)]
+    assert all(p.post_ids == expected for p in pages)
+    # The next read is served from the rebuilt timeline.
+    assert await services.redis.exists(services.feeds.keys.timeline(alice.id))
+    assert (await services.feeds.home(alice.id, 10, None)).post_ids == expected
+
+
+async def test_reads_survive_redis_being_down_and_flushed(services: Services) -> None:
+    alice, bob = await user(services, "alice"), await user(services, "bob")
+    await follow(services, alice, bob)
+    first = await services.posts.create(bob.id, "one")
+    await FanoutWorker(services).drain()
+    assert (await services.feeds.home(alice.id, 5, None)).post_ids == [first.id]
+
+    # Redis unreachable: reads come from PostgreSQL, writes still commit.
+    assert services.settings.database_url
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    down = build_services(
+        services.settings.with_(redis_url="redis://127.0.0.1:1/0"),
+        services.pool,
+        dead,
+        passwords=FAST_PASSWORDS,
+    )
+    second = await down.posts.create(bob.id, "two")
+    assert (await down.feeds.home(alice.id, 5, None)).post_ids == [second.id, first.id]
+    await dead.aclose()
+
+    # Redis back but empty: the cold path rebuilds, nothing is lost.
+    await services.redis.flushdb()
+    await FanoutWorker(services).drain()
+    assert (await services.feeds.home(alice.id, 5, None)).post_ids == [second.id, first.id]
+    assert (await services.feeds.home(alice.id, 5, None)).post_ids == [second.id, first.id]
+
+
+async def test_inactive_followers_are_skipped_and_rebuilt_on_return(services: Services) -> None:
+    alice, bob = await user(services, "alice"), await user(services, "bob")
+    await follow(services, alice, bob)
+    await walk(services, alice.id, 5)
+    await FanoutWorker(services).drain()  # the follow's own upkeep job
+    await services.pool.execute(
+        "UPDATE users SET last_seen_at = now() - interval '30 days' WHERE id = $1", alice.id
+    )
+    post = await services.posts.create(bob.id, "while you were away")
+    await FanoutWorker(services).drain()
+    member = post.id.to_bytes(7, "big")
+    assert await services.redis.zscore(services.feeds.keys.timeline(alice.id), member) is None
+    # Her timeline would have expired with her activity; simulate it, then she comes back.
+    await services.redis.delete(services.feeds.keys.timeline(alice.id))
+    assert (await services.feeds.home(alice.id, 5, None)).post_ids == [post.id]
+
+
+async def test_follow_shows_old_posts_on_the_next_read_and_unfollow_hides_them(services: Services) -> None:
+    alice, bob = await user(services, "alice"), await user(services, "bob")
+    await walk(services, alice.id, 5)
+    old = await services.posts.create(bob.id, "before you followed")
+    await FanoutWorker(services).drain()
+    await follow(services, alice, bob)
+    assert (await services.feeds.home(alice.id, 5, None)).post_ids == [old.id]
+    await services.relations.unfollow(alice.id, bob.id)
+    assert (await services.feeds.home(alice.id, 5, None)).post_ids == []
