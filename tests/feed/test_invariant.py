@@ -1,0 +1,462 @@
+"""The invariant of the hybrid engine: a feed does not depend on the celebrity threshold.
+
+For any history of posts, deletes, follows, unfollows, blocks and mutes, every
+user's home feed (every page, in order) is the same with the threshold at 0
+(everyone pulled), at infinity (everyone pushed) and in between (authors cross
+both ways, with hysteresis), with full and with tiny timelines (paging runs from
+Redis into PostgreSQL history, lists are trimmed), once the workers are idle; and
+it equals the pull query and a pure-Python oracle of DESIGN.md's rules.
+
+Each setting is a "world": its own PostgreSQL schema and Redis key prefix. Every
+operation is applied to every world; users are known by index and posts by the
+order they were created in, because ids differ between worlds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import asyncpg
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from redis.asyncio import Redis
+
+from homefeed.feed.config import Settings
+from homefeed.feed.db import create_pool
+from homefeed.feed.errors import FeedError
+from homefeed.feed.migrate import migrate
+from homefeed.feed.records import Page
+from homefeed.feed.services import Services, build_services
+from homefeed.workers.fanout import FanoutWorker
+from tests.conftest import FAST_PASSWORDS, with_search_path
+
+USERS = 5
+VERBS = ("follow", "unfollow", "block", "unblock", "mute", "unmute")
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    name: str
+    threshold: float
+    timeline_size: int
+
+
+# Threshold 2 with hysteresis 0.9: an author with 2 followers is pulled on their next post and
+# pushed again (through DRAINING) once back at 1. Size 3 forces trims and PostgreSQL paging.
+SPECS = (
+    WorldSpec("all-pull", 0.0, 800),
+    WorldSpec("all-push", math.inf, 800),
+    WorldSpec("mixed", 2.0, 800),
+    WorldSpec("mixed-tiny", 2.0, 3),
+    WorldSpec("pull-tiny", 0.0, 3),
+)
+
+
+@dataclass
+class World:
+    """One isolated engine: schema, key prefix, and the objects of the current history."""
+
+    spec: WorldSpec
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    services: Services | None = None
+    worker: FanoutWorker | None = None
+    users: list[int] = field(default_factory=list)
+    post_ids: list[int] = field(default_factory=list)  # by creation index
+    index_of: dict[int, int] = field(default_factory=dict)  # post id -> creation index
+
+    @property
+    def engine(self) -> Services:
+        assert self.services is not None
+        return self.services
+
+    async def reset(self) -> None:
+        """Empty the world and create the users of a new history."""
+        if self.worker is not None:
+            await self.worker.writer.close()
+        await self.pool.execute("TRUNCATE users, posts, follows, followers, blocks, mutes, likes, outbox")
+        # Ids take the low 12 bits from this sequence: restarting keeps it far from wrapping
+        # inside one millisecond, so ids follow creation order, as the oracle assumes.
+        await self.pool.execute("ALTER SEQUENCE id_sequence RESTART")
+        await self.flush()
+        self.services = build_services(self.settings, self.pool, self.redis, passwords=FAST_PASSWORDS)
+        self.worker = FanoutWorker(self.services)
+        self.users = [(await self.engine.users.create(f"u{i}", f"U{i}", "x")).id for i in range(USERS)]
+        self.post_ids = []
+        self.index_of = {}
+
+    async def flush(self) -> None:
+        """Lose every Redis key of this world, as a Redis restart without persistence would."""
+        keys = [k async for k in self.redis.scan_iter(match=f"{self.settings.redis_prefix}:*", count=1000)]
+        if keys:
+            await self.redis.delete(*keys)
+
+    async def drain(self) -> None:
+        assert self.worker is not None
+        await self.worker.drain()
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            await self.worker.writer.close()
+
+
+@contextlib.asynccontextmanager
+async def open_worlds(servers: Settings, specs: Sequence[WorldSpec]) -> AsyncIterator[list[World]]:
+    """One migrated schema and key prefix per spec, with open connections; all dropped afterwards."""
+    assert servers.database_url and servers.redis_url
+    names = [f"inv_{uuid.uuid4().hex[:12]}" for _ in specs]
+    conn = await asyncpg.connect(servers.database_url)
+    try:
+        for name in names:
+            await conn.execute(f"CREATE SCHEMA {name}")
+    finally:
+        await conn.close()
+    worlds: list[World] = []
+    try:
+        for name, spec in zip(names, specs, strict=True):
+            isolated = servers.with_(
+                database_url=with_search_path(servers.database_url, name),
+                redis_prefix=name,
+                jwt_secret="test-secret-" + "x" * 20,
+                celebrity_threshold=spec.threshold,
+                timeline_size=spec.timeline_size,
+                # No in-process cache of pulled lists: it would hide changes between reads.
+                celebrity_cache_ms=0,
+                fanout_chunk=100,
+            )
+            pool = await create_pool(isolated.database_url or "", min_size=1, max_size=8)
+            await migrate(pool)
+            worlds.append(World(spec, isolated, pool, Redis.from_url(servers.redis_url)))
+        yield worlds
+    finally:
+        for world in worlds:
+            with contextlib.suppress(Exception):
+                await world.flush()
+            await world.close()
+            await world.redis.aclose()
+            await world.pool.close()
+        conn = await asyncpg.connect(servers.database_url)
+        try:
+            for name in names:
+                await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        finally:
+            await conn.close()
+
+
+# ---- the oracle ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Model:
+    """DESIGN.md's rules in plain Python, over user indices and post creation indices."""
+
+    authors: list[int] = field(default_factory=list)  # author of each post, by creation index
+    deleted: set[int] = field(default_factory=set)
+    follows: set[tuple[int, int]] = field(default_factory=set)
+    blocks: set[tuple[int, int]] = field(default_factory=set)
+    mutes: set[tuple[int, int]] = field(default_factory=set)
+
+    def blocked(self, a: int, b: int) -> bool:
+        return (a, b) in self.blocks or (b, a) in self.blocks
+
+    def relate(self, verb: str, a: int, b: int) -> str | None:
+        """Apply a relationship change; returns the error code the engine must answer with."""
+        if a == b:
+            return "BAD_USER_INPUT"
+        if verb == "follow":
+            if self.blocked(a, b):
+                return "FORBIDDEN"
+            self.follows.add((a, b))
+        elif verb == "unfollow":
+            self.follows.discard((a, b))
+        elif verb == "block":
+            self.blocks.add((a, b))
+            self.follows -= {(a, b), (b, a)}
+        elif verb == "unblock":
+            self.blocks.discard((a, b))
+        elif verb == "mute":
+            self.mutes.add((a, b))
+        elif verb == "unmute":
+            self.mutes.discard((a, b))
+        return None
+
+    def delete(self, post: int, by: int) -> str | None:
+        if self.authors[post] != by:
+            return "FORBIDDEN"
+        self.deleted.add(post)
+        return None
+
+    def feed(self, viewer: int) -> list[int]:
+        """The viewer's whole home feed, newest first."""
+        return [
+            p
+            for p in reversed(range(len(self.authors)))
+            if p not in self.deleted
+            and (self.authors[p] == viewer or (viewer, self.authors[p]) in self.follows)
+            and (viewer, self.authors[p]) not in self.mutes
+            and not self.blocked(viewer, self.authors[p])
+        ]
+
+
+async def code_of(action: Awaitable[object]) -> str | None:
+    """Run an engine call; its domain error code, or None if it succeeded."""
+    try:
+        await action
+    except FeedError as exc:
+        return exc.code
+    return None
+
+
+Reader = Callable[[int, int | None], Awaitable[Page]]
+
+
+async def walk(read: Reader, sizes: Sequence[int], what: str) -> list[int]:
+    """Every page of a feed, checking that pages are never short and has_next is exact."""
+    got: list[int] = []
+    before: int | None = None
+    for n in range(10_000):
+        size = sizes[n % len(sizes)]
+        page = await read(size, before)
+        assert len(page.post_ids) <= size, f"{what}: page {n} longer than {size}"
+        assert len(set(page.post_ids)) == len(page.post_ids), f"{what}: duplicate on page {n}"
+        assert not got or not page.post_ids or page.post_ids[0] < got[-1], f"{what}: page {n} out of order"
+        if n > 0:
+            # The previous page said more existed, so this one cannot be empty.
+            assert page.post_ids, f"{what}: has_next was true on page {n - 1}, but page {n} is empty"
+        got += page.post_ids
+        if not page.has_next:
+            return got
+        assert len(page.post_ids) == size, f"{what}: page {n} short ({len(page.post_ids)}/{size})"
+        before = page.post_ids[-1]
+    raise AssertionError(f"{what}: never ends")
+
+
+# ---- the harness: one operation, every world ------------------------------------------------------
+
+
+class Harness:
+    """Applies each operation to every world and the model, and compares feeds."""
+
+    def __init__(self, worlds: Sequence[World]) -> None:
+        self.worlds = list(worlds)
+        self.model = Model()
+
+    async def reset(self) -> None:
+        self.model = Model()
+        await asyncio.gather(*(w.reset() for w in self.worlds))
+
+    async def _each(
+        self, action: Callable[[World], Awaitable[object]], expected: str | None, what: str
+    ) -> None:
+        codes = await asyncio.gather(*(code_of(action(w)) for w in self.worlds))
+        for world, code in zip(self.worlds, codes, strict=True):
+            assert code == expected, f"{what} in {world.spec.name}: {code}, expected {expected}"
+
+    async def post(self, user: int) -> int:
+        """A new post by user; returns its creation index."""
+        index = len(self.model.authors)
+        self.model.authors.append(user)
+
+        async def create(w: World) -> None:
+            post = await w.engine.posts.create(w.users[user], f"p{index} by u{user}")
+            if w.post_ids:
+                assert post.id > w.post_ids[-1], "ids follow creation order"
+            w.post_ids.append(post.id)
+            w.index_of[post.id] = index
+
+        await self._each(create, None, f"post by u{user}")
+        return index
+
+    async def delete(self, post: int, by: int) -> None:
+        expected = self.model.delete(post, by)
+
+        async def delete(w: World) -> None:
+            await w.engine.posts.delete(w.users[by], w.post_ids[post])
+
+        await self._each(delete, expected, f"u{by} deletes p{post}")
+
+    async def relate(self, verb: str, a: int, b: int) -> None:
+        expected = self.model.relate(verb, a, b)
+
+        async def act(w: World) -> None:
+            await getattr(w.engine.relations, verb)(w.users[a], w.users[b])
+            if verb in ("follow", "unfollow"):
+                # Part of the write path: the resolvers do this right after the change.
+                await w.engine.feeds.after_follow_change(w.users[a], w.users[b])
+
+        await self._each(act, expected, f"u{a} {verb}s u{b}")
+
+    async def flush(self, world: int) -> None:
+        await self.worlds[world].flush()
+
+    def _indices(self, w: World, ids: list[int]) -> list[int]:
+        return [w.index_of[i] for i in ids]
+
+    async def feed(self, w: World, viewer: int, sizes: Sequence[int], *, pull: bool = False) -> list[int]:
+        feeds = w.engine.feeds
+        user = w.users[viewer]
+
+        async def read(first: int, before: int | None) -> Page:
+            if pull:
+                return await feeds.pull_page(user, first, before)
+            return await feeds.home(user, first, before)
+
+        what = f"{'pull' if pull else 'home'} feed of u{viewer} in {w.spec.name}"
+        return self._indices(w, await walk(read, sizes, what))
+
+    async def read_early(self, viewer: int, sizes: Sequence[int]) -> None:
+        """A read while jobs are pending never fails and never shows what the viewer may not see."""
+        allowed = self.model.feed(viewer)
+        feeds = await asyncio.gather(*(self.feed(w, viewer, sizes) for w in self.worlds))
+        for world, got in zip(self.worlds, feeds, strict=True):
+            assert set(got) <= set(allowed), (
+                f"early read of u{viewer} in {world.spec.name} shows hidden posts {set(got) - set(allowed)}"
+            )
+
+    async def settle_and_check(self, sizes: Sequence[int]) -> None:
+        """Drain every world's workers, then every feed must equal the oracle, page by page."""
+        await asyncio.gather(*(w.drain() for w in self.worlds))
+        for w in self.worlds:
+            assert await w.pool.fetchval("SELECT count(*) FROM outbox") == 0, f"{w.spec.name}: jobs left"
+        results = await asyncio.gather(*(self._check_world(w, sizes) for w in self.worlds))
+        assert all(results)
+
+    async def _check_world(self, w: World, sizes: Sequence[int]) -> bool:
+        for viewer in range(USERS):
+            expected = self.model.feed(viewer)
+            pulled = await self.feed(w, viewer, sizes, pull=True)
+            assert pulled == expected, f"pull feed of u{viewer} in {w.spec.name}: {pulled} != {expected}"
+            home = await self.feed(w, viewer, sizes)
+            assert home == expected, f"home feed of u{viewer} in {w.spec.name}: {home} != oracle {expected}"
+        return True
+
+
+# ---- the stateful test ------------------------------------------------------------------------------
+
+users_ = st.integers(min_value=0, max_value=USERS - 1)
+picks = st.integers(min_value=0, max_value=10_000)  # an existing post, modulo how many there are
+page_sizes = st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=4)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation of a burst (several operations before the workers run)."""
+
+    kind: str
+    a: int
+    b: int
+
+
+ops = st.one_of(
+    st.builds(Op, st.just("post"), users_, st.just(0)),
+    st.builds(Op, st.just("delete"), picks, st.just(0)),
+    st.builds(Op, st.sampled_from(VERBS), users_, users_),
+)
+
+
+class InvariantMachine(RuleBasedStateMachine):
+    """Random histories applied to every world; the invariant is checked after every step."""
+
+    # Set by the test: the event loop the worlds' connections live in, and the worlds.
+    runner: ClassVar[asyncio.Runner]
+    worlds: ClassVar[list[World]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.h = Harness(self.worlds)
+        self.sizes: list[int] = [3]
+        self.run(self.h.reset())
+
+    def run(self, action: Awaitable[None]) -> None:
+        async def main() -> None:
+            await action
+
+        self.runner.run(main())
+
+    def teardown(self) -> None:
+        async def close() -> None:
+            await asyncio.gather(*(w.close() for w in self.worlds))
+
+        self.run(close())
+
+    @initialize(sizes=page_sizes)
+    def choose_page_sizes(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+
+    def _apply(self, op: Op) -> Awaitable[None]:
+        if op.kind == "post":
+            return self._post(op.a)
+        if op.kind == "delete":
+            return self._delete_own(op.a)
+        return self.h.relate(op.kind, op.a, op.b)
+
+    async def _post(self, user: int) -> None:
+        await self.h.post(user)
+
+    async def _delete_own(self, pick: int) -> None:
+        if self.h.model.authors:
+            post = pick % len(self.h.model.authors)
+            await self.h.delete(post, self.h.model.authors[post])
+
+    @rule(user=users_)
+    def post(self, user: int) -> None:
+        self.run(self._post(user))
+
+    @rule(pick=picks)
+    def delete_own(self, pick: int) -> None:
+        self.run(self._delete_own(pick))
+
+    @rule(pick=picks, by=users_)
+    def delete_any(self, pick: int, by: int) -> None:
+        if self.h.model.authors:
+            self.run(self.h.delete(pick % len(self.h.model.authors), by))
+
+    @rule(verb=st.sampled_from(VERBS), a=users_, b=users_)
+    def relate(self, verb: str, a: int, b: int) -> None:
+        self.run(self.h.relate(verb, a, b))
+
+    @rule(world=st.integers(min_value=0, max_value=len(SPECS) - 1))
+    def flush_redis(self, world: int) -> None:
+        self.run(self.h.flush(world))
+
+    @rule(burst=st.lists(st.tuples(ops, users_), min_size=1, max_size=5))
+    def burst_with_early_reads(self, burst: list[tuple[Op, int]]) -> None:
+        async def go() -> None:
+            for op, viewer in burst:
+                await self._apply(op)
+                await self.h.read_early(viewer, self.sizes)
+
+        self.run(go())
+
+    @invariant()
+    def feeds_agree(self) -> None:
+        self.run(self.h.settle_and_check(self.sizes))
+
+
+@pytest.fixture
+def runner() -> Iterator[asyncio.Runner]:
+    with asyncio.Runner() as loop:
+        yield loop
+
+
+def test_feed_is_independent_of_the_threshold(servers: Settings, runner: asyncio.Runner) -> None:
+    stack = contextlib.AsyncExitStack()
+    worlds = runner.run(stack.enter_async_context(open_worlds(servers, SPECS)))
+    try:
+        InvariantMachine.runner = runner
+        InvariantMachine.worlds = worlds
+        run_state_machine_as_test(
+            InvariantMachine,
+            settings=settings(max_examples=30, stateful_step_count=25, deadline=None),
+        )
+    finally:
+        runner.run(stack.aclose())
