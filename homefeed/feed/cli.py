@@ -1,4 +1,4 @@
-"""The `homefeed` command: serve, migrate, seed."""
+"""The `homefeed` command: serve, migrate, seed, worker, bench."""
 
 from __future__ import annotations
 
@@ -126,6 +126,34 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    # The CLI is the composition root: the bench (which drives workers) loads only for this command.
+    from pathlib import Path
+
+    from homefeed.bench import fanout
+
+    options = fanout.FanoutOptions(
+        posts=args.posts,
+        seconds=args.seconds,
+        fanout_keys=args.fanout_keys,
+        min_users=args.min_users,
+        json_path=Path(args.json) if args.json else None,
+    )
+    try:
+        with servers_for(settings) as ready:
+            asyncio.run(run_migrations(ready))
+            report = asyncio.run(fanout.run(ready, options, log=lambda line: print(line, flush=True)))
+    except fanout.BenchError as exc:
+        print(f"homefeed bench fanout: {exc}", file=sys.stderr)
+        return 1
+    print()
+    for line in report.lines():
+        print(line)
+    if options.json_path is not None:
+        print(f"wrote {options.json_path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="homefeed", description="A home-timeline GraphQL service.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -146,6 +174,19 @@ def parser() -> argparse.ArgumentParser:
     sd.add_argument("--posts-per-user", type=float, default=10.0, help="mean posts per user (default 10)")
     sd.add_argument("--reset", action="store_true", help="truncate users, posts, follows, ... first")
     sd.set_defaults(run=cmd_seed)
+    bench = sub.add_parser("bench", help="benchmarks against the seeded graph (run `homefeed seed` first)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    bf = bench_sub.add_parser("fanout", help="fan-out rate, createPost latency, cold rebuild, lag, memory")
+    bf.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
+    bf.add_argument("--posts", type=int, default=40, help="samples for latency and lag figures (default 40)")
+    bf.add_argument(
+        "--seconds", type=float, default=6.0, help="time budget per throughput figure (default 6)"
+    )
+    bf.add_argument(
+        "--fanout-keys", type=int, default=120_000, help="timeline writes per fan-out round (default 120000)"
+    )
+    bf.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
+    bf.set_defaults(run=cmd_bench)
     return p
 
 
