@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -71,11 +70,14 @@ async def test_a_worker_killed_mid_fan_out_loses_nothing(make_services: Services
         "HOMEFEED_FANOUT_CHUNK": "100",
         "HOMEFEED_JOB_LEASE_SECONDS": "1",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "homefeed.feed.cli", "worker"],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "homefeed.feed.cli",
+        "worker",
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         # Kill it once it is part-way through the chunks: some done, some still queued.
@@ -86,9 +88,9 @@ async def test_a_worker_killed_mid_fan_out_loses_nothing(make_services: Services
                 break
             await asyncio.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        await asyncio.wait_for(proc.wait(), 10)
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
     assert 0 < await missing_from(services, author, post.id) < 20_000, "the kill should land mid-fan-out"
     # Its leases run out and another worker finishes the job.
