@@ -17,7 +17,7 @@ def test_id_encoding_sorts_like_the_numbers() -> None:
     members = [encode_id(i) for i in ids]
     assert sorted(members) == members
     assert [decode_id(m) for m in members] == ids
-    assert BOTTOM < members[0] and members[-1] < SENTINEL
+    assert members[0] > BOTTOM and members[-1] < SENTINEL
     assert decode_id(BOTTOM) == 0
 
 
