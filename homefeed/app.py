@@ -26,6 +26,7 @@ from homefeed.feed.services import Services, open_services
 from homefeed.resolvers.context import Context
 from homefeed.schema import schema
 from homefeed.schema.errors import with_code
+from homefeed.workers.fanout import FanoutWorker
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +165,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             return
         opened = await open_services(settings or config.load())
         app.state.services = opened
+        stop = asyncio.Event()
+        worker = None
+        if opened.settings.inprocess_worker:
+            # Fan-out runs beside the API; more workers can run as `homefeed worker` processes.
+            worker = asyncio.create_task(FanoutWorker(opened).run_forever(stop), name="fanout-worker")
         try:
             yield
         finally:
+            stop.set()
+            if worker is not None:
+                await worker
             await opened.close()
 
     graphql = GraphQLApp(schema, graphql_ide="graphiql", allow_queries_via_get=True)
