@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 Info = strawberry.Info[Context, None]
 
+# The page size when `first` is omitted or null; the contract types `first` as a nullable Int.
+DEFAULT_FIRST = 20
+
 
 @strawberry.type(description="A post of at most 280 characters.")
 class Post(Node):

@@ -10,7 +10,7 @@ from homefeed.feed import records
 from homefeed.resolvers import mutation, query
 from homefeed.resolvers.context import Context
 from homefeed.schema.node import Node, expect_global_id, to_global_id
-from homefeed.schema.posts import PostConnection
+from homefeed.schema.posts import DEFAULT_FIRST, PostConnection
 
 Info = strawberry.Info[Context, None]
 
@@ -48,7 +48,10 @@ class User(Node):
         return await query.viewer_follows(info.context, self.record.id)
 
     @strawberry.field(description="This user's posts, newest first.")
-    async def posts(self, info: Info, first: int = 20, after: str | None = None) -> PostConnection:
+    async def posts(
+        self, info: Info, first: int | None = DEFAULT_FIRST, after: str | None = None
+    ) -> PostConnection:
+        first = DEFAULT_FIRST if first is None else first
         return PostConnection.of(await query.user_posts(info.context, self.record.id, first, after))
 
 

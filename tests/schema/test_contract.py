@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from graphql import GraphQLInterfaceType, GraphQLObjectType, Undefined, build_schema, is_non_null_type
+
+from homefeed.schema import schema
 from tests.api import Account, Api
 
 SIGN_UP = """mutation($h: String!, $p: String!, $d: String) {
@@ -288,3 +291,72 @@ def _numeric(global_id: str) -> int:
 
 def _missing_post_id(existing: str) -> str:
     return base64.b64encode(f"Post:{_numeric(existing) + 999_999}".encode()).decode()
+
+
+# The GraphQL contract of DESIGN.md, verbatim. The schema may add fields, never rename or retype these.
+CONTRACT = """
+scalar DateTime
+interface Node { id: ID! }
+type User implements Node {
+  id: ID!  handle: String!  displayName: String!  createdAt: DateTime!
+  followerCount: Int!  followingCount: Int!  viewerFollows: Boolean!
+  posts(first: Int, after: String): PostConnection!
+}
+type Post implements Node {
+  id: ID!  author: User!  text: String!  createdAt: DateTime!
+  likeCount: Int!  viewerHasLiked: Boolean!
+}
+type PostEdge { cursor: String!  node: Post! }
+type PageInfo { hasNextPage: Boolean!  hasPreviousPage: Boolean!  startCursor: String  endCursor: String }
+type PostConnection { edges: [PostEdge!]!  nodes: [Post!]!  pageInfo: PageInfo! }
+type AuthPayload { token: String!  user: User! }
+type Query {
+  node(id: ID!): Node
+  viewer: User
+  user(handle: String!): User
+  post(id: ID!): Post
+  homeFeed(first: Int = 20, after: String): PostConnection!
+}
+type Mutation {
+  signUp(handle: String!, password: String!, displayName: String): AuthPayload!
+  logIn(handle: String!, password: String!): AuthPayload!
+  createPost(text: String!): Post!
+  deletePost(id: ID!): Boolean!
+  follow(userId: ID!): User!      unfollow(userId: ID!): User!
+  block(userId: ID!): User!       unblock(userId: ID!): User!
+  mute(userId: ID!): User!        unmute(userId: ID!): User!
+  likePost(id: ID!): Post!        unlikePost(id: ID!): Post!
+}
+"""
+
+
+def test_schema_honours_the_contract() -> None:
+    contract = build_schema(CONTRACT)
+    ours = schema._schema
+    for name, wanted in contract.type_map.items():
+        if name.startswith("__") or not isinstance(wanted, GraphQLObjectType | GraphQLInterfaceType):
+            continue
+        have = ours.get_type(name)
+        assert isinstance(have, type(wanted)), name
+        assert {i.name for i in wanted.interfaces} <= {i.name for i in have.interfaces}, name
+        for field_name, field in wanted.fields.items():
+            assert field_name in have.fields, f"{name}.{field_name} is missing"
+            got = have.fields[field_name]
+            assert str(got.type) == str(field.type), f"{name}.{field_name}: {got.type} != {field.type}"
+            for arg_name, arg in field.args.items():
+                assert arg_name in got.args, f"{name}.{field_name}({arg_name}) is missing"
+                assert str(got.args[arg_name].type) == str(arg.type), f"{name}.{field_name}({arg_name})"
+                if arg.default_value is not Undefined:
+                    assert got.args[arg_name].default_value == arg.default_value, f"{name}.{field_name}"
+            # Added arguments must be optional, or clients written against the contract break.
+            for extra in set(got.args) - set(field.args):
+                assert not is_non_null_type(got.args[extra].type), f"{name}.{field_name}({extra})"
+
+
+async def test_null_first_means_the_default_page(api: Api) -> None:
+    alice = await api.sign_up("alice")
+    posted = [await api.post(alice, f"p{i}") for i in range(21)]
+    feed = await api.gql("{ homeFeed(first: null) { nodes { id } } }", token=alice.token)
+    assert [n["id"] for n in feed.ok()["homeFeed"]["nodes"]] == posted[::-1][:20]
+    posts = await api.gql('query($f: Int) { user(handle: "alice") { posts(first: $f) { nodes { id } } } }')
+    assert len(posts.ok()["user"]["posts"]["nodes"]) == 20
