@@ -41,6 +41,7 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -463,6 +464,7 @@ class SeedReport:
     median_following: int
     phases: tuple[PhaseTime, ...]
     fan_out: str
+    notes: tuple[str, ...] = ()
 
     @property
     def seconds(self) -> float:
@@ -481,6 +483,7 @@ class SeedReport:
             *(f"  {p.phase:<12} {p.seconds:8.1f} s" for p in self.phases),
             f"  {'total':<12} {self.seconds:8.1f} s",
             f"fan-out: {self.fan_out}",
+            *(f"note: {note}" for note in self.notes),
         ]
         return "\n".join(lines)
 
@@ -564,8 +567,15 @@ async def seed(
                 await conn.execute(f"ANALYZE {table}")
                 clock.progress.advance(1)
 
+    notes: list[str] = []
     if params.reset and redis is not None and settings is not None:
-        await _forget_redis(redis, settings.redis_prefix)
+        try:
+            await _forget_redis(redis, settings.redis_prefix)
+        except RedisError as exc:
+            # The database is committed and is the truth; stale timelines only cost reads that
+            # filter out posts which no longer exist, until Redis is flushed or restarted.
+            log.warning("could not drop the old world's Redis keys: %s", exc)
+            notes.append(f"old Redis keys not dropped ({exc}); flush Redis to clear them")
     fan_out = await _fan_out(pool, world, clock, redis=redis, settings=settings)
 
     followers = world.follower_count
@@ -580,6 +590,7 @@ async def seed(
         median_following=int(np.median(world.following_count)),
         phases=tuple(clock.phases),
         fan_out=fan_out,
+        notes=tuple(notes),
     )
 
 

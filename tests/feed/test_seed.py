@@ -10,6 +10,7 @@ import pytest
 from argon2 import PasswordHasher
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
 from homefeed.feed.db import create_pool
@@ -29,7 +30,7 @@ NOW_MS = 1_750_000_000_000  # pinned so two generations are comparable to the mi
 DAY_MS = 86_400_000
 
 
-def params(users: int = 300, seed_: int = 7, **more: float) -> SeedParams:
+def params(users: int = 300, seed_: int = 7, **more: float | bool) -> SeedParams:
     return SeedParams(users=users, seed=seed_, now_ms=NOW_MS, **more)  # type: ignore[arg-type]
 
 
@@ -250,3 +251,31 @@ async def test_seed_refuses_a_non_empty_database_unless_reset(pool: asyncpg.Pool
         assert await conn.fetchval("SELECT count(*) FROM users") == 60 == report.users
         assert await conn.fetchval("SELECT count(*) FROM follows") == report.follows
         assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_reset_drops_the_old_worlds_redis_keys(pool: asyncpg.Pool, settings_: Settings) -> None:
+    assert settings_.redis_url
+    redis = Redis.from_url(settings_.redis_url)
+    other = f"not-{settings_.redis_prefix}:kept"
+    try:
+        await seed(pool, params(users=40))
+        await redis.set(f"{settings_.redis_prefix}:timeline:1", "stale")
+        await redis.set(other, "kept")
+        report = await seed(pool, params(users=40, reset=True), redis=redis, settings=settings_)
+        assert report.notes == ()
+        assert await redis.exists(f"{settings_.redis_prefix}:timeline:1") == 0
+        assert await redis.get(other) == b"kept"
+    finally:
+        await redis.delete(other)
+        await redis.aclose()
+
+
+async def test_reset_with_redis_down_still_seeds_and_says_so(pool: asyncpg.Pool, settings_: Settings) -> None:
+    await seed(pool, params(users=40))
+    unreachable = Redis.from_url("redis://127.0.0.1:1/0")
+    try:
+        report = await seed(pool, params(users=40, reset=True), redis=unreachable, settings=settings_)
+    finally:
+        await unreachable.aclose()
+    assert report.users == 40
+    assert any("Redis" in note for note in report.notes)
