@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
@@ -13,15 +14,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from homefeed.feed import config
 from homefeed.feed.config import Settings
+from homefeed.feed.errors import FeedError
 from homefeed.feed.services import Services, open_services
 from homefeed.resolvers.context import Context
 from homefeed.schema import schema
@@ -31,6 +35,7 @@ from homefeed.workers.fanout import FanoutWorker
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
+MAX_SUBSCRIPTIONS = 10
 
 
 class GraphQLApp(GraphQL[Context, None]):
@@ -38,14 +43,27 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: object) -> Context:
         services: Services = request.app.state.services
-        header = request.headers.get("authorization", "").strip()
-        token: str | None = None
-        if header:
-            # Anything but a well-formed bearer token is a bad token, not an anonymous request.
-            scheme, _, credentials = header.partition(" ")
-            token = credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else header
         client = request.client.host if request.client else "unknown"
-        return Context(services=services, token=token, client_key=client)
+        return Context(
+            services=services, token=bearer(request.headers.get("authorization")), client_key=client
+        )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticate a websocket from its connection_init payload: {"authorization": "Bearer …"}."""
+        params = context.connection_params or {}
+        raw = params.get("authorization", params.get("Authorization"))
+        token = bearer(raw) if isinstance(raw, str) else context.token
+        if token is None:
+            raise ConnectionRejectionError(
+                _rejection("UNAUTHENTICATED", "send authorization in connection_init")
+            )
+        context.use_token(token)
+        try:
+            await context.require_viewer()
+        except FeedError as exc:
+            raise ConnectionRejectionError(_rejection(exc.code, str(exc))) from None
+        accepted: UnsetType = UNSET
+        return accepted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,6 +88,19 @@ class GraphQLApp(GraphQL[Context, None]):
         if result.errors:
             result.errors = [with_code(e) for e in result.errors]
         return await super().process_result(request, result)
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an Authorization value; anything but a well-formed bearer token is kept as a bad token."""
+    header = (header or "").strip()
+    if not header:
+        return None
+    scheme, _, credentials = header.partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else header
+
+
+def _rejection(code: str, message: str) -> dict[str, object]:
+    return {"message": message, "extensions": {"code": code}}
 
 
 class BodyLimit:
@@ -163,7 +194,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             app.state.services = services
             yield
             return
-        opened = await open_services(settings or config.load())
+        opened = await open_services(effective)
         app.state.services = opened
         stop = asyncio.Event()
         worker = None
@@ -178,11 +209,22 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 await worker
             await opened.close()
 
-    graphql = GraphQLApp(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+    effective = services.settings if services is not None else (settings or config.load())
+    graphql = GraphQLApp(
+        schema,
+        graphql_ide="graphiql",
+        allow_queries_via_get=True,
+        keep_alive=True,  # legacy graphql-ws "ka" messages; graphql-transport-ws clients ping us
+        keep_alive_interval=15,
+        max_subscriptions_per_connection=MAX_SUBSCRIPTIONS,
+        allowed_origins=effective.allowed_origins,  # plus same-origin, always
+        connection_init_wait_timeout=timedelta(seconds=10),
+    )
     app = Starlette(
         routes=[
             Route("/", index),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
         ],

@@ -20,6 +20,7 @@ from homefeed.feed import modes, outbox
 from homefeed.feed.bulk import BulkWriter
 from homefeed.feed.feeds import Feeds
 from homefeed.feed.keys import encode_id
+from homefeed.feed.live import Notices
 from homefeed.feed.outbox import Chunk, Job, Outbox
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Fanout:
         feeds: Feeds,
         queue: Outbox,
         writer: BulkWriter,
+        notices: Notices,
         *,
         threshold: float,
         active_days: int,
@@ -59,6 +61,7 @@ class Fanout:
         self._feeds = feeds
         self._outbox = queue
         self._writer = writer
+        self._notices = notices
         self._threshold = threshold
         self._active_days = active_days
         self._chunk = chunk
@@ -98,15 +101,22 @@ class Fanout:
         if job.kind == outbox.POST_CHUNK:
             # The parent decided the mode; chunks only carry it out.
             await self._each_follower(job, lambda keys: self._add(keys, member))
+            lo, hi = job.range_lo, job.range_hi
+            await self._notices.post_reached(
+                author, post_id, -1 if lo is None else lo, -1 if hi is None else hi, False
+            )
             return
         mode = await self._settle_mode(author, row["fanout_mode"], row["follower_count"], post_id)
         if modes.is_pulled(mode):
             await self._writer.add([self._recent_key(author)], member, self.size + 2, self._feeds.recent_ttl)
+        reached_all = True
         if modes.is_pushed(mode):
             await self._add([self._timeline_key(author)], member)
             if await self._split_if_big(job, outbox.POST_CHUNK, row["follower_count"]):
-                return
-            await self._each_follower(job, lambda keys: self._add(keys, member))
+                reached_all = modes.is_pulled(mode)  # the chunks announce their own followers
+            else:
+                await self._each_follower(job, lambda keys: self._add(keys, member))
+        await self._notices.post_reached(author, post_id, -1, outbox.MAX_ID if reached_all else -1, True)
 
     async def _add(self, keys: Sequence[bytes], member: bytes) -> None:
         await self._writer.add(keys, member, self.size + 1, self._feeds.timeline_ttl)

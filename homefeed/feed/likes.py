@@ -70,3 +70,13 @@ class Likes:
             list(post_ids),
         )
         return {r["post_id"] for r in rows}
+
+    async def liked_pairs(self, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Which (user, post) pairs are likes: one query for many viewers at once."""
+        rows = await self._pool.fetch(
+            """SELECT l.user_id, l.post_id FROM likes l
+               JOIN unnest($1::bigint[], $2::bigint[]) AS q(u, p) ON l.user_id = q.u AND l.post_id = q.p""",
+            [u for u, _ in pairs],
+            [p for _, p in pairs],
+        )
+        return {(r["user_id"], r["post_id"]) for r in rows}

@@ -144,6 +144,17 @@ class Relations:
         )
         return {r["followee_id"] for r in rows}
 
+    async def follow_pairs(self, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Which (follower, followee) pairs are follows: one query for many viewers at once."""
+        rows = await self._pool.fetch(
+            """SELECT f.follower_id, f.followee_id FROM follows f
+               JOIN unnest($1::bigint[], $2::bigint[]) AS q(a, b)
+                 ON f.follower_id = q.a AND f.followee_id = q.b""",
+            [a for a, _ in pairs],
+            [b for _, b in pairs],
+        )
+        return {(r["follower_id"], r["followee_id"]) for r in rows}
+
     async def blocked_either_way(self, a: int, b: int) -> bool:
         """Whether a blocks b or b blocks a."""
         return bool(

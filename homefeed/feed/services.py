@@ -16,6 +16,7 @@ from homefeed.feed.cursors import Cursors
 from homefeed.feed.db import create_pool
 from homefeed.feed.feeds import Feeds
 from homefeed.feed.likes import Likes
+from homefeed.feed.live import LiveHub, Notices
 from homefeed.feed.posts import Posts
 from homefeed.feed.ratelimit import RateLimiter
 from homefeed.feed.relations import Relations
@@ -38,9 +39,12 @@ class Services:
     tokens: Tokens
     passwords: Passwords
     limiter: RateLimiter
+    notices: Notices
+    live: LiveHub
 
     async def close(self) -> None:
-        """Close the pools."""
+        """Close the live hub and the pools."""
+        await self.live.close()
         await self.redis.aclose()
         await self.pool.close()
 
@@ -87,4 +91,6 @@ def build_services(
         tokens=Tokens(secret, settings.token_ttl_days * 86400),
         passwords=passwords or Passwords(),
         limiter=RateLimiter(redis, settings.redis_prefix, settings.rate_limit_per_minute),
+        notices=Notices(redis, settings.redis_prefix),
+        live=LiveHub(redis, pool, posts, settings.redis_prefix),
     )

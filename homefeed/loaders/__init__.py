@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from aiodataloader import DataLoader
 
@@ -13,6 +14,7 @@ from homefeed.feed.services import Services
 
 K = TypeVar("K")
 V = TypeVar("V")
+KC = TypeVar("KC", contravariant=True)
 
 
 class Loader(Generic[K, V]):
@@ -39,12 +41,39 @@ class Loader(Generic[K, V]):
         return values
 
 
+class KeyLoader(Protocol[KC, V]):
+    """What resolvers need of a loader."""
+
+    async def load(self, key: KC) -> V: ...
+
+    async def load_many(self, keys: Sequence[KC]) -> list[V]: ...
+
+    def prime(self, key: KC, value: V) -> None: ...
+
+
+class Bound(Generic[K, V]):
+    """A loader keyed by (viewer, key), seen by one viewer as a loader keyed by key."""
+
+    def __init__(self, shared: Loader[tuple[int, K], V], viewer: int) -> None:
+        self._shared = shared
+        self._viewer = viewer
+
+    async def load(self, key: K) -> V:
+        return await self._shared.load((self._viewer, key))
+
+    async def load_many(self, keys: Sequence[K]) -> list[V]:
+        return await self._shared.load_many([(self._viewer, k) for k in keys])
+
+    def prime(self, key: K, value: V) -> None:
+        self._shared.prime((self._viewer, key), value)
+
+
 @dataclass(frozen=True, slots=True)
 class Loaders:
-    users: Loader[int, User | None]
-    posts: Loader[int, Post | None]
-    viewer_follows: Loader[int, bool]
-    viewer_liked: Loader[int, bool]
+    users: KeyLoader[int, User | None]
+    posts: KeyLoader[int, Post | None]
+    viewer_follows: KeyLoader[int, bool]
+    viewer_liked: KeyLoader[int, bool]
 
 
 def build(services: Services, viewer_id: int | None) -> Loaders:
@@ -68,3 +97,43 @@ def build(services: Services, viewer_id: int | None) -> Loaders:
         viewer_follows=Loader(follows),
         viewer_liked=Loader(liked),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SharedLoaders:
+    """Loaders shared by every subscriber receiving one live event: one batch for all of them."""
+
+    users: Loader[int, User | None]
+    posts: Loader[int, Post | None]
+    follows: Loader[tuple[int, int], bool]
+    liked: Loader[tuple[int, int], bool]
+
+    def for_viewer(self, viewer: int) -> Loaders:
+        """This event's loaders as one subscriber sees them."""
+        return Loaders(self.users, self.posts, Bound(self.follows, viewer), Bound(self.liked, viewer))
+
+
+_per_event: weakref.WeakKeyDictionary[object, SharedLoaders] = weakref.WeakKeyDictionary()
+
+
+def shared_for(services: Services, event: object) -> SharedLoaders:
+    """The loaders of one live event, created by its first subscriber and shared by the rest."""
+    found = _per_event.get(event)
+    if found is None:
+
+        async def follows(pairs: Sequence[tuple[int, int]]) -> list[bool]:
+            hit = await services.relations.follow_pairs(pairs)
+            return [p in hit for p in pairs]
+
+        async def liked(pairs: Sequence[tuple[int, int]]) -> list[bool]:
+            hit = await services.likes.liked_pairs(pairs)
+            return [p in hit for p in pairs]
+
+        found = SharedLoaders(
+            users=Loader(services.users.by_ids),
+            posts=Loader(services.posts.by_ids),
+            follows=Loader(follows),
+            liked=Loader(liked),
+        )
+        _per_event[event] = found
+    return found

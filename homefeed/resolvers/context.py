@@ -14,6 +14,8 @@ class Context:
     services: Services
     token: str | None
     client_key: str
+    # Set by the websocket transport from the connection_init payload.
+    connection_params: dict[str, object] | None = None
     _viewer: int | None = field(default=None, init=False)
     _checked: bool = field(default=False, init=False)
     _loaders: Loaders | None = field(default=None, init=False)
@@ -35,6 +37,13 @@ class Context:
         if viewer is None:
             raise Unauthenticated("sign in: send Authorization: Bearer <token>")
         return viewer
+
+    def use_token(self, token: str | None) -> None:
+        """Authenticate with this token from now on (websockets send it after the upgrade)."""
+        self.token = token
+        self._checked = False
+        self._viewer = None
+        self._loaders = None
 
     def forget_loaded(self) -> None:
         """Drop what this request has loaded so far: a mutation just changed it."""

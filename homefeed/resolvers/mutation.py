@@ -67,8 +67,17 @@ async def create_post(ctx: Context, text: str) -> Post:
 
 async def delete_post(ctx: Context, post_id: int) -> bool:
     """Delete one of the viewer's posts."""
-    await ctx.services.posts.delete(await _writer(ctx), post_id)
+    viewer = await _writer(ctx)
+    await ctx.services.posts.delete(viewer, post_id)
+    await ctx.services.notices.post_deleted(viewer, post_id)
     return True
+
+
+async def _announce(ctx: Context, viewer: int, other: int, verb: str, *, both: bool = False) -> None:
+    # Live subscribers re-read their relationships and drop what they may no longer see.
+    await ctx.services.notices.relation_changed(viewer, other, verb)
+    if both:
+        await ctx.services.notices.relation_changed(other, viewer, verb)
 
 
 async def follow(ctx: Context, user_id: int) -> User:
@@ -76,6 +85,7 @@ async def follow(ctx: Context, user_id: int) -> User:
     await ctx.services.relations.follow(viewer, user_id)
     # The followee's posts show on the very next read; the outbox job repeats this durably.
     await ctx.services.feeds.after_follow_change(viewer, user_id)
+    await _announce(ctx, viewer, user_id, "follow")
     return await _fresh_user(ctx, user_id)
 
 
@@ -83,26 +93,35 @@ async def unfollow(ctx: Context, user_id: int) -> User:
     viewer = await _writer(ctx)
     await ctx.services.relations.unfollow(viewer, user_id)
     await ctx.services.feeds.after_follow_change(viewer, user_id)
+    await _announce(ctx, viewer, user_id, "unfollow")
     return await _fresh_user(ctx, user_id)
 
 
 async def block(ctx: Context, user_id: int) -> User:
-    await ctx.services.relations.block(await _writer(ctx), user_id)
+    viewer = await _writer(ctx)
+    await ctx.services.relations.block(viewer, user_id)
+    await _announce(ctx, viewer, user_id, "block", both=True)
     return await _fresh_user(ctx, user_id)
 
 
 async def unblock(ctx: Context, user_id: int) -> User:
-    await ctx.services.relations.unblock(await _writer(ctx), user_id)
+    viewer = await _writer(ctx)
+    await ctx.services.relations.unblock(viewer, user_id)
+    await _announce(ctx, viewer, user_id, "unblock", both=True)
     return await _fresh_user(ctx, user_id)
 
 
 async def mute(ctx: Context, user_id: int) -> User:
-    await ctx.services.relations.mute(await _writer(ctx), user_id)
+    viewer = await _writer(ctx)
+    await ctx.services.relations.mute(viewer, user_id)
+    await _announce(ctx, viewer, user_id, "mute")
     return await _fresh_user(ctx, user_id)
 
 
 async def unmute(ctx: Context, user_id: int) -> User:
-    await ctx.services.relations.unmute(await _writer(ctx), user_id)
+    viewer = await _writer(ctx)
+    await ctx.services.relations.unmute(viewer, user_id)
+    await _announce(ctx, viewer, user_id, "unmute")
     return await _fresh_user(ctx, user_id)
 
 

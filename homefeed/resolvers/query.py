@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from homefeed.feed.records import Post, User
 from homefeed.feed.users import HANDLE
+from homefeed.loaders import Loaders
 from homefeed.resolvers.connections import (
     PostSlice,
     author_scope,
@@ -55,18 +56,22 @@ async def user_posts(ctx: Context, author_id: int, first: int, after: str | None
     return await hydrate(ctx, scope, page, after=after)
 
 
-async def viewer_follows(ctx: Context, user_id: int) -> bool:
+async def _loaders(ctx: Context, via: Loaders | None) -> Loaders:
+    return via if via is not None else await ctx.loaders()
+
+
+async def viewer_follows(ctx: Context, user_id: int, via: Loaders | None = None) -> bool:
     """Whether the viewer follows user_id (False when anonymous)."""
-    return await (await ctx.loaders()).viewer_follows.load(user_id)
+    return await (await _loaders(ctx, via)).viewer_follows.load(user_id)
 
 
-async def viewer_has_liked(ctx: Context, post_id: int) -> bool:
+async def viewer_has_liked(ctx: Context, post_id: int, via: Loaders | None = None) -> bool:
     """Whether the viewer has liked post_id (False when anonymous)."""
-    return await (await ctx.loaders()).viewer_liked.load(post_id)
+    return await (await _loaders(ctx, via)).viewer_liked.load(post_id)
 
 
-async def author(ctx: Context, post: Post) -> User:
+async def author(ctx: Context, post: Post, via: Loaders | None = None) -> User:
     """The author of a post (authors are never deleted while their posts exist)."""
-    user = await (await ctx.loaders()).users.load(post.author_id)
+    user = await (await _loaders(ctx, via)).users.load(post.author_id)
     assert user is not None, f"post {post.id} has no author"
     return user

@@ -18,7 +18,7 @@ from strawberry.types import ExecutionContext
 from homefeed.schema.errors import ErrorCodes, log_errors
 from homefeed.schema.metrics import OperationMetrics
 from homefeed.schema.posts import Post
-from homefeed.schema.root import Mutation, Query
+from homefeed.schema.root import Mutation, Query, Subscription
 from homefeed.schema.users import User
 
 MAX_DEPTH = 10
@@ -38,6 +38,7 @@ def build_schema(**kwargs: Any) -> strawberry.Schema:
     return HomefeedSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[User, Post],
         # Factories: a fresh extension per request; the parser and validation caches are shared.
         extensions=[

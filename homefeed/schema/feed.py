@@ -1,12 +1,16 @@
-"""The home feed."""
+"""The home feed and its live updates."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from enum import Enum
+
 import strawberry
 
-from homefeed.resolvers import query
+from homefeed.resolvers import query, subscription
 from homefeed.resolvers.context import Context
-from homefeed.schema.posts import DEFAULT_FIRST, PostConnection
+from homefeed.schema.node import to_global_id
+from homefeed.schema.posts import DEFAULT_FIRST, Post, PostConnection
 
 Info = strawberry.Info[Context, None]
 
@@ -21,3 +25,37 @@ class FeedQuery:
     ) -> PostConnection:
         page = await query.home_feed(info.context, DEFAULT_FIRST if first is None else first, after)
         return PostConnection.of(page)
+
+
+@strawberry.enum(description="What happened to the home feed.")
+class FeedUpdateKind(Enum):
+    ADDED = "ADDED"
+    REMOVED = "REMOVED"
+    RESYNC = strawberry.enum_value(
+        "RESYNC", description="Updates were lost (slow client, server reconnect): refetch the feed."
+    )
+
+
+@strawberry.type(description="A change to the home feed. For RESYNC, postId is empty and post null.")
+class FeedUpdate:
+    kind: FeedUpdateKind
+    post_id: strawberry.ID
+    post: Post | None = strawberry.field(description="The post, for ADDED.")
+    cursor: str | None = strawberry.field(description="The post's place in homeFeed, usable as `after`.")
+
+    @classmethod
+    def of(cls, update: subscription.Update) -> FeedUpdate:
+        return cls(
+            kind=FeedUpdateKind(update.kind.value),
+            post_id=to_global_id("Post", update.post_id) if update.post_id else strawberry.ID(""),
+            post=Post.of(update.post, update.loaders) if update.post is not None else None,
+            cursor=update.cursor,
+        )
+
+
+@strawberry.type
+class FeedSubscription:
+    @strawberry.subscription(description="Live changes to the signed-in user's home feed.")
+    async def home_feed_updates(self, info: Info) -> AsyncGenerator[FeedUpdate, None]:
+        async for update in subscription.home_feed_updates(info.context):
+            yield FeedUpdate.of(update)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from homefeed.feed import records
+from homefeed.loaders import Loaders
 from homefeed.resolvers import mutation, query
 from homefeed.resolvers.connections import PostSlice
 from homefeed.resolvers.context import Context
@@ -25,10 +26,12 @@ DEFAULT_FIRST = 20
 @strawberry.type(description="A post of at most 280 characters.")
 class Post(Node):
     record: strawberry.Private[records.Post]
+    # Loaders to resolve through instead of the request's (a live event's shared ones).
+    via: strawberry.Private[Loaders | None] = None
 
     @classmethod
-    def of(cls, record: records.Post) -> Post:
-        return cls(id=to_global_id("Post", record.id), record=record)
+    def of(cls, record: records.Post, via: Loaders | None = None) -> Post:
+        return cls(id=to_global_id("Post", record.id), record=record, via=via)
 
     @strawberry.field
     def text(self) -> str:
@@ -46,11 +49,11 @@ class Post(Node):
     async def author(self, info: Info) -> Annotated[User, strawberry.lazy("homefeed.schema.users")]:
         from homefeed.schema.users import User
 
-        return User.of(await query.author(info.context, self.record))
+        return User.of(await query.author(info.context, self.record, self.via), self.via)
 
     @strawberry.field(description="Whether the signed-in user likes this post (false when anonymous).")
     async def viewer_has_liked(self, info: Info) -> bool:
-        return await query.viewer_has_liked(info.context, self.record.id)
+        return await query.viewer_has_liked(info.context, self.record.id, self.via)
 
 
 @strawberry.type

@@ -7,7 +7,7 @@ from strawberry.tools import merge_types
 
 from homefeed.resolvers import query
 from homefeed.resolvers.context import Context
-from homefeed.schema.feed import FeedQuery
+from homefeed.schema.feed import FeedQuery, FeedSubscription
 from homefeed.schema.node import Node, parse_global_id
 from homefeed.schema.posts import Post, PostMutation, PostQuery
 from homefeed.schema.users import User, UserMutation, UserQuery
@@ -31,3 +31,4 @@ class NodeQuery:
 
 Query = merge_types("Query", (NodeQuery, UserQuery, PostQuery, FeedQuery))
 Mutation = merge_types("Mutation", (UserMutation, PostMutation))
+Subscription = merge_types("Subscription", (FeedSubscription,))

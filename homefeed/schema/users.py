@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 
 from homefeed.feed import records
+from homefeed.loaders import Loaders
 from homefeed.resolvers import mutation, query
 from homefeed.resolvers.context import Context
 from homefeed.schema.node import Node, expect_global_id, to_global_id
@@ -18,10 +19,12 @@ Info = strawberry.Info[Context, None]
 @strawberry.type(description="A person who posts and follows.")
 class User(Node):
     record: strawberry.Private[records.User]
+    # Loaders to resolve through instead of the request's (a live event's shared ones).
+    via: strawberry.Private[Loaders | None] = None
 
     @classmethod
-    def of(cls, record: records.User) -> User:
-        return cls(id=to_global_id("User", record.id), record=record)
+    def of(cls, record: records.User, via: Loaders | None = None) -> User:
+        return cls(id=to_global_id("User", record.id), record=record, via=via)
 
     @strawberry.field
     def handle(self) -> str:
@@ -45,7 +48,7 @@ class User(Node):
 
     @strawberry.field(description="Whether the signed-in user follows this user (false when anonymous).")
     async def viewer_follows(self, info: Info) -> bool:
-        return await query.viewer_follows(info.context, self.record.id)
+        return await query.viewer_follows(info.context, self.record.id, self.via)
 
     @strawberry.field(description="This user's posts, newest first.")
     async def posts(

@@ -32,6 +32,7 @@ class FanoutWorker:
             services.feeds,
             self.outbox,
             self.writer,
+            services.notices,
             threshold=settings.celebrity_threshold,
             active_days=settings.active_days,
             chunk=settings.fanout_chunk,

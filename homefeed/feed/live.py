@@ -1,0 +1,341 @@
+"""Live feed updates: notices published to Redis, and one hub per process that fans them out in memory.
+
+Channels (classic pub/sub, one subscription connection per process):
+- `{prefix}:live:author:{a}`: a post of author `a` reached followers in a follower-id
+  range (after fan-out, or at once for pulled authors), or was deleted;
+- `{prefix}:live:user:{u}`: user `u`'s relationships changed (follow, block, mute, ...).
+
+The hub subscribes to the channels its connected viewers need (their followees,
+themselves), keeps each viewer's relationships in memory to decide who may see
+what, and gives each subscriber a bounded queue: a subscriber that falls behind
+has its backlog dropped for a single RESYNC, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import asyncpg
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from homefeed.feed.posts import Posts
+from homefeed.feed.records import Post
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 64
+# How many of an author's newest posts a viewer may have on screen when they unfollow, block or mute.
+ON_SCREEN = 50
+MAX_ID = 2**63 - 1
+
+
+class Kind(Enum):
+    ADDED = "ADDED"
+    REMOVED = "REMOVED"
+    RESYNC = "RESYNC"
+
+
+@dataclass(frozen=True, eq=False)
+class LiveEvent:
+    """One update, shared by every subscriber of this process that receives it."""
+
+    kind: Kind
+    post_id: int = 0
+    author_id: int = 0
+    post: Post | None = None  # hydrated once per event, for ADDED
+
+
+RESYNC = LiveEvent(Kind.RESYNC)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What travels on a channel."""
+
+    kind: str  # "add" | "del" | "rel"
+    post_id: int = 0
+    lo: int = -1  # followers in (lo, hi] were reached
+    hi: int = MAX_ID
+    to_self: bool = False  # the author's own feed was reached
+    other: int = 0  # for "rel": the other user
+    verb: str = ""  # for "rel": follow, unfollow, block, unblock, mute, unmute
+
+    def encode(self) -> bytes:
+        return orjson.dumps([self.kind, self.post_id, self.lo, self.hi, self.to_self, self.other, self.verb])
+
+    @classmethod
+    def decode(cls, data: bytes) -> Notice:
+        kind, post_id, lo, hi, to_self, other, verb = orjson.loads(data)
+        return cls(kind, post_id, lo, hi, to_self, other, verb)
+
+
+class Channels:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def author(self, author_id: int) -> str:
+        return f"{self.prefix}:live:author:{author_id}"
+
+    def user(self, user_id: int) -> str:
+        return f"{self.prefix}:live:user:{user_id}"
+
+
+class Notices:
+    """Publishes notices. Best effort: a lost notice only costs a live update, never feed content."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self.channels = Channels(prefix)
+
+    async def _publish(self, channel: str, notice: Notice) -> None:
+        try:
+            await self._redis.publish(channel, notice.encode())
+        except (RedisError, OSError) as exc:
+            log.warning("live notice dropped, Redis unavailable: %s", exc)
+
+    async def post_reached(self, author: int, post_id: int, lo: int, hi: int, to_self: bool) -> None:
+        """A post is now in the feeds of the author's followers in (lo, hi] (and the author's own)."""
+        await self._publish(self.channels.author(author), Notice("add", post_id, lo, hi, to_self))
+
+    async def post_deleted(self, author: int, post_id: int) -> None:
+        """A post left every feed."""
+        await self._publish(self.channels.author(author), Notice("del", post_id, to_self=True))
+
+    async def relation_changed(self, user: int, other: int, verb: str) -> None:
+        """User's relationship to other changed."""
+        await self._publish(self.channels.user(user), Notice("rel", other=other, verb=verb))
+
+
+@dataclass(eq=False)
+class Subscriber:
+    viewer: int
+    queue: asyncio.Queue[LiveEvent] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    followees: set[int] = field(default_factory=set)
+    hidden: set[int] = field(default_factory=set)  # muted or blocked either way
+    overflowed: bool = False
+
+    def sees(self, author: int) -> bool:
+        return author not in self.hidden and (author == self.viewer or author in self.followees)
+
+    def offer(self, event: LiveEvent) -> None:
+        """Queue an event; a full queue is dropped for one RESYNC (the client refetches)."""
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(RESYNC)
+            self.overflowed = True
+
+    async def next(self) -> LiveEvent:
+        event = await self.queue.get()
+        if event is RESYNC:
+            self.overflowed = False
+        return event
+
+
+class LiveHub:
+    """This process's single Redis subscription, shared by all its live subscribers."""
+
+    def __init__(self, redis: Redis, pool: asyncpg.Pool, posts: Posts, prefix: str) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._posts = posts
+        self.channels = Channels(prefix)
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._subscribers: set[Subscriber] = set()
+        self._by_author: defaultdict[int, set[Subscriber]] = defaultdict(set)
+        self._by_user: defaultdict[int, set[Subscriber]] = defaultdict(set)
+        self._subscribed: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._subscribed)
+
+    async def _state(self, viewer: int) -> tuple[set[int], set[int]]:
+        row = await self._pool.fetchrow(
+            """SELECT
+                 ARRAY(SELECT followee_id FROM follows WHERE follower_id = $1) AS followees,
+                 ARRAY(SELECT muted_id FROM mutes WHERE muter_id = $1
+                       UNION SELECT blocked_id FROM blocks WHERE blocker_id = $1
+                       UNION SELECT blocker_id FROM blocks WHERE blocked_id = $1) AS hidden""",
+            viewer,
+        )
+        assert row is not None
+        return set(row["followees"]), set(row["hidden"])
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, viewer: int) -> AsyncIterator[Subscriber]:
+        """A live subscriber for viewer, registered for as long as the context lasts."""
+        sub = Subscriber(viewer)
+        sub.followees, sub.hidden = await self._state(viewer)
+        async with self._lock:
+            self._subscribers.add(sub)
+            self._by_user[viewer].add(sub)
+            for author in sub.followees | {viewer}:
+                self._by_author[author].add(sub)
+            await self._sync_channels()
+        try:
+            yield sub
+        finally:
+            async with self._lock:
+                self._subscribers.discard(sub)
+                self._drop(self._by_user, viewer, sub)
+                for author in sub.followees | {viewer}:
+                    self._drop(self._by_author, author, sub)
+                with contextlib.suppress(RedisError, OSError):
+                    await self._sync_channels()
+
+    @staticmethod
+    def _drop(index: defaultdict[int, set[Subscriber]], key: int, sub: Subscriber) -> None:
+        members = index.get(key)
+        if members is not None:
+            members.discard(sub)
+            if not members:
+                del index[key]
+
+    def _wanted(self) -> set[str]:
+        return {self.channels.author(a) for a in self._by_author} | {
+            self.channels.user(u) for u in self._by_user
+        }
+
+    async def _sync_channels(self) -> None:
+        """Subscribe to what connected viewers need and unsubscribe from the rest."""
+        wanted = self._wanted()
+        if self._pubsub is None:
+            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        added, removed = wanted - self._subscribed, self._subscribed - wanted
+        if added:
+            await self._pubsub.subscribe(*added)
+        if removed:
+            await self._pubsub.unsubscribe(*removed)
+        self._subscribed = wanted
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._listen(), name="live-hub")
+
+    async def _listen(self) -> None:
+        """Read notices forever; after a Redis failure, resubscribe and tell everyone to resync."""
+        backoff = 0.1
+        while True:
+            try:
+                assert self._pubsub is not None
+                message = await self._pubsub.get_message(timeout=1.0)
+                backoff = 0.1
+                if message is not None and message["type"] == "message":
+                    await self._dispatch(message["channel"].decode(), Notice.decode(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("live hub lost Redis (%s); resubscribing", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                await self._reconnect()
+            except Exception:
+                log.exception("live hub: failed to dispatch a notice")
+
+    async def _reconnect(self) -> None:
+        async with self._lock:
+            old, self._pubsub = self._pubsub, None
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.aclose()  # type: ignore[no-untyped-call]
+            self._subscribed = set()
+            try:
+                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                wanted = self._wanted()
+                if wanted:
+                    await self._pubsub.subscribe(*wanted)
+                self._subscribed = wanted
+            except (RedisError, OSError):
+                return  # next loop iteration fails again and retries with backoff
+        # Whatever happened while we were away is lost: every subscriber refetches.
+        for sub in list(self._subscribers):
+            sub.offer(RESYNC)
+
+    async def _dispatch(self, channel: str, notice: Notice) -> None:
+        _, kind, owner_text = channel.rsplit(":", 2)
+        owner = int(owner_text)
+        if kind == "author":
+            await self._on_author(owner, notice)
+        elif kind == "user":
+            await self._on_user(owner, notice)
+
+    async def _on_author(self, author: int, notice: Notice) -> None:
+        subs = [s for s in self._by_author.get(author, ()) if s.sees(author)]
+        targets = [
+            s
+            for s in subs
+            if (s.viewer == author and notice.to_self)
+            or (s.viewer != author and notice.lo < s.viewer <= notice.hi)
+        ]
+        if not targets:
+            return
+        if notice.kind == "add":
+            post = (await self._posts.by_ids([notice.post_id]))[0]
+            if post is None:
+                return  # deleted before anyone saw it
+            event = LiveEvent(Kind.ADDED, post.id, author, post)
+        elif notice.kind == "del":
+            event = LiveEvent(Kind.REMOVED, notice.post_id, author)
+        else:
+            return
+        for sub in targets:
+            sub.offer(event)
+
+    async def _on_user(self, viewer: int, notice: Notice) -> None:
+        subs = list(self._by_user.get(viewer, ()))
+        if not subs:
+            return
+        followees, hidden = await self._state(viewer)
+        async with self._lock:
+            for sub in subs:
+                for author in sub.followees - followees:
+                    self._drop(self._by_author, author, sub)
+                for author in followees - sub.followees:
+                    self._by_author[author].add(sub)
+                before = {a for a in sub.followees | {viewer} if sub.sees(a)}
+                sub.followees, sub.hidden = followees, hidden
+                gone = {a for a in before if not sub.sees(a)}
+                if gone:
+                    await self._removed(sub, gone)
+            await self._sync_channels()
+
+    async def _removed(self, sub: Subscriber, authors: Sequence[int] | set[int]) -> None:
+        """Tell a subscriber that posts it may have on screen left its feed."""
+        rows = await self._pool.fetch(
+            """SELECT p.id, p.author_id FROM unnest($1::bigint[]) AS a(id)
+               CROSS JOIN LATERAL (SELECT id, author_id FROM posts
+                                   WHERE author_id = a.id AND deleted_at IS NULL
+                                   ORDER BY id DESC LIMIT $2) p""",
+            list(authors),
+            ON_SCREEN,
+        )
+        for r in rows:
+            sub.offer(LiveEvent(Kind.REMOVED, r["id"], r["author_id"]))
+
+    async def close(self) -> None:
+        """Stop listening and close the subscription connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
