@@ -13,7 +13,7 @@ import websockets
 from gql import Client, gql
 from gql.transport.exceptions import TransportError
 from gql.transport.websockets import WebsocketsTransport
-from websockets.typing import Subprotocol
+from websockets.typing import Origin, Subprotocol
 
 from homefeed.feed.services import Services
 from tests.api import Account, Api
