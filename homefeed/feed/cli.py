@@ -154,6 +154,36 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_live(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here: the bench loads only for this command.
+    from pathlib import Path
+
+    from homefeed.bench import live
+
+    options = live.LiveOptions(
+        subscribers=args.subscribers,
+        posts=args.posts,
+        legacy_share=args.legacy_share,
+        threshold=args.threshold,
+        workers=args.workers,
+        min_users=args.min_users,
+        json_path=Path(args.json) if args.json else None,
+    )
+    try:
+        with servers_for(settings) as ready:
+            asyncio.run(run_migrations(ready))
+            report = asyncio.run(live.run(ready, options, log=lambda line: print(line, flush=True)))
+    except live.BenchError as exc:
+        print(f"homefeed bench live: {exc}", file=sys.stderr)
+        return 1
+    print()
+    for line in report.lines():
+        print(line)
+    if options.json_path is not None:
+        print(f"wrote {options.json_path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="homefeed", description="A home-timeline GraphQL service.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -187,6 +217,26 @@ def parser() -> argparse.ArgumentParser:
     )
     bf.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
     bf.set_defaults(run=cmd_bench)
+    bl = bench_sub.add_parser(
+        "live", help="live-update delivery lag and memory with 1,000 websocket subscribers"
+    )
+    bl.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
+    bl.add_argument("--subscribers", type=int, default=1000, help="concurrent subscribers (default 1000)")
+    bl.add_argument(
+        "--posts", type=int, default=30, help="posts, alternately ordinary and celebrity (default 30)"
+    )
+    bl.add_argument(
+        "--legacy-share", type=float, default=0.1, help="share of subscribers on graphql-ws (default 0.1)"
+    )
+    bl.add_argument(
+        "--threshold",
+        type=int,
+        default=None,
+        help="the server's celebrity threshold (default: the top count)",
+    )
+    bl.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    bl.add_argument("--min-users", type=int, default=1000, help="refuse smaller graphs (default 1000)")
+    bl.set_defaults(run=cmd_bench_live)
     return p
 
 
