@@ -20,7 +20,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import asyncpg
 import pytest
@@ -38,6 +38,8 @@ from homefeed.feed.services import Services, build_services
 from homefeed.workers.fanout import FanoutWorker
 from tests.conftest import FAST_PASSWORDS, with_search_path
 
+T = TypeVar("T")
+
 USERS = 5
 VERBS = ("follow", "unfollow", "block", "unblock", "mute", "unmute")
 
@@ -49,12 +51,15 @@ class WorldSpec:
     timeline_size: int
 
 
-# Threshold 2 with hysteresis 0.9: an author with 2 followers is pulled on their next post and
-# pushed again (through DRAINING) once back at 1. Size 3 forces trims and PostgreSQL paging.
+# Modes change when an author posts. Threshold 2 with hysteresis 0.9: an author with 2 followers
+# is pulled from their next post on, and pushed again (through DRAINING) once back at 1.
+# Threshold 1: pulled with any follower, pushed again at none (their own timeline still
+# counts). Size 3 forces trims and paging from Redis into PostgreSQL.
 SPECS = (
     WorldSpec("all-pull", 0.0, 800),
     WorldSpec("all-push", math.inf, 800),
-    WorldSpec("mixed", 2.0, 800),
+    WorldSpec("mixed-2", 2.0, 800),
+    WorldSpec("mixed-1", 1.0, 800),
     WorldSpec("mixed-tiny", 2.0, 3),
     WorldSpec("pull-tiny", 0.0, 3),
 )
@@ -207,6 +212,19 @@ class Model:
         ]
 
 
+async def together(*actions: Awaitable[T]) -> list[T]:
+    """Await all, like gather, but let every one finish before raising the first failure.
+
+    A plain gather leaves the others running when one fails; they would then race the
+    next example's reset while hypothesis shrinks.
+    """
+    results = await asyncio.gather(*actions, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
 async def code_of(action: Awaitable[object]) -> str | None:
     """Run an engine call; its domain error code, or None if it succeeded."""
     try:
@@ -252,12 +270,12 @@ class Harness:
 
     async def reset(self) -> None:
         self.model = Model()
-        await asyncio.gather(*(w.reset() for w in self.worlds))
+        await together(*(w.reset() for w in self.worlds))
 
     async def _each(
         self, action: Callable[[World], Awaitable[object]], expected: str | None, what: str
     ) -> None:
-        codes = await asyncio.gather(*(code_of(action(w)) for w in self.worlds))
+        codes = await together(*(code_of(action(w)) for w in self.worlds))
         for world, code in zip(self.worlds, codes, strict=True):
             assert code == expected, f"{what} in {world.spec.name}: {code}, expected {expected}"
 
@@ -316,7 +334,7 @@ class Harness:
     async def read_early(self, viewer: int, sizes: Sequence[int]) -> None:
         """A read while jobs are pending never fails and never shows what the viewer may not see."""
         allowed = self.model.feed(viewer)
-        feeds = await asyncio.gather(*(self.feed(w, viewer, sizes) for w in self.worlds))
+        feeds = await together(*(self.feed(w, viewer, sizes) for w in self.worlds))
         for world, got in zip(self.worlds, feeds, strict=True):
             assert set(got) <= set(allowed), (
                 f"early read of u{viewer} in {world.spec.name} shows hidden posts {set(got) - set(allowed)}"
@@ -324,10 +342,10 @@ class Harness:
 
     async def settle_and_check(self, sizes: Sequence[int]) -> None:
         """Drain every world's workers, then every feed must equal the oracle, page by page."""
-        await asyncio.gather(*(w.drain() for w in self.worlds))
+        await together(*(w.drain() for w in self.worlds))
         for w in self.worlds:
             assert await w.pool.fetchval("SELECT count(*) FROM outbox") == 0, f"{w.spec.name}: jobs left"
-        results = await asyncio.gather(*(self._check_world(w, sizes) for w in self.worlds))
+        results = await together(*(self._check_world(w, sizes) for w in self.worlds))
         assert all(results)
 
     async def _check_world(self, w: World, sizes: Sequence[int]) -> bool:
@@ -384,7 +402,7 @@ class InvariantMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         async def close() -> None:
-            await asyncio.gather(*(w.close() for w in self.worlds))
+            await together(*(w.close() for w in self.worlds))
 
         self.run(close())
 
@@ -411,17 +429,25 @@ class InvariantMachine(RuleBasedStateMachine):
     def post(self, user: int) -> None:
         self.run(self._post(user))
 
-    @rule(pick=picks)
-    def delete_own(self, pick: int) -> None:
-        self.run(self._delete_own(pick))
-
-    @rule(pick=picks, by=users_)
-    def delete_any(self, pick: int, by: int) -> None:
-        if self.h.model.authors:
+    @rule(pick=picks, by=st.none() | users_)
+    def delete(self, pick: int, by: int | None) -> None:
+        """Mostly by the author (maybe again); sometimes by anyone, which is FORBIDDEN."""
+        if by is None:
+            self.run(self._delete_own(pick))
+        elif self.h.model.authors:
             self.run(self.h.delete(pick % len(self.h.model.authors), by))
 
-    @rule(verb=st.sampled_from(VERBS), a=users_, b=users_)
-    def relate(self, verb: str, a: int, b: int) -> None:
+    # Follows get rules of their own: follower counts crossing the thresholds need many of them.
+    @rule(a=users_, b=users_)
+    def follow(self, a: int, b: int) -> None:
+        self.run(self.h.relate("follow", a, b))
+
+    @rule(a=users_, b=users_)
+    def unfollow(self, a: int, b: int) -> None:
+        self.run(self.h.relate("unfollow", a, b))
+
+    @rule(verb=st.sampled_from(VERBS[2:]), a=users_, b=users_)
+    def block_or_mute(self, verb: str, a: int, b: int) -> None:
         self.run(self.h.relate(verb, a, b))
 
     @rule(world=st.integers(min_value=0, max_value=len(SPECS) - 1))
@@ -460,3 +486,144 @@ def test_feed_is_independent_of_the_threshold(servers: Settings, runner: asyncio
         )
     finally:
         runner.run(stack.aclose())
+
+
+# ---- deterministic regressions ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def harness(servers: Settings) -> AsyncIterator[Harness]:
+    async with open_worlds(servers, SPECS) as worlds:
+        opened = Harness(worlds)
+        await opened.reset()
+        yield opened
+        await together(*(w.close() for w in worlds))
+
+
+SIZES = ([1], [2, 3], [7])
+
+
+async def check(h: Harness) -> None:
+    for sizes in SIZES:
+        await h.settle_and_check(sizes)
+
+
+async def mode_of(h: Harness, world: str, user: int) -> int:
+    w = next(w for w in h.worlds if w.spec.name == world)
+    mode: int = await w.pool.fetchval("SELECT fanout_mode FROM users WHERE id = $1", w.users[user])
+    return mode
+
+
+async def test_author_crosses_the_threshold_up_and_back_down(harness: Harness) -> None:
+    h = harness
+    await h.post(0)
+    await check(h)  # reads build every timeline now, so later posts reach them only by fan-out
+    await h.relate("follow", 1, 0)
+    await h.relate("follow", 2, 0)
+    await h.post(0)  # two followers: pulled from this post on in mixed-2
+    await h.post(0)
+    await check(h)
+    assert await mode_of(h, "mixed-2", 0) == 1
+    await h.relate("unfollow", 2, 0)  # one follower, below 0.9 * 2
+    await h.post(0)  # leaves PULL: draining
+    await check(h)
+    await h.post(0)
+    await check(h)
+    assert await mode_of(h, "mixed-2", 0) == 0
+    await h.relate("follow", 2, 0)
+    await h.relate("follow", 3, 0)
+    await h.post(0)  # pulled again: posts from both pulled periods and the pushed one between
+    await check(h)
+    assert await mode_of(h, "mixed-2", 0) == 1
+    await h.relate("unfollow", 1, 0)
+    await h.relate("unfollow", 2, 0)
+    await h.relate("unfollow", 3, 0)
+    await h.post(0)
+    await h.post(0)
+    await check(h)
+    assert await mode_of(h, "mixed-1", 0) == 0
+
+
+async def test_own_timeline_after_leaving_pull(harness: Harness) -> None:
+    # Threshold 1: the author is pulled while anyone follows them, and must still see every
+    # post made meanwhile in their own feed once back to push with nobody following.
+    h = harness
+    await check(h)  # reads build every timeline now, so later posts reach them only by fan-out
+    await h.relate("follow", 1, 0)
+    await h.post(0)
+    await h.post(0)
+    await check(h)
+    await h.relate("unfollow", 1, 0)
+    await h.post(0)
+    await h.post(0)
+    await check(h)
+    await h.relate("follow", 1, 0)
+    await check(h)
+
+
+async def test_unfollow_then_refollow_before_the_workers_run(harness: Harness) -> None:
+    h = harness
+    for _ in range(3):
+        await h.post(0)
+    await h.relate("follow", 1, 0)
+    await h.relate("follow", 2, 0)
+    await check(h)
+    await h.relate("unfollow", 1, 0)
+    await h.read_early(1, [2])
+    await h.relate("follow", 1, 0)
+    await h.read_early(1, [2])
+    await h.post(0)
+    await h.relate("unfollow", 1, 0)
+    await h.relate("follow", 1, 0)
+    await check(h)
+
+
+async def test_delete_a_pulled_authors_post(harness: Harness) -> None:
+    h = harness
+    await h.relate("follow", 1, 0)
+    await h.relate("follow", 2, 0)
+    posts = [await h.post(0) for _ in range(5)]
+    await check(h)
+    await h.delete(posts[2], 0)
+    await h.read_early(1, [1])
+    await check(h)
+    await h.delete(posts[4], 0)
+    await h.delete(posts[4], 0)  # again: a no-op
+    await h.delete(posts[0], 1)  # not the author: FORBIDDEN, nothing changes
+    await h.flush(0)
+    await h.flush(5)
+    await check(h)
+
+
+async def test_feed_longer_than_the_timeline(harness: Harness) -> None:
+    h = harness
+    for _ in range(8):
+        await h.post(0)
+    await h.relate("follow", 1, 0)
+    for _ in range(5):
+        await h.post(2)
+        await h.post(1)
+    await h.relate("follow", 1, 2)
+    await h.relate("mute", 1, 0)
+    await check(h)
+    await h.relate("unmute", 1, 0)
+    for w in range(len(h.worlds)):
+        await h.flush(w)
+    await check(h)
+
+
+async def test_block_hides_both_ways_and_unblock_restores_nothing(harness: Harness) -> None:
+    h = harness
+    await h.relate("follow", 1, 0)
+    await h.relate("follow", 0, 1)
+    await h.post(0)
+    await h.post(1)
+    await check(h)
+    await h.relate("block", 0, 1)
+    await h.relate("follow", 1, 0)  # FORBIDDEN across the block
+    await h.read_early(1, [1])
+    await check(h)
+    await h.relate("unblock", 0, 1)
+    await check(h)
+    await h.relate("follow", 1, 0)
+    await check(h)
