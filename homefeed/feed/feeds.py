@@ -21,11 +21,11 @@ from redis.exceptions import RedisError
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.keys import Keys
-from homefeed.feed.mixer import BOTTOM, merge
+from homefeed.feed.mixer import merge
 from homefeed.feed.posts import Posts, post_from_row
-from homefeed.feed.pull import NO_UPPER_BOUND, pull_ids
+from homefeed.feed.pull import NO_UPPER_BOUND, pull_ids, timeline_ids
 from homefeed.feed.records import Page, Post
-from homefeed.feed.timelines import IdLists, ListQuery, ListRead
+from homefeed.feed.timelines import BOTTOM, IdLists, ListQuery, ListRead
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ class Feeds:
 
     async def rebuild_timeline(self, user_id: int) -> None:
         """Rebuild a user's timeline from PostgreSQL, merging with anything written meanwhile."""
-        ids = await pull_ids(self._pool, user_id, None, self.size + 1)
+        ids = await timeline_ids(self._pool, user_id, self.size + 1)
         await self.lists.rebuild(
             self.keys.timeline(user_id),
             ids[: self.size],

@@ -2,8 +2,8 @@
 
 Each source (the viewer's timeline, each pulled author's recent list) is
 bounded, so it is only authoritative down to a floor: the oldest id it
-returned if it may hold or have held more, or 0 when it carries the
-bottom marker (it is complete to the beginning of history). Below the highest
+returned if it may hold or have held more, or 0 when it ends with
+BOTTOM (it is complete to the beginning of history). Below the highest
 floor some source may be missing posts, so candidates stop there and the next
 round reads below it (from the sources again, or from PostgreSQL).
 """
@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from homefeed.feed.timelines import ListRead
-
-BOTTOM = 0  # the id the bottom marker decodes to
+from homefeed.feed.timelines import BOTTOM, ListRead
 
 
 @dataclass(frozen=True, slots=True)

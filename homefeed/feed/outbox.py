@@ -16,7 +16,6 @@ import asyncpg
 POST = "post"
 POST_CHUNK = "post_chunk"
 DELETE = "delete"
-DELETE_CHUNK = "delete_chunk"
 DRAIN_CHUNK = "drain_chunk"
 FOLLOW = "follow"
 UNFOLLOW = "unfollow"

@@ -11,7 +11,7 @@ import asyncpg
 
 NO_UPPER_BOUND = 2**63 - 1
 
-_QUERY = """
+_AUTHORS_POSTS = """
 SELECT p.id
 FROM (
     SELECT followee_id AS author_id FROM follows WHERE follower_id = $1
@@ -24,15 +24,31 @@ CROSS JOIN LATERAL (
     ORDER BY id DESC
     LIMIT $3
 ) p
+"""
+
+_FEED = (
+    _AUTHORS_POSTS
+    + """
 WHERE NOT EXISTS (SELECT 1 FROM mutes WHERE muter_id = $1 AND muted_id = a.author_id)
   AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = a.author_id)
   AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = a.author_id AND blocked_id = $1)
 ORDER BY p.id DESC
 LIMIT $3
 """
+)
+
+# What a timeline holds: every followed author's posts. Mutes and blocks are applied when
+# reading, so lifting a mute needs no rebuild.
+_TIMELINE = _AUTHORS_POSTS + "ORDER BY p.id DESC LIMIT $3"
 
 
 async def pull_ids(pool: asyncpg.Pool, viewer: int, before: int | None, limit: int) -> list[int]:
     """Up to `limit` ids of the viewer's home feed older than `before`, newest first."""
-    rows = await pool.fetch(_QUERY, viewer, NO_UPPER_BOUND if before is None else before, limit)
+    rows = await pool.fetch(_FEED, viewer, NO_UPPER_BOUND if before is None else before, limit)
+    return [r["id"] for r in rows]
+
+
+async def timeline_ids(pool: asyncpg.Pool, viewer: int, limit: int) -> list[int]:
+    """The newest `limit` post ids of the viewer and everyone they follow, muted or not."""
+    rows = await pool.fetch(_TIMELINE, viewer, NO_UPPER_BOUND, limit)
     return [r["id"] for r in rows]

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import asyncpg
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from homefeed.feed import config
 from homefeed.feed.auth import Passwords, Tokens
@@ -55,21 +54,7 @@ async def open_services(settings: Settings, *, passwords: Passwords | None = Non
         raise RuntimeError("open_services needs database_url and redis_url")
     pool = await create_pool(settings.database_url)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
-    await compact_lists(redis, settings.timeline_size)
     return build_services(settings, pool, redis, passwords=passwords)
-
-
-async def compact_lists(redis: Redis, size: int) -> None:
-    """Let sorted sets of a full timeline keep Redis's compact listpack encoding (~13 bytes an entry)."""
-    wanted = size + 2  # the ids plus the two markers
-    try:
-        reply = await redis.config_get("zset-max-listpack-entries")
-        current = int(reply["zset-max-listpack-entries"] or 0)
-        if current < wanted:
-            await redis.config_set("zset-max-listpack-entries", wanted)
-    except (RedisError, OSError, KeyError, ValueError) as exc:
-        # Managed Redis may forbid CONFIG: timelines still work, at ~8x the memory.
-        log.warning("could not raise zset-max-listpack-entries to %d: %s", wanted, exc)
 
 
 def build_services(

@@ -3,8 +3,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from homefeed.feed.mixer import BOTTOM, merge, source_floor
-from homefeed.feed.timelines import ListRead
+from homefeed.feed.mixer import merge, source_floor
+from homefeed.feed.timelines import BOTTOM, ListRead
 
 
 def read(ids: list[int], limit: int) -> ListRead:

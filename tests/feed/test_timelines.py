@@ -2,81 +2,114 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from homefeed.feed.bulk import BulkWriter
-from homefeed.feed.keys import BOTTOM, SENTINEL, Keys, decode_id, encode_id
-from homefeed.feed.services import Services, compact_lists
-from homefeed.feed.timelines import IdLists, ListQuery
+from homefeed.feed.keys import Keys, decode_id, encode_id
+from homefeed.feed.services import Services
+from homefeed.feed.timelines import BUILT, WHOLE, Blob, IdLists, ListQuery, below, decode, encode
 
 MAX_ID = 2**53 - 1
 
 
 def test_id_encoding_sorts_like_the_numbers() -> None:
     ids = [1, 255, 256, 2**40, MAX_ID]
-    members = [encode_id(i) for i in ids]
-    assert sorted(members) == members
-    assert [decode_id(m) for m in members] == ids
-    assert members[0] > BOTTOM and members[-1] < SENTINEL
-    assert decode_id(BOTTOM) == 0
+    entries = [encode_id(i) for i in ids]
+    assert sorted(entries) == entries
+    assert [decode_id(m) for m in entries] == ids
+
+
+@given(
+    st.lists(st.integers(1, MAX_ID), max_size=50),
+    st.one_of(st.none(), st.integers(0, 3)),
+)
+def test_stored_lists_decode_sorted_and_distinct_whatever_order_appends_came_in(
+    ids: list[int], flags: int | None
+) -> None:
+    raw = (b"" if flags is None else bytes([flags])) + b"".join(encode_id(i) for i in ids)
+    blob = decode(raw)
+    assert blob.ids.tolist() == sorted(set(ids))
+    assert blob.flags == (flags if ids or flags is not None else None)
+    again = decode(encode(blob.flags, blob.ids))
+    assert (again.flags, again.ids.tolist()) == (blob.flags, blob.ids.tolist())
+
+
+def test_reads_report_the_end_of_history_only_for_whole_lists() -> None:
+    ids = np.array([3, 5, 7, 9], dtype=np.int64)
+    assert below(Blob(BUILT | WHOLE, ids), 7, 10, 60).ids == [5, 3, 0]
+    assert below(Blob(BUILT, ids), 7, 10, 60).ids == [5, 3]
+    assert below(Blob(BUILT | WHOLE, ids), None, 2, 60).ids == [9, 7]  # more below: no marker
 
 
 async def test_rebuild_then_read_pages_newest_first(services: Services) -> None:
     lists = IdLists(services.redis, size=10)
     key = Keys(services.settings.redis_prefix).timeline(1)
     await lists.rebuild(key, [5, 3, 9, 7], ttl=60, whole_history=True)
-    first, = await lists.read([ListQuery(key, None, 2)])
+    (first,) = await lists.read([ListQuery(key, None, 2)])
     assert first.complete and first.ids == [9, 7]
-    rest, = await lists.read([ListQuery(key, 7, 10)])
-    assert rest.ids == [5, 3, 0]  # 0 is the bottom marker: nothing older exists
-    missing, = await lists.read([ListQuery(key + "x", None, 5)])
+    (rest,) = await lists.read([ListQuery(key, 7, 10)])
+    assert rest.ids == [5, 3, 0]  # 0: nothing older exists
+    (missing,) = await lists.read([ListQuery(key + "x", None, 5)])
     assert not missing.complete and missing.ids == [] and missing.ttl == -2
 
 
-async def test_bulk_add_is_idempotent_bounded_and_keeps_markers(services: Services) -> None:
+async def test_appends_are_idempotent_and_trimmed_back_to_the_newest(services: Services) -> None:
     lists = IdLists(services.redis, size=5)
-    keys = Keys(services.settings.redis_prefix)
-    key = keys.timeline(2)
+    key = Keys(services.settings.redis_prefix).timeline(2)
     await lists.rebuild(key, [1, 2], ttl=60, whole_history=True)
     writer = BulkWriter(services.settings.redis_url or "")
     try:
-        for post in range(3, 12):
-            await writer.add([key.encode()], encode_id(post), keep=6, ttl=60)
-        assert await writer.add([key.encode()], encode_id(11), keep=6, ttl=60) == 0  # already there
+        # Out of order and repeated, as racing workers and redone jobs deliver them.
+        for post in [3, 4, 9, 5, 4, 6, 7, 8, 10, 11, 11, 12, 13, 14, 15]:
+            appended = await writer.append([key.encode()], encode_id(post), ttl=60, max_bytes=lists.max_bytes)
+            for overgrown in appended.overgrown:
+                await lists.trim(overgrown.decode())
     finally:
         await writer.close()
-    whole, = await lists.read([ListQuery(key, None, 100)])
-    # Newest five kept; the bottom marker went with the first trim; the top sentinel stays.
-    assert whole.complete and whole.ids == [11, 10, 9, 8, 7]
+    (whole,) = await lists.read([ListQuery(key, None, 100)])
+    assert whole.complete and whole.ids[:5] == [15, 14, 13, 12, 11]
+    assert 0 not in whole.ids  # trimmed: it no longer holds all history
+    await lists.trim(key)
+    (trimmed,) = await lists.read([ListQuery(key, None, 100)])
+    assert trimmed.ids == [15, 14, 13, 12, 11]
+    assert 0 < trimmed.ttl <= 60
 
 
-async def test_bulk_writer_creates_missing_lists_without_the_sentinel(services: Services) -> None:
+async def test_appends_create_missing_lists_untrusted_and_expiring(services: Services) -> None:
     key = Keys(services.settings.redis_prefix).timeline(3)
     writer = BulkWriter(services.settings.redis_url or "")
     try:
-        await writer.add([key.encode()], encode_id(42), keep=6, ttl=60)
+        await writer.append([key.encode()], encode_id(42), ttl=60, max_bytes=10_000)
     finally:
         await writer.close()
-    read, = await IdLists(services.redis, 5).read([ListQuery(key, None, 5)])
-    # A write that beat the rebuild: kept (merged later), but not trusted as a timeline.
+    (read,) = await IdLists(services.redis, 5).read([ListQuery(key, None, 5)])
+    # A write that beat the rebuild: kept (a rebuild merges it), but not trusted as a timeline.
     assert not read.complete and read.ids == [42]
     assert 0 < read.ttl <= 60
+    await IdLists(services.redis, 5).rebuild(key, [7], ttl=60, whole_history=True)
+    (built,) = await IdLists(services.redis, 5).read([ListQuery(key, None, 5)])
+    assert built.complete and built.ids == [42, 7, 0]
 
 
-async def test_bulk_writer_reloads_its_script_after_a_redis_restart(services: Services) -> None:
-    key = Keys(services.settings.redis_prefix).timeline(4).encode()
-    writer = BulkWriter(services.settings.redis_url or "")
-    try:
-        await writer.add([key], encode_id(1), keep=6, ttl=60)
-        await services.redis.script_flush()
-        assert await writer.add([key], encode_id(2), keep=6, ttl=60) == 1
-    finally:
-        await writer.close()
+async def test_backfill_and_removal_keep_flags_honest(services: Services) -> None:
+    lists = IdLists(services.redis, size=4)
+    key = Keys(services.settings.redis_prefix).timeline(4)
+    await lists.rebuild(key, [10, 20], ttl=60, whole_history=True)
+    await lists.add(key, [15], ttl=60, more_before=False)
+    assert (await lists.read([ListQuery(key, None, 9)]))[0].ids == [20, 15, 10, 0]
+    await lists.add(key, [16], ttl=60, more_before=True)
+    assert (await lists.read([ListQuery(key, None, 9)]))[0].ids == [20, 16, 15, 10]
+    await lists.remove(key, [15, 20])
+    assert (await lists.read([ListQuery(key, None, 9)]))[0].ids == [16, 10]
+    await lists.remove(key + "missing", [1])
+    assert not await services.redis.exists(key + "missing")
 
 
 async def test_full_timeline_costs_at_most_20_bytes_an_entry(services: Services) -> None:
     size = 800
-    await compact_lists(services.redis, size)
     lists = IdLists(services.redis, size)
     keys = Keys(services.settings.redis_prefix)
     rng = random.Random(7)
@@ -94,9 +127,5 @@ async def test_memory_check_would_catch_a_default_sorted_set(services: Services)
     redis: Redis = services.redis
     key = f"{services.settings.redis_prefix}:plain"
     rng = random.Random(8)
-    await redis.config_set("zset-max-listpack-entries", 128)
-    try:
-        await redis.zadd(key, {str(i): i for i in rng.sample(range(2**45, 2**53), 800)})
-        assert (await redis.memory_usage(key, samples=0) or 0) / 800 > 20
-    finally:
-        await compact_lists(redis, 800)
+    await redis.zadd(key, {str(i): i for i in rng.sample(range(2**45, 2**53), 800)})
+    assert (await redis.memory_usage(key, samples=0) or 0) / 800 > 20

@@ -8,9 +8,9 @@ import signal
 import sys
 import time
 
-from homefeed.feed.keys import encode_id
 from homefeed.feed.outbox import POST_CHUNK
 from homefeed.feed.services import Services
+from homefeed.feed.timelines import decode
 from homefeed.workers.fanout import FanoutWorker
 from tests.conftest import ServicesFactory
 
@@ -38,9 +38,9 @@ async def missing_from(services: Services, author: int, post_id: int) -> int:
     rows = await services.pool.fetch("SELECT follower_id FROM followers WHERE followee_id = $1", author)
     async with services.redis.pipeline(transaction=False) as pipe:
         for r in rows:
-            pipe.zscore(services.feeds.keys.timeline(r["follower_id"]), encode_id(post_id))
-        scores = await pipe.execute()
-    return sum(s is None for s in scores)
+            pipe.get(services.feeds.keys.timeline(r["follower_id"]))
+        lists = await pipe.execute()
+    return sum(post_id not in decode(raw).ids for raw in lists)
 
 
 async def test_big_follower_lists_are_split_into_chunks_workers_share(make_services: ServicesFactory) -> None:
