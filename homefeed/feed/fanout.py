@@ -82,7 +82,7 @@ class Fanout:
         match job.kind:
             case outbox.POST | outbox.POST_CHUNK:
                 await self._post(job)
-            case outbox.DELETE | outbox.DELETE_CHUNK:
+            case outbox.DELETE:
                 await self._delete(job)
             case outbox.DRAIN_CHUNK:
                 await self._drain(job)
@@ -118,7 +118,7 @@ class Fanout:
             return
         mode = await self._settle_mode(author, row["fanout_mode"], row["follower_count"], post_id)
         if modes.is_pulled(mode):
-            await self._writer.add([self._recent_key(author)], member, self.size + 2, self._feeds.recent_ttl)
+            await self._append([self._recent_key(author)], member, self._feeds.recent_ttl)
         reached_all = True
         if modes.is_pushed(mode):
             await self._add([self._timeline_key(author)], member)
@@ -129,7 +129,13 @@ class Fanout:
         await self._notices.post_reached(author, post_id, -1, outbox.MAX_ID if reached_all else -1, True)
 
     async def _add(self, keys: Sequence[bytes], member: bytes) -> None:
-        await self._writer.add(keys, member, self.size + 1, self._feeds.timeline_ttl)
+        await self._append(keys, member, self._feeds.timeline_ttl)
+
+    async def _append(self, keys: Sequence[bytes], member: bytes, ttl: int) -> None:
+        lists = self._feeds.lists
+        appended = await self._writer.append(keys, member, ttl=ttl, max_bytes=lists.max_bytes)
+        for key in appended.overgrown:
+            await lists.trim(key.decode())
 
     @property
     def size(self) -> int:
@@ -168,13 +174,9 @@ class Fanout:
     # ---- deletes --------------------------------------------------------------------------------
 
     async def _delete(self, job: Job) -> None:
-        author, member = job.actor_id, encode_id(job.subject_id)
-        if job.kind == outbox.DELETE:
-            await self._writer.remove([self._recent_key(author), self._timeline_key(author)], member)
-            followers = await self._pool.fetchval("SELECT follower_count FROM users WHERE id = $1", author)
-            if await self._split_if_big(job, outbox.DELETE_CHUNK, followers or 0):
-                return
-        await self._each_follower(job, lambda keys: self._writer.remove(keys, member))
+        # Readers drop deleted posts, and a deleted id leaves each timeline at its next trim, so
+        # only the one list readers scan whole (a pulled author's) is rewritten.
+        await self._feeds.lists.remove(self._keys.recent(job.actor_id), [job.subject_id])
 
     # ---- leaving PULL -------------------------------------------------------------------------------
 
