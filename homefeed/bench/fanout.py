@@ -5,8 +5,9 @@ What is measured, all in one process, against the configured (or embedded) serve
 1. Fan-out throughput: real posts by the authors with the most active followers go
    through the real outbox -> `FanoutWorker` -> `Fanout` -> `BulkWriter` path; timeline
    writes (active followers reached) per second of wall time. The same keys are then
-   written by `BulkWriter.add` alone (the Redis side, without PostgreSQL) and by a plain
-   redis-py pipeline of ZADD + ZREMRANGEBYRANK per key, batched the same way: the baseline.
+   written by the `BulkWriter` alone (the Redis side, without PostgreSQL), and a sample of
+   them, as default sorted sets, by a plain redis-py pipeline of ZADD + ZREMRANGEBYRANK per
+   key, batched the same way: the baseline.
 2. createPost latency for an author with a handful of followers and for the author with
    the most: the write is one INSERT of post + outbox row, so follower count must not show.
 3. Cold rebuild: for users following ~300 accounts, the timeline is deleted and rebuilt
@@ -27,11 +28,12 @@ are deleted from PostgreSQL at the end, outbox rows included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,12 +47,15 @@ from homefeed.feed.config import Settings
 from homefeed.feed.ids import make_id
 from homefeed.feed.keys import encode_id
 from homefeed.feed.services import Services, open_services
+from homefeed.feed.timelines import ListQuery
 from homefeed.workers.fanout import FanoutWorker
 
 SEED_HINT = "run `homefeed seed --users 100000` first"
 # The default Redis/Valkey limit for listpack-encoded sorted sets: above it a sorted set
 # becomes a skiplist + hash table, the "default sorted set" the memory target compares with.
 DEFAULT_ZSET_LISTPACK_ENTRIES = 128
+# The id a read reports after the last entry of a list that holds all history.
+BOTTOM = 0
 
 _ACTIVE_FOLLOWERS = """
 SELECT f.follower_id
@@ -72,6 +77,9 @@ class FanoutOptions:
     seconds: float = 6.0  # time budget of each throughput measurement
     fanout_keys: int = 120_000  # timelines (active followers of the top authors) written per round
     cold_users: int = 120
+    # The floor's sorted sets are default ones (skiplists, ~100 bytes an entry): a sample of the
+    # fan-out keys is enough for a rate, and keeps the shadow copies to ~1.5 GB.
+    baseline_keys: int = 20_000
     memory_keys: int = 200
     lag_followers: int = 10_000  # follower count of the author whose post-to-visible lag is measured
     min_users: int = 50_000  # smaller graphs are refused (the test passes a tiny number)
@@ -149,9 +157,11 @@ class FanoutReport:
             f"   (real outbox->worker path: {self.fanout_writes:,} writes in {self.fanout_seconds:.2f} s;"
             " target >= 200,000)",
             f"bulkwriter_writes_per_s {self.bulkwriter_writes_per_s:>12,.0f}  /s   "
-            f"{self.bulkwriter_writes_per_s / base:5.2f}x baseline   (BulkWriter.add alone, same keys)",
+            f"{self.bulkwriter_writes_per_s / base:5.2f}x baseline"
+            "   (BulkWriter alone, same keys, no PostgreSQL)",
             f"baseline_writes_per_s   {self.baseline_writes_per_s:>12,.0f}  /s    1.00x"
-            "            (redis-py pipeline, ZADD + ZREMRANGEBYRANK per key, same batches)",
+            "            (redis-py pipeline, ZADD + ZREMRANGEBYRANK per key, same batches,"
+            " default sorted sets)",
         ]
         if self.ordinary_post and self.celebrity_post:
             ratio = self.celebrity_post_ms / self.ordinary_post_ms if self.ordinary_post_ms else float("nan")
@@ -362,6 +372,17 @@ class _Bench:
     def tl(self, user: int) -> bytes:
         return self.keys.timeline(user).encode()
 
+    async def _sizes(self, users: Sequence[int]) -> list[int]:
+        """How many ids each user's bench timeline holds, read through the engine (any storage)."""
+        queries = [ListQuery(self.keys.timeline(u), None, 2 * self.size + 16) for u in users]
+        reads = await self.feeds.lists.read(queries)
+        return [sum(1 for i in r.ids if i != BOTTOM) for r in reads]
+
+    async def _holding(self, users: Sequence[int], post_id: int) -> list[bool]:
+        """Whether each user's bench timeline holds post_id among its newest entries."""
+        reads = await self.feeds.lists.read([ListQuery(self.keys.timeline(u), None, 64) for u in users])
+        return [post_id in r.ids for r in reads]
+
     async def _active_followers(self, author: int) -> list[int]:
         rows = await self.pool.fetch(_ACTIVE_FOLLOWERS, author, self.s.settings.active_days)
         return [r["follower_id"] for r in rows]
@@ -381,10 +402,7 @@ class _Bench:
             for user in sample:
                 await self.feeds.rebuild_timeline(user)
                 self.warm.add(user)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for user in sample:
-                    pipe.zcard(self.tl(user))
-                cards = await pipe.execute()
+            cards = await self._sizes(sample)
             fullest = max(cards) if cards else 0
             for user, card in zip(sample, cards, strict=True):
                 if card >= min(self.size, fullest):
@@ -403,6 +421,19 @@ class _Bench:
                 await pipe.execute()
         self.warm.update(todo)
         self.log(f"  warmed up {len(todo):,} timelines in {time.perf_counter() - began:.1f} s")
+
+    async def _poll(self, users: Sequence[int], post_id: int, deadline: float) -> bool:
+        """Wait until every user's timeline holds post_id (a pipelined read ~every ms); False at deadline."""
+        pending = list(users)
+        while pending:
+            found = await self._holding(pending, post_id)
+            pending = [u for u, f in zip(pending, found, strict=True) if not f]
+            if not pending:
+                return True
+            if time.perf_counter() > deadline:
+                return False
+            await asyncio.sleep(0.001)
+        return True
 
     # ---- 1. throughput --------------------------------------------------------------------------
 
@@ -434,6 +465,7 @@ class _Bench:
         )
         await self._warm_up(sorted(union))
         keys = [self.tl(u) for a, f in authors for u in (a, *f)]
+        base_keys = await self._baseline_sets(keys[: self.opt.baseline_keys])
         worker = FanoutWorker(self.s)
         writer = BulkWriter(self.s.settings.redis_url or "")
         keep = self.size + 1
@@ -458,16 +490,16 @@ class _Bench:
                 real_writes += total
                 member = self.members.next()
                 with _timer(ours_s):
-                    await writer.add(keys, member, keep, self.ttl)
+                    await self._writer_alone(writer, keys, member)
                 member = self.members.next()
                 with _timer(base_s):
-                    await _baseline_add(self.redis, keys, member, keep)
+                    await _baseline_add(self.redis, base_keys, member, keep)
         finally:
             await writer.close()
             await worker.writer.close()
         writes_per_s = real_writes / sum(real_s)
         ours = len(keys) * len(ours_s) / sum(ours_s)
-        base = len(keys) * len(base_s) / sum(base_s)
+        base = len(base_keys) * len(base_s) / sum(base_s)
         self.log(
             f"  {rounds} rounds: real path {writes_per_s:,.0f}/s, BulkWriter {ours:,.0f}/s,"
             f" redis-py {base:,.0f}/s"
@@ -482,6 +514,70 @@ class _Bench:
             "authors": [{"author": a, "active_followers": len(f)} for a, f in authors],
         }
 
+    async def _writer_alone(self, writer: BulkWriter, keys: Sequence[bytes], member: bytes) -> None:
+        """What Fanout does per batch of keys, without PostgreSQL: append, then rewrite the overgrown."""
+        appended = await writer.append(keys, member, ttl=self.ttl, max_bytes=self.feeds.lists.max_bytes)
+        for key in appended.overgrown:
+            await self.feeds.lists.trim(key.decode())
+
+    async def _baseline_sets(self, keys: Sequence[bytes]) -> list[bytes]:
+        """Default sorted sets beside the given timelines, as full, for the redis-py floor to write.
+
+        Members are the 7-byte ids scored by id, the obvious layout; the encoding is the server
+        default for 800 entries (a skiplist), as a plain implementation would get.
+        """
+        sample = next(iter(self.warm))
+        ids = [
+            i
+            for i in (await self.feeds.lists.read([ListQuery(self.keys.timeline(sample), None, self.size)]))[
+                0
+            ].ids
+            if i != BOTTOM
+        ]
+        low = min(ids, default=make_id(int(time.time() * 1000) - 86_400_000, 0))
+        ids += [low - 4096 * (j + 1) for j in range(self.size - len(ids))]
+        shadow = [k + b":zbase" for k in keys]
+        template = f"{self.keys.prefix}:{{zbase}}:template".encode()
+        began = time.perf_counter()
+        async with self._default_zset_limit():
+            await self.redis.zadd(template, {encode_id(i): i for i in ids})
+            dumped = await self.redis.dump(template)
+            assert dumped is not None
+            for start in range(0, len(shadow), 1000):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in shadow[start : start + 1000]:
+                        pipe.restore(key, self.ttl * 1000, dumped, True)
+                    await pipe.execute()
+        encoding = await self.redis.object("encoding", shadow[0])
+        self.log(
+            f"  baseline: {len(shadow):,} default sorted sets of {len(ids)} entries ({_text(encoding)})"
+            f" in {time.perf_counter() - began:.1f} s"
+        )
+        return shadow
+
+    @contextlib.asynccontextmanager
+    async def _default_zset_limit(self) -> AsyncIterator[None]:
+        """Lower the listpack limit for sorted sets to the server default meanwhile (restored after).
+
+        The engine raises it at start-up; a sorted set created while it is low is a skiplist and
+        stays one. Nothing in the engine depends on it being high while the bench runs.
+        """
+        previous: int | None = None
+        try:
+            reply = await self.redis.config_get("zset-max-listpack-entries")
+            previous = int(reply["zset-max-listpack-entries"] or 0)
+            await self.redis.config_set("zset-max-listpack-entries", DEFAULT_ZSET_LISTPACK_ENTRIES)
+        except (RedisError, KeyError, ValueError):
+            previous = None
+            self.notes.append(
+                "could not lower zset-max-listpack-entries (CONFIG denied): defaults not certain"
+            )
+        try:
+            yield
+        finally:
+            if previous is not None:
+                await self.redis.config_set("zset-max-listpack-entries", previous)
+
     async def _check_delivered(self, authors: Sequence[tuple[int, Sequence[int]]]) -> None:
         """The last post of each author must be in its followers' timelines (a sample)."""
         missing = 0
@@ -489,12 +585,9 @@ class _Bench:
         for author, followers in authors:
             last = max(p for a, p in self.created if a == author)
             sample = self.rng.sample(list(followers), min(50, len(followers)))
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for user in sample:
-                    pipe.zscore(self.tl(user), encode_id(last))
-                found = await pipe.execute()
+            found = await self._holding(sample, last)
             checked += len(found)
-            missing += sum(1 for f in found if f is None)
+            missing += found.count(False)
         if missing:
             self.notes.append(f"fan-out check: {missing} of {checked} sampled timelines lack the last post")
 
@@ -605,7 +698,6 @@ class _Bench:
         await self._warm_up([author, *followers])
         # Fan-out writes in follower-id order: the highest id is written last.
         sample = sorted(set(self.rng.sample(followers, min(8, len(followers))) + followers[-1:]))
-        sample_keys = [self.tl(u) for u in sample]
         worker = FanoutWorker(self.s)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run_forever(stop))
@@ -618,8 +710,7 @@ class _Bench:
                 await asyncio.sleep(self.rng.uniform(0.0, 0.05))
                 began = time.perf_counter()
                 post_id = await self._create_post(author, f"bench lag {i}")
-                member = encode_id(post_id)
-                if await _poll(self.redis, sample_keys, member, began + 10.0):
+                if await self._poll(sample, post_id, began + 10.0):
                     lags.append(time.perf_counter() - began)
                 else:
                     timeouts += 1
@@ -642,10 +733,7 @@ class _Bench:
         fallback: list[tuple[bytes, int]] = []
         for start in range(0, len(users), 500):
             part = users[start : start + 500]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for user in part:
-                    pipe.zcard(self.tl(user))
-                cards = await pipe.execute()
+            cards = await self._sizes(part)
             for user, card in zip(part, cards, strict=True):
                 if card >= self.size:
                     chosen.append((self.tl(user), card))
@@ -665,8 +753,9 @@ class _Bench:
                 "entries_per_timeline": 0.0,
                 "encoding": "",
             }
-        bytes_per_entry, encoding = await _memory_of(self.redis, [k for k, _ in chosen])
+        used, encoding = await _memory_used(self.redis, [k for k, _ in chosen])
         entries = sum(c for _, c in chosen)
+        bytes_per_entry = used / entries
         return {
             "bytes_per_entry": bytes_per_entry,
             "timelines": len(chosen),
@@ -680,43 +769,26 @@ class _Bench:
         keys = [f"{self.keys.prefix}:{{cmp{i}}}:zset".encode() for i in range(count)]
         base = make_id(int(time.time() * 1000) - 86_400_000, 0)
         entries = max(self.size, 800)
-        limit_set = False
-        try:
-            try:
-                # Lower the listpack limit to the server default while these are created; a sorted
-                # set converted to a skiplist stays one, so the old limit is restored at once.
-                reply = await self.redis.config_get("zset-max-listpack-entries")
-                previous = int(reply["zset-max-listpack-entries"] or 0)
-                await self.redis.config_set("zset-max-listpack-entries", DEFAULT_ZSET_LISTPACK_ENTRIES)
-                limit_set = True
-            except (RedisError, KeyError, ValueError):
-                previous = 0
-                self.notes.append("memory: could not set the default listpack limit (CONFIG denied)")
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for n, key in enumerate(keys):
-                    ids = [base + (n * entries + j) * 4096 for j in range(entries)]
-                    pipe.zadd(key, {str(i): i for i in ids})
-                await pipe.execute()
-        finally:
-            if limit_set:
-                await self.redis.config_set("zset-max-listpack-entries", previous)
-        result = await _memory_of(self.redis, keys)
+        async with self._default_zset_limit(), self.redis.pipeline(transaction=False) as pipe:
+            for n, key in enumerate(keys):
+                ids = [base + (n * entries + j) * 4096 for j in range(entries)]
+                pipe.zadd(key, {str(i): i for i in ids})
+            await pipe.execute()
+        used, encoding = await _memory_used(self.redis, keys)
         await self.redis.unlink(*keys)
-        return result
+        return used / (count * entries), encoding
 
 
-async def _memory_of(redis: Redis, keys: Sequence[bytes]) -> tuple[float, str]:
-    """MEMORY USAGE (exact: SAMPLES 0) summed over keys, per entry; and the encodings seen."""
+async def _memory_used(redis: Redis, keys: Sequence[bytes]) -> tuple[int, str]:
+    """MEMORY USAGE (exact: SAMPLES 0) summed over keys, and the encodings seen."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.memory_usage(key, samples=0)
-            pipe.zcard(key)
             pipe.object("encoding", key)
         replies = await pipe.execute()
-    used = sum(int(replies[i] or 0) for i in range(0, len(replies), 3))
-    entries = sum(int(replies[i]) for i in range(1, len(replies), 3))
-    encodings = sorted({_text(replies[i]) for i in range(2, len(replies), 3)})
-    return (used / entries if entries else float("nan")), "/".join(encodings)
+    used = sum(int(replies[i] or 0) for i in range(0, len(replies), 2))
+    encodings = sorted({_text(replies[i]) for i in range(1, len(replies), 2)})
+    return used, "/".join(encodings)
 
 
 def _text(value: object) -> str:
@@ -725,26 +797,10 @@ def _text(value: object) -> str:
 
 async def _baseline_add(redis: Redis, keys: Sequence[bytes], member: bytes, keep: int) -> None:
     """The floor: a plain redis-py pipeline, ZADD + trim per key, BulkWriter's batch size."""
+    score = int.from_bytes(member, "big")
     for start in range(0, len(keys), BATCH):
         async with redis.pipeline(transaction=False) as pipe:
             for key in keys[start : start + BATCH]:
-                pipe.zadd(key, {member: 0})
+                pipe.zadd(key, {member: score})
                 pipe.zremrangebyrank(key, 0, -keep - 1)
             await pipe.execute()
-
-
-async def _poll(redis: Redis, keys: Sequence[bytes], member: bytes, deadline: float) -> bool:
-    """Wait until every key holds member (ZSCORE, pipelined, ~every millisecond); False at the deadline."""
-    pending = list(keys)
-    while pending:
-        async with redis.pipeline(transaction=False) as pipe:
-            for key in pending:
-                pipe.zscore(key, member)
-            found = await pipe.execute()
-        pending = [k for k, f in zip(pending, found, strict=True) if f is None]
-        if not pending:
-            return True
-        if time.perf_counter() > deadline:
-            return False
-        await asyncio.sleep(0.001)
-    return True
