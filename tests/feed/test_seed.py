@@ -25,6 +25,7 @@ from homefeed.feed.seed import (
     mint_ids,
     seed,
 )
+from tests.conftest import ServicesFactory
 
 NOW_MS = 1_750_000_000_000  # pinned so two generations are comparable to the millisecond
 DAY_MS = 86_400_000
@@ -285,3 +286,32 @@ async def test_reset_with_redis_down_still_seeds_and_says_so(pool: asyncpg.Pool,
         await unreachable.aclose()
     assert report.users == 40
     assert any("Redis" in note for note in report.notes)
+
+
+async def test_seeded_timelines_equal_the_pull_reference(make_services: ServicesFactory) -> None:
+    """The bulk fan-out of a seeded world gives every active user the feed PostgreSQL gives."""
+    services = await make_services(celebrity_threshold=40)
+    params = SeedParams(users=300, seed=11, posts_per_user=4)
+    report = await seed(services.pool, params, redis=services.redis, settings=services.settings)
+    assert "timelines built" in report.fan_out
+    pulled = await services.pool.fetchval("SELECT count(*) FROM users WHERE fanout_mode = 1")
+    assert pulled == await services.pool.fetchval("SELECT count(*) FROM users WHERE follower_count >= 40")
+    users = [r["id"] for r in await services.pool.fetch("SELECT id FROM users ORDER BY id LIMIT 40")]
+    for user in users:
+        built = await services.redis.exists(services.feeds.keys.timeline(user))
+        hybrid, reference = [], []
+        before = None
+        while True:
+            page = await services.feeds.home(user, 7, before)
+            hybrid += page.post_ids
+            if not page.has_next:
+                break
+            before = page.post_ids[-1]
+        before = None
+        while True:
+            page = await services.feeds.pull_page(user, 7, before)
+            reference += page.post_ids
+            if not page.has_next:
+                break
+            before = page.post_ids[-1]
+        assert hybrid == reference, f"user {user} (timeline built: {bool(built)})"
