@@ -7,7 +7,8 @@ What is measured, all in one process, against the configured (or embedded) serve
    writes (active followers reached) per second of wall time. The same keys are then
    written by the `BulkWriter` alone (the Redis side, without PostgreSQL), and a sample of
    them, as default sorted sets, by a plain redis-py pipeline of ZADD + ZREMRANGEBYRANK per
-   key, batched the same way: the baseline.
+   key, batched the same way: the baseline (redis-py's blocking client, the faster of its two;
+   the asyncio client's rate is reported beside it).
 2. createPost latency for an author with a handful of followers and for the author with
    the most: the write is one INSERT of post + outbox row, so follower count must not show.
 3. Cold rebuild: for users following ~300 accounts, the timeline is deleted and rebuilt
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -117,6 +119,7 @@ class FanoutReport:
     bytes_per_entry: float
     # Extras (other names in the JSON).
     bulkwriter_writes_per_s: float = 0.0
+    baseline_async_writes_per_s: float = 0.0
     fanout_writes: int = 0
     fanout_seconds: float = 0.0
     fanout_authors: list[dict[str, int]] = field(default_factory=list)
@@ -161,7 +164,7 @@ class FanoutReport:
             "   (BulkWriter alone, same keys, no PostgreSQL)",
             f"baseline_writes_per_s   {self.baseline_writes_per_s:>12,.0f}  /s    1.00x"
             "            (redis-py pipeline, ZADD + ZREMRANGEBYRANK per key, same batches,"
-            " default sorted sets)",
+            f" default sorted sets; asyncio client {self.baseline_async_writes_per_s:,.0f}/s)",
         ]
         if self.ordinary_post and self.celebrity_post:
             ratio = self.celebrity_post_ms / self.ordinary_post_ms if self.ordinary_post_ms else float("nan")
@@ -298,6 +301,7 @@ class _Bench:
             visible_lag_p99_ms=lag["lag"].p99,
             bytes_per_entry=mem["bytes_per_entry"],
             bulkwriter_writes_per_s=thr["bulkwriter_writes_per_s"],
+            baseline_async_writes_per_s=thr["baseline_async_writes_per_s"],
             fanout_writes=int(thr["fanout_writes"]),
             fanout_seconds=thr["fanout_seconds"],
             fanout_authors=thr["authors"],
@@ -468,6 +472,9 @@ class _Bench:
         base_keys = await self._baseline_sets(keys[: self.opt.baseline_keys])
         worker = FanoutWorker(self.s)
         writer = BulkWriter(self.s.settings.redis_url or "")
+        # The floor is the faster of redis-py's two clients: the blocking one packs and parses a
+        # pipeline about twice as fast as the asyncio one (run in a thread; nothing else runs then).
+        sync_redis = SyncRedis.from_url(self.s.settings.redis_url or "")
         keep = self.size + 1
         try:
             # One untimed round: connections, prepared statements, the script cache.
@@ -479,6 +486,7 @@ class _Bench:
             real_writes = 0
             ours_s: list[float] = []
             base_s: list[float] = []
+            base_async_s: list[float] = []
             deadline = time.perf_counter() + self.opt.seconds * 3
             rounds = 0
             while rounds < 2 or (time.perf_counter() < deadline and rounds < 50):
@@ -493,21 +501,27 @@ class _Bench:
                     await self._writer_alone(writer, keys, member)
                 member = self.members.next()
                 with _timer(base_s):
+                    await asyncio.to_thread(_baseline_add_sync, sync_redis, base_keys, member, keep)
+                member = self.members.next()
+                with _timer(base_async_s):
                     await _baseline_add(self.redis, base_keys, member, keep)
         finally:
+            sync_redis.close()
             await writer.close()
             await worker.writer.close()
         writes_per_s = real_writes / sum(real_s)
         ours = len(keys) * len(ours_s) / sum(ours_s)
         base = len(base_keys) * len(base_s) / sum(base_s)
+        base_async = len(base_keys) * len(base_async_s) / sum(base_async_s)
         self.log(
             f"  {rounds} rounds: real path {writes_per_s:,.0f}/s, BulkWriter {ours:,.0f}/s,"
-            f" redis-py {base:,.0f}/s"
+            f" redis-py {base:,.0f}/s (asyncio client {base_async:,.0f}/s)"
         )
         await self._check_delivered(authors)
         return {
             "writes_per_s": writes_per_s,
             "baseline_writes_per_s": base,
+            "baseline_async_writes_per_s": base_async,
             "bulkwriter_writes_per_s": ours,
             "fanout_writes": real_writes,
             "fanout_seconds": sum(real_s),
@@ -795,8 +809,19 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _baseline_add_sync(redis: SyncRedis, keys: Sequence[bytes], member: bytes, keep: int) -> None:
+    """The floor: a plain (blocking) redis-py pipeline, ZADD + trim per key, BulkWriter's batch size."""
+    score = int.from_bytes(member, "big")
+    for start in range(0, len(keys), BATCH):
+        pipe = redis.pipeline(transaction=False)
+        for key in keys[start : start + BATCH]:
+            pipe.zadd(key, {member: score})
+            pipe.zremrangebyrank(key, 0, -keep - 1)
+        pipe.execute()
+
+
 async def _baseline_add(redis: Redis, keys: Sequence[bytes], member: bytes, keep: int) -> None:
-    """The floor: a plain redis-py pipeline, ZADD + trim per key, BulkWriter's batch size."""
+    """The same with redis-py's asyncio client (reported beside the floor)."""
     score = int.from_bytes(member, "big")
     for start in range(0, len(keys), BATCH):
         async with redis.pipeline(transaction=False) as pipe:
