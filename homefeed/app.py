@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -185,6 +186,25 @@ async def index(request: Request) -> Response:
     return RedirectResponse("/graphql")
 
 
+# Objects allocated between collections of the youngest generation (CPython's default is 700).
+GC_THRESHOLD = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Make the cyclic GC cheap for a server holding thousands of long-lived websocket objects.
+
+    Profiled with 1,000 live subscribers, CPython's default thresholds spent about a third
+    of the process's CPU in the collector while an update went out (each delivery keeps many
+    objects in flight long enough to be promoted, so full collections over every
+    subscription's objects ran again and again), which the delivery lag paid for. Freezing
+    what start-up built (modules, the schema) takes it out of every later collection; rarer
+    young collections still reclaim cyclic garbage, a little later.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
     """The app. Given services, it uses them; else its lifespan opens them from settings."""
 
@@ -196,6 +216,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             return
         opened = await open_services(effective)
         app.state.services = opened
+        tune_gc()
         stop = asyncio.Event()
         worker = None
         if opened.settings.inprocess_worker:

@@ -118,6 +118,7 @@ class LiveReport:
     protocols: dict[str, int] = field(default_factory=dict)
     lag_ms_by_protocol: dict[str, Stat] = field(default_factory=dict)
     create_post_ms: Stat | None = None
+    per_post: list[dict[str, Any]] = field(default_factory=list)  # kind, create_ms, lag p50/max, delivered
     posts: dict[str, int] = field(default_factory=dict)
     ordinary_author: int = 0
     ordinary_followers: int = 0
@@ -805,7 +806,8 @@ class _Bench:
         by_protocol: dict[str, list[float]] = {TRANSPORT_WS: [], LEGACY_WS: []}
         missed = {"ordinary": 0, "celebrity": 0}
         expected = delivered = duplicates = 0
-        for post_id, kind, began_at in posts:
+        per_post: list[dict[str, Any]] = []
+        for (post_id, kind, began_at), create in zip(posts, create_s, strict=True):
             first: dict[int, float] = {}
             for index, at in arrivals.added.get(post_id, []):
                 if index in first:
@@ -821,6 +823,17 @@ class _Bench:
                     by_protocol[protocols[index]].append(lag)
                 else:
                     missed[kind] += 1
+            mine = Stat.of([first[i] - began_at for i in sees[kind] if i in first])
+            per_post.append(
+                {
+                    "kind": kind,
+                    "create_ms": round(create * 1000, 1),
+                    "p50_ms": round(mine.p50, 1),
+                    "max_ms": round(mine.max, 1),
+                    "delivered": mine.n,
+                    "expected": len(sees[kind]),
+                }
+            )
         counts = {p: sum(1 for x in protocols if x == p) for p in (TRANSPORT_WS, LEGACY_WS)}
         if arrivals.closed_early:
             self.notes.append(f"{arrivals.closed_early} subscriber sockets closed before the end")
@@ -843,6 +856,7 @@ class _Bench:
             protocols={p: n for p, n in counts.items() if n},
             lag_ms_by_protocol={p: Stat.of(v) for p, v in by_protocol.items() if v},
             create_post_ms=Stat.of(create_s),
+            per_post=per_post,
             posts={k: sum(1 for _, kind, _ in posts if kind == k) for k in ("ordinary", "celebrity")},
             ordinary_author=ordinary.id,
             ordinary_followers=ordinary.followers,

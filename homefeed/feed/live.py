@@ -159,6 +159,9 @@ class LiveHub:
         self._by_author: defaultdict[int, set[Subscriber]] = defaultdict(set)
         self._by_user: defaultdict[int, set[Subscriber]] = defaultdict(set)
         self._subscribed: set[str] = set()
+        # Index keys that gained their first or lost their last subscriber since the last sync:
+        # syncing looks at these only, so a subscribe costs its own channels, not every channel.
+        self._dirty: set[tuple[bool, int]] = set()  # (is author channel, user id)
         self._lock = asyncio.Lock()
 
     @property
@@ -188,9 +191,9 @@ class LiveHub:
         sub.followees, sub.hidden = await self._state(viewer)
         async with self._lock:
             self._subscribers.add(sub)
-            self._by_user[viewer].add(sub)
+            self._add(self._by_user, viewer, sub)
             for author in sub.followees | {viewer}:
-                self._by_author[author].add(sub)
+                self._add(self._by_author, author, sub)
             await self._sync_channels()
         try:
             yield sub
@@ -203,13 +206,19 @@ class LiveHub:
                 with contextlib.suppress(RedisError, OSError):
                     await self._sync_channels()
 
-    @staticmethod
-    def _drop(index: defaultdict[int, set[Subscriber]], key: int, sub: Subscriber) -> None:
+    def _add(self, index: defaultdict[int, set[Subscriber]], key: int, sub: Subscriber) -> None:
+        members = index[key]
+        if not members:
+            self._dirty.add((index is self._by_author, key))
+        members.add(sub)
+
+    def _drop(self, index: defaultdict[int, set[Subscriber]], key: int, sub: Subscriber) -> None:
         members = index.get(key)
         if members is not None:
             members.discard(sub)
             if not members:
                 del index[key]
+                self._dirty.add((index is self._by_author, key))
 
     def _wanted(self) -> set[str]:
         return {self.channels.author(a) for a in self._by_author} | {
@@ -217,16 +226,25 @@ class LiveHub:
         }
 
     async def _sync_channels(self) -> None:
-        """Subscribe to what connected viewers need and unsubscribe from the rest."""
-        wanted = self._wanted()
+        """Subscribe to what connected viewers need and unsubscribe from the rest (of what changed)."""
         if self._pubsub is None:
             self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        added, removed = wanted - self._subscribed, self._subscribed - wanted
+        added: list[str] = []
+        removed: list[str] = []
+        for is_author, key in self._dirty:
+            channel = self.channels.author(key) if is_author else self.channels.user(key)
+            wanted = key in (self._by_author if is_author else self._by_user)
+            if wanted and channel not in self._subscribed:
+                added.append(channel)
+            elif not wanted and channel in self._subscribed:
+                removed.append(channel)
         if added:
             await self._pubsub.subscribe(*added)
         if removed:
             await self._pubsub.unsubscribe(*removed)
-        self._subscribed = wanted
+        self._subscribed.update(added)
+        self._subscribed.difference_update(removed)
+        self._dirty.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._listen(), name="live-hub")
 
@@ -257,6 +275,7 @@ class LiveHub:
                 with contextlib.suppress(Exception):
                     await old.aclose()  # type: ignore[no-untyped-call]
             self._subscribed = set()
+            self._dirty.clear()  # resubscribing to everything wanted covers them
             try:
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 wanted = self._wanted()
@@ -309,7 +328,7 @@ class LiveHub:
                 for author in sub.followees - followees:
                     self._drop(self._by_author, author, sub)
                 for author in followees - sub.followees:
-                    self._by_author[author].add(sub)
+                    self._add(self._by_author, author, sub)
                 before = {a for a in sub.followees | {viewer} if sub.sees(a)}
                 sub.followees, sub.hidden = followees, hidden
                 gone = {a for a in before if not sub.sees(a)}
