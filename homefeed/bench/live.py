@@ -81,6 +81,7 @@ class LiveOptions:
     threshold: int | None = None  # the server's celebrity threshold; default: the celebrity's count
     workers: int = 1  # API processes
     connect_concurrency: int = 50  # websocket handshakes in flight at once
+    compression: bool = True  # offer permessage-deflate, as browsers and most clients do
     post_timeout: float = 10.0  # how long one post may take to reach every subscriber
     gap: float = 0.2  # pause between a post's last delivery and the next post
     server_timeout: float = 90.0  # start-up budget of the API process
@@ -118,6 +119,7 @@ class LiveReport:
     protocols: dict[str, int] = field(default_factory=dict)
     lag_ms_by_protocol: dict[str, Stat] = field(default_factory=dict)
     create_post_ms: Stat | None = None
+    compression: bool = True
     per_post: list[dict[str, Any]] = field(default_factory=list)  # kind, create_ms, lag p50/max, delivered
     posts: dict[str, int] = field(default_factory=dict)
     ordinary_author: int = 0
@@ -201,6 +203,7 @@ class Plan:
     tokens: list[str]
     protocols: list[str]
     connect_concurrency: int
+    compression: bool
 
 
 @dataclass
@@ -284,6 +287,7 @@ class _LoadGenerator:
                     open_timeout=120,
                     ping_interval=None,  # GraphQL clients keep alive with protocol messages
                     max_queue=None,
+                    compression="deflate" if self.plan.compression else None,
                 )
                 await ws.send(
                     orjson.dumps(
@@ -535,6 +539,7 @@ class _Bench:
                 sub_tokens,
                 protocols,
                 self.opt.connect_concurrency,
+                self.opt.compression,
             )
             loader = ctx.Process(
                 target=load_generator, args=(child, plan), name="bench-live-load", daemon=True
@@ -596,6 +601,7 @@ class _Bench:
         report.rss_after_mb = rss_after / 2**20
         report.rss_per_subscription_kb = (rss_after - rss_before) / 1024 / max(1, connected)
         report.connect_seconds = connect_s
+        report.compression = self.opt.compression
         report.failed_connections = len(failed)
         report.load_average = list(os.getloadavg())
         if report.load_average[0] > (os.cpu_count() or 1):

@@ -166,6 +166,7 @@ def cmd_bench_live(settings: Settings, args: argparse.Namespace) -> int:
         legacy_share=args.legacy_share,
         threshold=args.threshold,
         workers=args.workers,
+        compression=not args.no_compression,
         min_users=args.min_users,
         json_path=Path(args.json) if args.json else None,
     )
@@ -235,6 +236,9 @@ def parser() -> argparse.ArgumentParser:
         help="the server's celebrity threshold (default: the top count)",
     )
     bl.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    bl.add_argument(
+        "--no-compression", action="store_true", help="subscribers do not offer permessage-deflate"
+    )
     bl.add_argument("--min-users", type=int, default=1000, help="refuse smaller graphs (default 1000)")
     bl.set_defaults(run=cmd_bench_live)
     return p
