@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -18,6 +19,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
+from starlette import status
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
@@ -76,6 +78,25 @@ class GraphQLApp(GraphQL[Context, None]):
             # Strawberry answers unparseable requests in plain text; clients expect errors with a code.
             response = error_response(exc.reason, exc.status_code)
         await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson.JSONDecodeError subclasses json.JSONDecodeError, which Strawberry turns into a 400.
+        return orjson.loads(data)
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        # Answers are encoded with orjson (bytes, no str round trip). HTTP only: websockets keep
+        # encode_json's text frames, which graphql-ws clients require.
+        response = Response(
+            orjson.dumps(response_data),
+            status_code=sub_response.status_code or status.HTTP_200_OK,
+            media_type="application/json",
+        )
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        return response
 
     def parse_json(self, data: str | bytes) -> Any:
         parsed = super().parse_json(data)

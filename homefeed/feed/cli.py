@@ -98,6 +98,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             workers=args.workers,
             log_level=args.log_level,
             access_log=False,
+            # Named, not "auto": a missing extra must fail loudly rather than fall back to the slow ones.
+            loop="uvloop",
+            http="httptools",
         )
     return 0
 
