@@ -745,9 +745,12 @@ class _Bench:
             return
         for post_id, token in self.created:
             await _graphql(server.url, DELETE_POST, {"id": post_id}, token)
+        ids = [_post_pk(gid) for gid, _ in self.created]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if not await self.pool.fetchval("SELECT count(*) FROM outbox"):
+            if not await self.pool.fetchval(
+                "SELECT count(*) FROM outbox WHERE subject_id = ANY($1::bigint[])", ids
+            ):
                 return
             await asyncio.sleep(0.2)
         self.notes.append(
