@@ -129,6 +129,8 @@ class LiveReport:
     threshold: int = 0
     server_processes: int = 0
     pubsub_connections_total: int = 0
+    server_cpu_ms_per_post: float = 0.0  # includes the gap between posts (an idle server uses ~0)
+    load_generator_cpu_ms_per_post: float = 0.0
     rss_before_mb: float = 0.0
     rss_after_mb: float = 0.0
     connect_seconds: float = 0.0
@@ -175,6 +177,12 @@ class LiveReport:
                 f"lag_ms {proto:<20}  p50 {stat.p50:8.1f}  p99 {stat.p99:8.1f}  max {stat.max:8.1f}"
                 f"   ({stat.n:,} deliveries)"
             )
+        out.append(
+            f"server_cpu_ms_per_post    {self.server_cpu_ms_per_post:8.1f}"
+            f"        (all server processes: createPost, fan-out, {self.subscribers:,} deliveries;"
+            f" load generator {self.load_generator_cpu_ms_per_post:.1f} ms; unlike the lag, not inflated by"
+            " other processes)"
+        )
         if self.create_post_ms is not None:
             out.append(
                 f"create_post_ms            p50 {self.create_post_ms.p50:8.1f}"
@@ -406,6 +414,15 @@ class _Server:
                 total += p.memory_info().rss
         return total
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the server's processes so far."""
+        total = 0.0
+        for p in self.processes():
+            with contextlib.suppress(psutil.Error):
+                times = p.cpu_times()
+                total += times.user + times.system
+        return total
+
     def local_addresses(self) -> set[str]:
         found: set[str] = set()
         for p in self.processes():
@@ -426,6 +443,14 @@ class _Server:
                         p.kill()
                 self.proc.wait(10)
         self.log.close()
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+        return times.user + times.system
+    except (psutil.Error, ValueError):
+        return 0.0
 
 
 def _post_pk(global_id: str) -> int:
@@ -561,6 +586,9 @@ class _Bench:
             )
 
             kinds = ["ordinary" if i % 2 == 0 else "celebrity" for i in range(self.opt.posts)]
+            # CPU spent per post, which other processes on a busy machine do not inflate (lag they do).
+            cpu_before = server.cpu_seconds()
+            loader_cpu_before = _cpu_seconds(loader.pid)
             posts: list[tuple[str, str, float]] = []  # (global id, kind, unix time createPost began)
             create_s: list[float] = []
             for i, kind in enumerate(kinds):
@@ -576,6 +604,10 @@ class _Bench:
                 if got < len(sees[kind]):
                     self.log(f"  post {i} ({kind}): {got:,} of {len(sees[kind]):,} delivered in time")
                 await asyncio.sleep(self.opt.gap)
+            cpu_ms_per_post = (server.cpu_seconds() - cpu_before) * 1000 / max(1, len(posts))
+            loader_cpu_ms_per_post = (
+                (_cpu_seconds(loader.pid) - loader_cpu_before) * 1000 / max(1, len(posts))
+            )
             parent.send(("stop",))
             _, arrivals = await self._recv(parent, 60)
         finally:
@@ -602,6 +634,8 @@ class _Bench:
         report.rss_per_subscription_kb = (rss_after - rss_before) / 1024 / max(1, connected)
         report.connect_seconds = connect_s
         report.compression = self.opt.compression
+        report.server_cpu_ms_per_post = cpu_ms_per_post
+        report.load_generator_cpu_ms_per_post = loader_cpu_ms_per_post
         report.failed_connections = len(failed)
         report.load_average = list(os.getloadavg())
         if report.load_average[0] > (os.cpu_count() or 1):
