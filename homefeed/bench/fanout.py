@@ -346,6 +346,19 @@ class _Bench:
                 f"the outbox holds {pending:,} pending jobs: let a worker (`homefeed worker`) finish them "
                 "before benchmarking"
             )
+        others: int = await self.pool.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND application_name = 'homefeed'"""
+        )
+        others -= self.pool.get_size()
+        if others > 0:
+            # Another homefeed process (an API with its in-process worker, a `homefeed worker`)
+            # would claim the bench's outbox jobs and write them under its own key prefix.
+            self.notes.append(
+                f"{others} other homefeed connection(s) to this database: another process's fan-out "
+                "worker may take the bench's jobs (figures and delivery checks then suffer)"
+            )
+            self.log(f"warning: {self.notes[-1]}")
         return users, follows
 
     async def cleanup(self) -> None:
@@ -606,7 +619,10 @@ class _Bench:
             checked += len(found)
             missing += found.count(False)
         if missing:
-            self.notes.append(f"fan-out check: {missing} of {checked} sampled timelines lack the last post")
+            self.notes.append(
+                f"fan-out check: {missing} of {checked} sampled timelines lack the last post"
+                " (another process's worker took the job?)"
+            )
 
     # ---- 2. createPost latency ------------------------------------------------------------------
 
