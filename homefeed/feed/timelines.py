@@ -160,8 +160,15 @@ class IdLists:
             return
 
         def merged(old: Blob) -> Blob:
+            new = np.asarray(ids, dtype=np.int64)
+            if old.built and not old.whole:
+                # A bounded list vouches only for what is above its oldest id: an older id added
+                # here would claim the posts between, which a trim or rebuild may have dropped.
+                if len(old.ids) == 0:
+                    return Blob(None, old.ids)  # nothing left to say where it ends: rebuild on read
+                new = new[new >= old.ids[0]]
             flags = old.flags if old.flags is None or not more_before else old.flags & ~WHOLE
-            return bounded(Blob(flags, np.union1d(old.ids, np.asarray(ids, dtype=np.int64))), self.size)
+            return bounded(Blob(flags, np.union1d(old.ids, new)), self.size)
 
         await self._rewrite(key, merged, ttl=ttl, only_new_ttl=True)
 

@@ -62,6 +62,7 @@ SPECS = (
     WorldSpec("mixed-1", 1.0, 800),
     WorldSpec("mixed-tiny", 2.0, 3),
     WorldSpec("pull-tiny", 0.0, 3),
+    WorldSpec("push-tiny", math.inf, 3),
 )
 
 
@@ -626,4 +627,41 @@ async def test_block_hides_both_ways_and_unblock_restores_nothing(harness: Harne
     await h.relate("unblock", 0, 1)
     await check(h)
     await h.relate("follow", 1, 0)
+    await check(h)
+
+
+async def test_backfill_below_a_trimmed_timeline(harness: Harness) -> None:
+    # A bounded timeline vouches for everything above its oldest entry. After a rebuild kept
+    # only the newest few, an unfollow makes room and a follow backfills an older post: the
+    # timeline must not then claim the followed author's posts in between.
+    h = harness
+    await h.post(3)  # oldest of all, by the user followed last
+    for _ in range(4):
+        await h.post(1)
+    await h.post(2)
+    await h.post(1)
+    await h.relate("follow", 0, 1)
+    await h.relate("follow", 0, 2)
+    await check(h)  # builds u0's timeline: in the tiny worlds, its newest 3 posts only
+    await h.relate("unfollow", 0, 2)
+    await h.relate("follow", 0, 3)
+    await check(h)
+
+
+async def test_leaving_pull_after_more_posts_than_a_timeline_holds(harness: Harness) -> None:
+    # The drain backfills at most a timeline's worth of the posts made while pulled; the
+    # follower's timeline must not then claim to hold the older ones.
+    h = harness
+    await h.post(1)
+    await check(h)  # builds every timeline, whole (they hold all history)
+    await h.relate("follow", 1, 0)
+    await h.relate("follow", 2, 0)
+    await h.post(0)  # pulled from here on in the threshold-2 worlds
+    for _ in range(5):
+        await h.post(0)
+    await check(h)
+    await h.relate("unfollow", 2, 0)
+    await h.post(0)  # draining
+    await check(h)
+    await h.post(0)  # pushed again
     await check(h)
