@@ -184,18 +184,25 @@ class Fanout:
         author = job.actor_id
         pull_from = await self._pool.fetchval("SELECT pull_from FROM users WHERE id = $1", author)
         if pull_from is not None:
-            ids = await self._pool.fetch(
+            rows = await self._pool.fetch(
                 """SELECT id FROM posts WHERE author_id = $1 AND id >= $2 AND deleted_at IS NULL
                    ORDER BY id DESC LIMIT $3""",
                 author,
                 pull_from,
-                self.size,
+                self.size + 1,
             )
-            members = [encode_id(r["id"]) for r in ids]
+            ids = [r["id"] for r in rows]
+            more_before = len(ids) > self.size
+            lists = self._feeds.lists
 
+            # A merge, not blind appends: appended ids would land below a trimmed timeline's oldest
+            # entry, or in a timeline marked as holding all history while older posts made while
+            # pulled are left out. Leaving PULL is rare, so one rewrite per follower is affordable.
             async def backfill(keys: Sequence[bytes]) -> None:
-                for m in members:
-                    await self._add(keys, m)
+                for key in keys:
+                    await lists.add(
+                        key.decode(), ids[: self.size], self._feeds.timeline_ttl, more_before=more_before
+                    )
 
             if job.range_lo is None or job.range_lo < 0:
                 await backfill([self._timeline_key(author)])
