@@ -453,6 +453,24 @@ def _cpu_seconds(pid: int | None) -> float:
         return 0.0
 
 
+def _other_homefeed_processes(mine: set[int]) -> list[str]:
+    """Other `homefeed` commands running here: their fan-out workers share this database's outbox."""
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = p.info.get("cmdline") or []
+        text = " ".join(cmd)
+        if (
+            p.info["pid"] in mine
+            or "homefeed" not in text
+            or not any(verb in cmd for verb in ("bench", "worker", "serve"))
+        ):
+            continue
+        if "uv" in os.path.basename(cmd[0]):
+            continue  # the `uv run` wrapper of one listed anyway
+        found.append(f"{p.info['pid']}: {' '.join(cmd[1:])[:80]}")
+    return found
+
+
 def _post_pk(global_id: str) -> int:
     """The post id inside a Relay global id (base64 of 'Post:<id>')."""
     return int(base64.b64decode(global_id).decode().rpartition(":")[2])
@@ -605,6 +623,12 @@ class _Bench:
                     self.log(f"  post {i} ({kind}): {got:,} of {len(sees[kind]):,} delivered in time")
                 await asyncio.sleep(self.opt.gap)
             cpu_ms_per_post = (server.cpu_seconds() - cpu_before) * 1000 / max(1, len(posts))
+            mine = {
+                os.getpid(),
+                *(p.pid for p in server.processes()),
+                *(p.pid for p in psutil.Process().parents()),
+            }
+            others = _other_homefeed_processes(mine)
             loader_cpu_ms_per_post = (
                 (_cpu_seconds(loader.pid) - loader_cpu_before) * 1000 / max(1, len(posts))
             )
@@ -634,6 +658,18 @@ class _Bench:
         report.rss_per_subscription_kb = (rss_after - rss_before) / 1024 / max(1, connected)
         report.connect_seconds = connect_s
         report.compression = self.opt.compression
+        if others:
+            self.notes.append(
+                "other homefeed commands were running (a worker of theirs on this database can take the"
+                " bench's fan-out jobs and publish elsewhere, and they share the CPU): " + "; ".join(others)
+            )
+        if report.missed:
+            late = [
+                f"#{i} {p['kind']} {p['delivered']}/{p['expected']}"
+                for i, p in enumerate(report.per_post)
+                if p["delivered"] < p["expected"]
+            ]
+            self.notes.append("posts not delivered to every subscriber: " + ", ".join(late))
         report.server_cpu_ms_per_post = cpu_ms_per_post
         report.load_generator_cpu_ms_per_post = loader_cpu_ms_per_post
         report.failed_connections = len(failed)
