@@ -127,7 +127,7 @@ class LiveReport:
     celebrity_author: int = 0
     celebrity_followers: int = 0
     threshold: int = 0
-    server_processes: int = 0
+    server_processes: int = 0  # API processes (uvicorn workers), each with its hub and fan-out worker
     pubsub_connections_total: int = 0
     server_cpu_ms_per_post: float = 0.0  # includes the gap between posts (an idle server uses ~0)
     load_generator_cpu_ms_per_post: float = 0.0
@@ -146,7 +146,7 @@ class LiveReport:
         """The human-readable figures."""
         target = "target p99 < 1000 ms"
         out = [
-            f"graph: {self.graph_users:,} users; server: {self.server_processes} process(es),"
+            f"graph: {self.graph_users:,} users; server: {self.server_processes} API process(es),"
             f" celebrity threshold {self.threshold:,}",
             f"subscribers               {self.subscribers:>8,}"
             f"        ({', '.join(f'{n:,} {p}' for p, n in self.protocols.items())};"
@@ -154,7 +154,7 @@ class LiveReport:
             f" selection: {self.selection}, {self.follow_both:,} follow both)",
             f"pubsub_connections        {self.pubsub_connections:>8}"
             f"        (held by the server's processes; {self.pubsub_connections_total} on the Redis"
-            " server in all; target: one per process)",
+            " server in all; target: one per API process)",
             f"rss_per_subscription_kb   {self.rss_per_subscription_kb:>8.1f}  KB"
             f"    (server RSS {self.rss_before_mb:.1f} MB idle -> {self.rss_after_mb:.1f} MB with"
             f" {self.subscribers:,} idle subscriptions)",
@@ -597,7 +597,6 @@ class _Bench:
                 self.notes.append(line)
             rss_after = await self._settled_rss(server)
             pubsub_server, pubsub_total = await self._pubsub_connections(server)
-            processes = len(server.processes())
             self.log(
                 f"  RSS {rss_after / 2**20:.1f} MB; pub/sub connections: {pubsub_server} of the server,"
                 f" {pubsub_total} in all; posting ..."
@@ -650,7 +649,7 @@ class _Bench:
             subs, sees, protocols, posts, arrivals, create_s, ordinary, celebrity, threshold, selection, both
         )
         report.graph_users = users
-        report.server_processes = processes
+        report.server_processes = self.opt.workers
         report.pubsub_connections = pubsub_server
         report.pubsub_connections_total = pubsub_total
         report.rss_before_mb = rss_before / 2**20
