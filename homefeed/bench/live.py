@@ -465,8 +465,8 @@ def _other_homefeed_processes(mine: set[int]) -> list[str]:
             or not any(verb in cmd for verb in ("bench", "worker", "serve"))
         ):
             continue
-        if "uv" in os.path.basename(cmd[0]):
-            continue  # the `uv run` wrapper of one listed anyway
+        if os.path.basename(cmd[0]) in {"uv", "timeout", "time", "bash", "sh", "env"}:
+            continue  # a wrapper of one listed anyway
         found.append(f"{p.info['pid']}: {' '.join(cmd[1:])[:80]}")
     return found
 
