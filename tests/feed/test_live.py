@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+
 from homefeed.feed.live import QUEUE_SIZE, RESYNC, Kind, LiveEvent, Notice, Subscriber
+from homefeed.feed.services import Services
 
 
 def added(i: int) -> LiveEvent:
@@ -35,3 +38,39 @@ def test_visibility_follows_relationships() -> None:
 def test_notices_round_trip() -> None:
     notice = Notice("add", 42, lo=10, hi=20, to_self=True)
     assert Notice.decode(notice.encode()) == notice
+
+
+async def _numsub(services: Services, channels: list[str]) -> dict[str, int]:
+    counts = await services.redis.pubsub_numsub(*channels)
+    return {name.decode() if isinstance(name, bytes) else name: n for name, n in counts}
+
+
+async def test_the_hub_listens_on_exactly_the_channels_its_viewers_need(services: Services) -> None:
+    # Subscribing syncs only the channels that changed: shared ones stay while anyone needs them.
+    a, b, c, d = [await services.users.create(h, h, "x") for h in ("a", "b", "c", "d")]
+    await services.relations.follow(a.id, c.id)
+    await services.relations.follow(b.id, c.id)
+    await services.relations.follow(b.id, d.id)
+    hub, ch = services.live, services.live.channels
+    every = [ch.author(u.id) for u in (a, b, c, d)] + [ch.user(u.id) for u in (a, b, c, d)]
+    async with hub.subscribe(a.id):
+        async with hub.subscribe(b.id):
+            wanted = {ch.author(x) for x in (a.id, b.id, c.id, d.id)} | {ch.user(a.id), ch.user(b.id)}
+            assert {k for k, n in (await _numsub(services, every)).items() if n} == wanted
+            assert hub.channel_count == len(wanted)
+        # b left: c is still needed by a; d and b's own channels are not.
+        wanted = {ch.author(a.id), ch.author(c.id), ch.user(a.id)}
+        assert {k for k, n in (await _numsub(services, every)).items() if n} == wanted
+        # a unfollows c: the hub hears it on a's channel and drops c.
+        await services.relations.unfollow(a.id, c.id)
+        await services.notices.relation_changed(a.id, c.id, "unfollow")  # as the mutation does
+        for _ in range(100):
+            if hub.channel_count == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert {k for k, n in (await _numsub(services, every)).items() if n} == {
+            ch.author(a.id),
+            ch.user(a.id),
+        }
+    assert hub.channel_count == 0
+    assert not any((await _numsub(services, every)).values())
