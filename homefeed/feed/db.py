@@ -8,6 +8,16 @@ import asyncpg
 from asyncpg.connection import LoggedQuery
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a connection without asyncpg's default reset statement.
+
+    By default every release sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL;`: one more round trip, and four statements for the server, per query. Nothing
+    here leaves session state behind (locks are transaction-scoped or released in `finally`,
+    settings are SET LOCAL, nothing LISTENs), and asyncpg still rolls back an open transaction.
+    """
+
+
 async def create_pool(
     url: str,
     *,
@@ -29,6 +39,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=init,
+        reset=_keep_session,
         server_settings={"application_name": "homefeed"},
     )
     assert pool is not None

@@ -9,6 +9,7 @@ which is the reference.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from homefeed.feed.keys import Keys
 from homefeed.feed.mixer import merge
 from homefeed.feed.posts import Posts, post_from_row
 from homefeed.feed.pull import NO_UPPER_BOUND, pull_ids, timeline_ids
-from homefeed.feed.records import Page, Post
+from homefeed.feed.records import Page, Post, User
 from homefeed.feed.timelines import BOTTOM, IdLists, ListQuery, ListRead
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,18 @@ MAX_PAGE = 100
 MAX_ROUNDS = 4
 # Refresh a reader's activity (PostgreSQL last_seen_at) at most this often.
 TOUCH_EVERY_SECONDS = 3600
+# Past this many pulled authors in all, the viewer's are found by a join instead of a list.
+MAX_PULLED_LISTED = 1000
 # A single-flight rebuild lock outlives any sane rebuild, but not a crashed one by much.
 REBUILD_LOCK_MS = 10_000
 
+# Filters and hydrates at once: the post, its author and whether the viewer likes it. A visible
+# post's author is followed by the viewer exactly when it is not the viewer.
 _VISIBLE = """
-SELECT p.id, p.author_id, p.text, p.like_count
-FROM posts p
+SELECT p.id, p.author_id, p.text, p.like_count,
+       u.handle, u.display_name, u.created_at, u.last_seen_at, u.follower_count, u.following_count,
+       EXISTS (SELECT 1 FROM likes l WHERE l.user_id = $1 AND l.post_id = p.id) AS liked
+FROM posts p JOIN users u ON u.id = p.author_id
 WHERE p.id = ANY($2::bigint[]) AND p.deleted_at IS NULL
   AND (p.author_id = $1
        OR EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = p.author_id))
@@ -49,11 +56,22 @@ WHERE p.id = ANY($2::bigint[]) AND p.deleted_at IS NULL
 ORDER BY p.id DESC
 """
 
-_PULLED = """
-SELECT id FROM users
-WHERE fanout_mode <> 0
-  AND (id = $1 OR id IN (SELECT followee_id FROM follows WHERE follower_id = $1))
+# The read's first statement: whether the token's user exists (so the request needs no separate
+# look-up) and which pulled authors the viewer reads, themselves included.
+_VIEWER = """
+SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS known,
+       ARRAY(SELECT id FROM users
+             WHERE fanout_mode <> 0
+               AND (id = $1 OR id IN (SELECT followee_id FROM follows WHERE follower_id = $1))) AS pulled
 """
+# The same, given the process's list of every pulled author ($2): a few primary-key probes
+# instead of probing users for each of the viewer's followees.
+_VIEWER_AMONG = """
+SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS known,
+       ARRAY(SELECT followee_id FROM follows
+             WHERE follower_id = $1 AND followee_id = ANY($2::bigint[])) AS pulled
+"""
+_ALL_PULLED = "SELECT id FROM users WHERE fanout_mode <> 0"
 
 
 def check_first(first: int) -> int:
@@ -89,6 +107,75 @@ class RecentCache:
             self._entries[author] = _Cached(time.monotonic() + self.ttl, read)
 
 
+class PulledAuthors:
+    """Every pulled author's id, reread at most every `ttl_ms` (0: never kept).
+
+    A handful of ids that changes only when an author crosses the celebrity threshold. Kept as
+    long as a pulled author's recent list is (HOMEFEED_CELEBRITY_CACHE_MS), so a newly pulled
+    author's posts show within the freshness that setting already states.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, ttl_ms: int) -> None:
+        self._pool = pool
+        self.ttl = ttl_ms / 1000
+        self._ids: frozenset[int] = frozenset()
+        self._expires = 0.0
+        self._refresh: asyncio.Task[frozenset[int]] | None = None
+
+    async def get(self) -> frozenset[int] | None:
+        """The ids, or None when nothing is kept (the caller asks PostgreSQL per read)."""
+        if self.ttl <= 0:
+            return None
+        if self._expires >= time.monotonic():
+            return self._ids
+        if self._refresh is None:  # single-flight: concurrent readers share one query
+            self._refresh = asyncio.create_task(self._load())
+        refresh = self._refresh
+        try:
+            return await asyncio.shield(refresh)
+        finally:
+            if self._refresh is refresh and refresh.done():
+                self._refresh = None
+
+    async def _load(self) -> frozenset[int]:
+        started = time.monotonic()
+        ids = frozenset(r["id"] for r in await self._pool.fetch(_ALL_PULLED))
+        self._ids, self._expires = ids, started + self.ttl
+        return ids
+
+
+@dataclass
+class _Found:
+    """The visible posts a read has found so far, with what hydration needs of them."""
+
+    posts: list[Post]
+    authors: dict[int, User]
+    liked: set[int]
+
+    def page(self, ids: list[int], has_next: bool, viewer: int) -> Page:
+        return Page(
+            ids,
+            has_next,
+            tuple(self.posts),
+            authors=tuple(self.authors.values()),
+            liked=frozenset(self.liked),
+            followed=frozenset(a for a in self.authors if a != viewer),
+            viewer_known=True,
+        )
+
+
+def _author_from_row(row: asyncpg.Record) -> User:
+    return User(
+        id=row["author_id"],
+        handle=row["handle"],
+        display_name=row["display_name"],
+        created_at=row["created_at"],
+        last_seen_at=row["last_seen_at"],
+        follower_count=row["follower_count"],
+        following_count=row["following_count"],
+    )
+
+
 def below(full: ListRead, cursor: int | None, limit: int) -> ListRead:
     """The part of a whole list below a cursor, as if read from Redis with that cursor."""
     ids = [i for i in full.ids if cursor is None or i < cursor]
@@ -109,6 +196,7 @@ class Feeds:
         self.timeline_ttl = max(120, settings.active_days * 86400 - 60)
         self.recent_ttl = 86400
         self.recent_cache = RecentCache(settings.celebrity_cache_ms)
+        self.pulled_authors = PulledAuthors(pool, settings.celebrity_cache_ms)
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -136,14 +224,16 @@ class Feeds:
 
     async def _hybrid(self, viewer: int, first: int, before: int | None) -> Page:
         want = first + 1
-        pulled = [r["id"] for r in await self._pool.fetch(_PULLED, viewer)]
+        known, pulled = await self._viewer(viewer)
+        if not known:
+            return Page([], False, viewer_known=False)
         timeline = self.keys.timeline(viewer)
-        found: list[Post] = []
+        found = _Found([], {}, set())
         # Everything from `covered` (inclusive) up to `before` is known: `found` holds exactly
         # the visible posts there. Below `covered`, the lists are read again or PostgreSQL answers.
         covered = before
         for round_ in range(MAX_ROUNDS):
-            fetch = min(self.size + 2, 2 * (want - len(found)) + 8)
+            fetch = min(self.size + 2, 2 * (want - len(found.posts)) + 8)
             reads = await self._read_sources(timeline, pulled, covered, fetch)
             if round_ == 0:
                 if not reads[0].complete:
@@ -151,15 +241,30 @@ class Feeds:
                 await self._keep_alive(viewer, reads[0])
             merged = merge(reads, covered)
             if merged.candidates:
-                found += await self.visible(viewer, merged.candidates)
-            if len(found) >= want or merged.floor == 0:
-                return Page([p.id for p in found[:first]], len(found) > first, tuple(found))
+                await self._visible_into(found, viewer, merged.candidates)
+            if len(found.posts) >= want or merged.floor == 0:
+                ids = [p.id for p in found.posts[:first]]
+                return found.page(ids, len(found.posts) > first, viewer)
             if merged.floor >= (covered if covered is not None else NO_UPPER_BOUND):
                 break  # the lists vouch for nothing more below
             covered = merged.floor
-        ids = [p.id for p in found]
+        ids = [p.id for p in found.posts]
         ids += await pull_ids(self._pool, viewer, covered, want - len(ids))
-        return Page(ids[:first], len(ids) > first, tuple(found))
+        return found.page(ids[:first], len(ids) > first, viewer)
+
+    async def _viewer(self, viewer: int) -> tuple[bool, list[int]]:
+        """Whether the viewer exists, and the pulled authors whose lists their feed merges."""
+        every = await self.pulled_authors.get()
+        if every is None or len(every) > MAX_PULLED_LISTED:
+            row = await self._pool.fetchrow(_VIEWER, viewer)
+            assert row is not None
+            return bool(row["known"]), list(row["pulled"])
+        row = await self._pool.fetchrow(_VIEWER_AMONG, viewer, list(every))
+        assert row is not None
+        pulled: list[int] = list(row["pulled"])
+        if viewer in every:
+            pulled.append(viewer)
+        return bool(row["known"]), pulled
 
     async def _read_sources(
         self, timeline: str, pulled: Sequence[int], cursor: int | None, fetch: int
@@ -184,7 +289,17 @@ class Feeds:
 
     async def visible(self, viewer: int, ids: Sequence[int]) -> list[Post]:
         """The posts among ids that the viewer may see in their feed, newest first, hydrated."""
-        return [post_from_row(r) for r in await self._pool.fetch(_VISIBLE, viewer, list(ids))]
+        found = _Found([], {}, set())
+        await self._visible_into(found, viewer, ids)
+        return found.posts
+
+    async def _visible_into(self, found: _Found, viewer: int, ids: Sequence[int]) -> None:
+        for row in await self._pool.fetch(_VISIBLE, viewer, list(ids)):
+            found.posts.append(post_from_row(row))
+            if row["author_id"] not in found.authors:
+                found.authors[row["author_id"]] = _author_from_row(row)
+            if row["liked"]:
+                found.liked.add(row["id"])
 
     async def _keep_alive(self, viewer: int, timeline: ListRead) -> None:
         # The timeline expires a little before PostgreSQL would call the user inactive, so a

@@ -40,3 +40,10 @@ class Page:
     has_next: bool
     # Posts already read while building the page, so hydration need not read them again.
     posts: tuple[Post, ...] = ()
+    # Their authors, read with them.
+    authors: tuple[User, ...] = ()
+    # Which of `posts` the viewer likes, and which of `authors` they follow (None: not read).
+    liked: frozenset[int] | None = None
+    followed: frozenset[int] | None = None
+    # Whether the viewer's user exists, if the read found out (None: it did not look).
+    viewer_known: bool | None = None

@@ -33,8 +33,18 @@ def decode_after(ctx: Context, scope: str, after: str | None) -> int | None:
 async def hydrate(ctx: Context, scope: str, page: Page, *, after: str | None) -> PostSlice:
     """Load the page's posts in one batch; a post deleted since the page was read is skipped."""
     loaders = await ctx.loaders()
+    # What the page's read already fetched costs the loaders nothing: posts, their authors and,
+    # when the read is the viewer's own feed, the viewer's likes and follows among them.
     for known in page.posts:
         loaders.posts.prime(known.id, known)
+    for author in page.authors:
+        loaders.users.prime(author.id, author)
+    if page.liked is not None:
+        for known in page.posts:
+            loaders.viewer_liked.prime(known.id, known.id in page.liked)
+    if page.followed is not None:
+        for author in page.authors:
+            loaders.viewer_follows.prime(author.id, author.id in page.followed)
     posts = await loaders.posts.load_many(page.post_ids)
     edges = [(ctx.services.cursors.encode(scope, p.id), p) for p in posts if p is not None]
     return PostSlice(edges=edges, has_next=page.has_next, has_previous=after is not None)

@@ -8,6 +8,8 @@ from homefeed.feed.errors import Unauthenticated
 from homefeed.feed.services import Services
 from homefeed.loaders import Loaders, build
 
+GONE = "the user of this token no longer exists"
+
 
 @dataclass
 class Context:
@@ -26,10 +28,22 @@ class Context:
             if self.token is not None:
                 user_id = self.services.tokens.verify(self.token)
                 if await build(self.services, None).users.load(user_id) is None:
-                    raise Unauthenticated("the user of this token no longer exists")
+                    raise Unauthenticated(GONE)
                 self._viewer = user_id
             self._checked = True
         return self._viewer
+
+    def claimed_viewer(self) -> int | None:
+        """The user id the token names (signature and expiry checked); whether that user still
+        exists is left to a read the request makes anyway (see vouch), unless already known."""
+        if self._checked or self.token is None:
+            return self._viewer
+        return self.services.tokens.verify(self.token)
+
+    def vouch(self, user_id: int) -> None:
+        """A read on behalf of user_id has just found that user: no separate look-up is needed."""
+        if not self._checked:
+            self._viewer, self._checked = user_id, True
 
     async def require_viewer(self) -> int:
         """The authenticated user's id, or Unauthenticated."""

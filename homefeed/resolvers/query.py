@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from homefeed.feed.errors import Unauthenticated
 from homefeed.feed.records import Post, User
 from homefeed.feed.users import HANDLE
 from homefeed.loaders import Loaders
@@ -12,7 +13,7 @@ from homefeed.resolvers.connections import (
     home_scope,
     hydrate,
 )
-from homefeed.resolvers.context import Context
+from homefeed.resolvers.context import GONE, Context
 
 
 async def viewer(ctx: Context) -> User | None:
@@ -43,9 +44,18 @@ async def post(ctx: Context, post_id: int) -> Post | None:
 
 async def home_feed(ctx: Context, first: int, after: str | None) -> PostSlice:
     """A page of the signed-in user's home feed."""
-    viewer_id = await ctx.require_viewer()
+    viewer_id = ctx.claimed_viewer()
+    if viewer_id is None:
+        viewer_id = await ctx.require_viewer()  # raises: no token
     scope = home_scope(viewer_id)
     page = await ctx.services.feeds.home(viewer_id, first, decode_after(ctx, scope, after))
+    # The feed read tells whether the token's user exists, which saves the request a look-up.
+    if page.viewer_known is None:
+        await ctx.require_viewer()
+    elif not page.viewer_known:
+        raise Unauthenticated(GONE)
+    else:
+        ctx.vouch(viewer_id)
     return await hydrate(ctx, scope, page, after=after)
 
 

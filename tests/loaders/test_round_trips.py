@@ -16,8 +16,9 @@ PAGE = """query($f: Int) { homeFeed(first: $f) {
                         author { id handle displayName followerCount viewerFollows } } }
   nodes { id author { handle } }
   pageInfo { hasNextPage endCursor } } }"""
-# Token's user, feed ids, posts, authors, viewer follows, viewer likes: one statement each.
-MAX_QUERIES = 6
+# The viewer (exists? pulled followees?), then the visible posts with their authors and the
+# viewer's likes: hydration primes every loader from these two.
+MAX_QUERIES = 2
 # asyncpg resets a connection's session state when the pool takes it back: one statement per acquire.
 POOL_RESET = "SELECT pg_advisory_unlock_all()"
 
