@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -24,6 +25,23 @@ from homefeed.schema.users import User
 MAX_DEPTH = 10
 MAX_TOKENS = 2000
 MAX_ALIASES = 30
+
+
+# The query limits' validation rules, built once. Each limiter builds a new rule class when it
+# is constructed, and the validation cache is keyed by the rules: with a fresh limiter per
+# request no document was ever found in the cache, and every request re-validated its query
+# (profiled: a third of a home-feed request's CPU).
+_LIMIT_RULES = [
+    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+]
+
+
+class QueryLimits(AddValidationRules):
+    """Depth and alias limits, with the same rule classes on every request."""
+
+    def __init__(self) -> None:
+        super().__init__(_LIMIT_RULES)
 
 
 class HomefeedSchema(strawberry.Schema):
@@ -46,9 +64,8 @@ def build_schema(**kwargs: Any) -> strawberry.Schema:
             ErrorCodes,
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            QueryLimits,
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         ],
         **kwargs,
     )
