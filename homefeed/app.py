@@ -13,13 +13,13 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette import status
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
-from starlette import status
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
@@ -233,6 +233,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if services is not None:
             app.state.services = services
+            yield
+            return
+        if effective.feed_strategy == "floor":
+            # `bench read`'s floor: the same stack over an in-memory snapshot, no storage, no worker.
+            from homefeed.feed.floor import open_floor_services
+
+            app.state.services = open_floor_services(effective)
+            tune_gc()
             yield
             return
         opened = await open_services(effective)

@@ -188,6 +188,41 @@ def cmd_bench_live(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_read(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here: the bench (numpy, matplotlib) loads only for this command.
+    from pathlib import Path
+
+    from homefeed.bench import read
+
+    json_path = Path(args.json) if args.json else None
+    base = json_path.with_suffix("") if json_path else settings.data_dir / "bench-read"
+    options = read.ReadOptions(
+        connections=args.connections,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        users=args.users,
+        workers=args.workers,
+        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+        min_users=args.min_users,
+        json_path=json_path,
+        markdown_path=Path(args.markdown) if args.markdown else base.with_suffix(".md"),
+        chart_path=Path(args.chart) if args.chart else base.with_suffix(".png"),
+    )
+    try:
+        with servers_for(settings) as ready:
+            asyncio.run(run_migrations(ready))
+            report = asyncio.run(read.run(ready, options, log=lambda line: print(line, flush=True)))
+    except read.BenchError as exc:
+        print(f"homefeed bench read: {exc}", file=sys.stderr)
+        return 1
+    print()
+    for line in report.lines():
+        print(line)
+    for path in read.write_outputs(report, options):
+        print(f"wrote {path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="homefeed", description="A home-timeline GraphQL service.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -244,6 +279,18 @@ def parser() -> argparse.ArgumentParser:
     )
     bl.add_argument("--min-users", type=int, default=1000, help="refuse smaller graphs (default 1000)")
     bl.set_defaults(run=cmd_bench_live)
+    br = bench_sub.add_parser("read", help="homeFeed reads at 32 connections: hybrid vs pull vs the floor")
+    br.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
+    br.add_argument("--markdown", metavar="PATH", default=None, help="table (default: beside the JSON)")
+    br.add_argument("--chart", metavar="PATH", default=None, help="PNG chart (default: beside the JSON)")
+    br.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    br.add_argument("--seconds", type=float, default=20.0, help="measured seconds per variant (default 20)")
+    br.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds per variant (default 5)")
+    br.add_argument("--users", type=int, default=2000, help="active users sampled (default 2000)")
+    br.add_argument("--workers", type=int, default=2, help="API processes (default 2)")
+    br.add_argument("--variants", default="hybrid,pull,floor", help="which, in order (default all three)")
+    br.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
+    br.set_defaults(run=cmd_bench_read)
     return p
 
 

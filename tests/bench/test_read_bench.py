@@ -1,0 +1,68 @@
+"""`homefeed bench read` end to end at tiny scale: three real API process trees, a real load generator.
+
+No timing is asserted: a tiny graph on a shared test machine says nothing about speed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from homefeed.bench import read
+from homefeed.feed.config import Settings
+from homefeed.feed.db import create_pool
+from homefeed.feed.seed import SeedParams, seed
+
+
+async def _seed(settings: Settings, users: int) -> None:
+    assert settings.database_url
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        await seed(pool, SeedParams(users=users, seed=5, posts_per_user=4.0))
+    finally:
+        await pool.close()
+
+
+async def test_bench_measures_hybrid_pull_and_floor_and_writes_its_files(
+    settings_: Settings, tmp_path: Path
+) -> None:
+    await _seed(settings_, 300)
+    out = tmp_path / "out"
+    options = read.ReadOptions(
+        connections=4,
+        seconds=1.5,
+        warmup=0.5,
+        users=25,
+        workers=1,
+        min_users=100,
+        json_path=out / "read.json",
+        markdown_path=out / "read.md",
+        chart_path=out / "read.png",
+    )
+    report = await read.run(settings_.with_(data_dir=tmp_path), options, log=lambda _: None)
+    written = read.write_outputs(report, options)
+
+    assert written == [out / "read.json", out / "read.md", out / "read.png"]
+    doc = json.loads((out / "read.json").read_text())
+    for variant in read.VARIANTS:
+        assert set(doc[variant]) >= {"rps", "p50_ms", "p90_ms", "p99_ms", "max_ms"}, variant
+        result = report.results[variant]
+        # Every answer was a full, error-free page: the floor found each page the cursors led to,
+        # and touched no storage (its stand-ins raise, which would show up as errors).
+        assert result.requests > 0 and result.errors == 0, (variant, result.error_sample)
+        assert result.first_pages > 0
+        assert result.p50_ms <= result.p90_ms <= result.p99_ms <= result.max_ms
+        assert result.loadgen_cpu_s > 0
+    assert sum(report.results[v].deeper_pages for v in read.VARIANTS) > 0
+    table = (out / "read.md").read_text()
+    assert all(f"| {v} |" in table for v in read.VARIANTS)
+    assert (out / "read.png").read_bytes().startswith(b"\x89PNG")
+    assert any(line.startswith("target") for line in report.lines())
+
+
+async def test_bench_refuses_a_graph_too_small_and_says_how_to_seed(settings_: Settings) -> None:
+    await _seed(settings_, 50)
+    with pytest.raises(read.BenchError, match="homefeed seed --users 100000"):
+        await read.run(settings_, read.ReadOptions(min_users=1000), log=lambda _: None)
