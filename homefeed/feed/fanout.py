@@ -21,7 +21,7 @@ import asyncpg
 from homefeed.feed import modes, outbox
 from homefeed.feed.bulk import BulkWriter
 from homefeed.feed.feeds import Feeds
-from homefeed.feed.keys import decode_id, encode_id
+from homefeed.feed.keys import encode_id
 from homefeed.feed.live import Notices
 from homefeed.feed.outbox import Chunk, Job, Outbox
 
@@ -108,13 +108,9 @@ class Fanout:
         if row is None or row["deleted"]:
             return
         member = encode_id(post_id)
-        # A redone job (its first worker died or failed) may arrive after later posts trimmed a
-        # list past this one: a blind append would land below the list's oldest entry and make
-        # it vouch for the posts the trim dropped. Redone jobs merge instead (rare, so affordable).
-        late = job.attempts > 1
         if job.kind == outbox.POST_CHUNK:
             # The parent decided the mode; chunks only carry it out.
-            await self._each_follower(job, lambda keys: self._add(keys, member, late))
+            await self._each_follower(job, lambda keys: self._add(keys, member))
             lo, hi = job.range_lo, job.range_hi
             await self._notices.post_reached(
                 author, post_id, -1 if lo is None else lo, -1 if hi is None else hi, False
@@ -122,25 +118,23 @@ class Fanout:
             return
         mode = await self._settle_mode(author, row["fanout_mode"], row["follower_count"], post_id)
         if modes.is_pulled(mode):
-            await self._append([self._recent_key(author)], member, self._feeds.recent_ttl, late)
+            await self._append([self._recent_key(author)], member, self._feeds.recent_ttl)
         reached_all = True
         if modes.is_pushed(mode):
-            await self._add([self._timeline_key(author)], member, late)
+            await self._add([self._timeline_key(author)], member)
             if await self._split_if_big(job, outbox.POST_CHUNK, row["follower_count"]):
                 reached_all = modes.is_pulled(mode)  # the chunks announce their own followers
             else:
-                await self._each_follower(job, lambda keys: self._add(keys, member, late))
+                await self._each_follower(job, lambda keys: self._add(keys, member))
         await self._notices.post_reached(author, post_id, -1, outbox.MAX_ID if reached_all else -1, True)
 
-    async def _add(self, keys: Sequence[bytes], member: bytes, late: bool) -> None:
-        await self._append(keys, member, self._feeds.timeline_ttl, late)
+    async def _add(self, keys: Sequence[bytes], member: bytes) -> None:
+        await self._append(keys, member, self._feeds.timeline_ttl)
 
-    async def _append(self, keys: Sequence[bytes], member: bytes, ttl: int, late: bool) -> None:
+    async def _append(self, keys: Sequence[bytes], member: bytes, ttl: int) -> None:
+        # Safe even for a redone or slow job: an id landing below a list's floor is ignored by
+        # readers (the list does not vouch for that range), and a repeat is deduplicated.
         lists = self._feeds.lists
-        if late:
-            for key in keys:
-                await lists.add(key.decode(), [decode_id(member)], ttl, more_before=False)
-            return
         appended = await self._writer.append(keys, member, ttl=ttl, max_bytes=lists.max_bytes)
         for key in appended.overgrown:
             await lists.trim(key.decode())

@@ -17,7 +17,7 @@ from homefeed.feed import modes
 from homefeed.feed.config import Settings
 from homefeed.feed.keys import Keys
 from homefeed.feed.seed import DAY_MS, I64, SeedProgress, World
-from homefeed.feed.timelines import BUILT, WHOLE, encode
+from homefeed.feed.timelines import built, encode
 
 BATCH = 500
 # A timeline expires this long before its owner would count as inactive (see Feeds.timeline_ttl).
@@ -56,8 +56,12 @@ async def build_timelines(
                 if ids.shape[0] > size:
                     ids = np.partition(ids, ids.shape[0] - size)[-size:]
                 ids.sort()
-                flags = BUILT | (WHOLE if int(counts[authors].sum()) <= size else 0)
-                pipe.set(keys.timeline(int(world.user_ids[u])), encode(flags, ids), ex=int(left_s[u]))
+                whole = int(counts[authors].sum()) <= size
+                pipe.set(
+                    keys.timeline(int(world.user_ids[u])),
+                    encode(built(ids, whole_history=whole)),
+                    ex=int(left_s[u]),
+                )
             await pipe.execute()
         written += int(batch.shape[0])
         progress.advance(int(batch.shape[0]))

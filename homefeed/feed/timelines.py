@@ -1,20 +1,21 @@
 """Bounded id lists in Redis: home timelines and pulled authors' recent lists.
 
-A list is one Redis string: an optional header byte, then post ids as 7-byte
+A list is one Redis string: an optional 8-byte header, then post ids as 7-byte
 big-endian integers (ids < 2**53). The header is present exactly when the
-length is 1 modulo 7, and carries two flags:
-
-- BUILT: a rebuild wrote this list, so it is complete down to its oldest entry.
-  A list without it (new, or created by a write that arrived before the rebuild)
-  is treated as missing and rebuilt.
-- WHOLE: the list holds all history (nothing older exists anywhere).
+length is 1 modulo 7: a flags byte (BUILT: a rebuild wrote this list) and the
+list's floor, a 7-byte id. A BUILT list vouches for every post at or above its
+floor; a floor of 0 means it holds all history. A list without a header (new,
+or created by a write that arrived before the rebuild) vouches for nothing and
+is rebuilt on read.
 
 Fan-out appends ids with a plain `APPEND` (see bulk.py): O(1) on the server, no
-script. So entries may arrive out of order or twice; readers sort and
-deduplicate (numpy, microseconds for 800 ids), and a list that grows past its
-bound plus slack is rewritten to its newest `size` ids. Rewrites (rebuild,
-backfill, removal, trim) are optimistic transactions on the one key (WATCH), so
-a concurrent append is never lost. Every operation touches a single key.
+script. So entries may arrive out of order, twice, or late (a slow worker, a
+redone job) below the floor; readers sort, deduplicate and ignore what lies
+below the floor (numpy, microseconds for 800 ids). A list that grows past its
+bound plus slack is rewritten to its newest `size` ids, raising its floor to
+the oldest kept. Rewrites (rebuild, backfill, removal, trim) are optimistic
+transactions on the one key (WATCH), so a concurrent append is never lost.
+Every operation touches a single key.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from redis.exceptions import WatchError
 from homefeed.feed.keys import ID_BYTES
 
 BUILT = 1
-WHOLE = 2
-BOTTOM = 0  # the id a read reports after the last entry of a WHOLE list
+HEADER_BYTES = 1 + ID_BYTES
+BOTTOM = 0  # the id a read reports after the last entry of a list that holds all history
 
 Ids = npt.NDArray[np.int64]
 _EMPTY: Ids = np.zeros(0, dtype=np.int64)
@@ -39,9 +40,10 @@ _EMPTY: Ids = np.zeros(0, dtype=np.int64)
 
 @dataclass(frozen=True, slots=True)
 class Blob:
-    """A decoded list: its flags (None without a header) and its distinct ids, ascending."""
+    """A decoded list: flags (None without a header), floor, and distinct ids at or above it, ascending."""
 
     flags: int | None
+    floor: int
     ids: Ids
 
     @property
@@ -50,36 +52,48 @@ class Blob:
 
     @property
     def whole(self) -> bool:
-        return self.flags is not None and bool(self.flags & WHOLE)
+        """Whether the list holds all history (nothing older exists)."""
+        return self.built and self.floor == 0
+
+    def with_ids(self, ids: Ids) -> Blob:
+        """The same list holding ids (those below its floor are dropped)."""
+        return Blob(self.flags, self.floor, ids[ids >= self.floor] if self.floor else ids)
 
 
 def decode(raw: bytes | None) -> Blob:
     """Parse a stored list (None for a missing key)."""
     if not raw:
-        return Blob(None, _EMPTY)
+        return Blob(None, 0, _EMPTY)
     flags: int | None = None
+    floor = 0
     if len(raw) % ID_BYTES == 1:
-        flags, raw = raw[0], raw[1:]
+        flags, floor, raw = raw[0], int.from_bytes(raw[1:HEADER_BYTES], "big"), raw[HEADER_BYTES:]
     n = len(raw) // ID_BYTES
     wide = np.zeros((n, 8), dtype=np.uint8)
     wide[:, 8 - ID_BYTES :] = np.frombuffer(raw, dtype=np.uint8, count=n * ID_BYTES).reshape(n, ID_BYTES)
     ids = np.unique(wide.view(">u8").ravel().astype(np.int64))
-    return Blob(flags, ids)
+    return Blob(flags, floor, ids).with_ids(ids)
 
 
-def encode(flags: int | None, ids: Ids) -> bytes:
-    """A list as stored: header (if flags is not None) and ids in ascending order."""
-    body = np.ascontiguousarray(ids.astype(">u8")).view(np.uint8).reshape(-1, 8)[:, 8 - ID_BYTES :]
-    head = b"" if flags is None else bytes([flags])
+def encode(blob: Blob) -> bytes:
+    """A list as stored: the header (if it has flags) and its ids in ascending order."""
+    body = np.ascontiguousarray(blob.ids.astype(">u8")).view(np.uint8).reshape(-1, 8)[:, 8 - ID_BYTES :]
+    head = b"" if blob.flags is None else bytes([blob.flags]) + blob.floor.to_bytes(ID_BYTES, "big")
     return head + body.tobytes()
 
 
+def built(ids: Ids, *, whole_history: bool) -> Blob:
+    """A freshly built list of ids (ascending): complete to the beginning, or down to its oldest id."""
+    floor = 0 if whole_history or len(ids) == 0 else int(ids[0])
+    return Blob(BUILT, floor, ids)
+
+
 def bounded(blob: Blob, size: int) -> Blob:
-    """Keep the newest `size` ids; dropping any means the list no longer holds all history."""
+    """Keep the newest `size` ids; the floor rises to the oldest one kept."""
     if len(blob.ids) <= size:
         return blob
-    flags = None if blob.flags is None else blob.flags & ~WHOLE
-    return Blob(flags, blob.ids[-size:])
+    kept = blob.ids[-size:]
+    return Blob(blob.flags, max(blob.floor, int(kept[0])), kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +138,7 @@ class IdLists:
     @property
     def max_bytes(self) -> int:
         """Past this length an appended-to list is rewritten to its newest `size` ids."""
-        return 1 + (self.size + max(8, self.size // 2)) * ID_BYTES
+        return HEADER_BYTES + (self.size + max(8, self.size // 2)) * ID_BYTES
 
     async def read(self, queries: Sequence[ListQuery]) -> list[ListRead]:
         """Several lists in one pipelined round trip."""
@@ -139,44 +153,40 @@ class IdLists:
         ]
 
     async def rebuild(self, key: str, ids: Sequence[int], ttl: int, *, whole_history: bool) -> None:
-        """Merge ids into a list and mark it BUILT (and WHOLE if ids are all history); set its expiry.
+        """Merge ids into a list and mark it BUILT, complete down to its oldest id (or all history).
 
         Entries written meanwhile (fan-out racing the rebuild) are kept by the merge.
         """
+        fresh = built(np.unique(np.asarray(ids, dtype=np.int64)), whole_history=whole_history)
 
         def merged(old: Blob) -> Blob:
-            flags = BUILT | (WHOLE if whole_history else 0)
-            return bounded(Blob(flags, np.union1d(old.ids, np.asarray(ids, dtype=np.int64))), self.size)
+            return bounded(fresh.with_ids(np.union1d(old.ids, fresh.ids)), self.size)
 
         await self._rewrite(key, merged, ttl=ttl)
 
     async def add(self, key: str, ids: Sequence[int], ttl: int, *, more_before: bool) -> None:
         """Merge ids into one list (a backfill), keeping it bounded.
 
-        `more_before` says the source has older ids than these, so the list can no longer
-        claim to hold all history. A missing list is created without flags (untrusted).
+        `more_before` says the source has older ids than these, so a list holding all history
+        now only vouches down to the oldest of them. A missing list is created without a
+        header (untrusted). Ids below a built list's floor are left out: the list does not
+        vouch for that range, PostgreSQL does.
         """
-        if not ids and not more_before:
+        if not ids:
             return
+        new = np.asarray(ids, dtype=np.int64)
 
         def merged(old: Blob) -> Blob:
-            new = np.asarray(ids, dtype=np.int64)
-            if old.built and not old.whole:
-                # A bounded list vouches only for what is above its oldest id: an older id added
-                # here would claim the posts between, which a trim or rebuild may have dropped.
-                if len(old.ids) == 0:
-                    return Blob(None, old.ids)  # nothing left to say where it ends: rebuild on read
-                new = new[new >= old.ids[0]]
-            flags = old.flags if old.flags is None or not more_before else old.flags & ~WHOLE
-            return bounded(Blob(flags, np.union1d(old.ids, new)), self.size)
+            floor = max(old.floor, int(new.min())) if more_before and old.built else old.floor
+            return bounded(Blob(old.flags, floor, old.ids).with_ids(np.union1d(old.ids, new)), self.size)
 
         await self._rewrite(key, merged, ttl=ttl, only_new_ttl=True)
 
     async def remove(self, key: str, ids: Sequence[int]) -> None:
-        """Remove ids from one list (a missing list stays missing)."""
+        """Remove ids from one list (a missing list stays missing); the floor stays where it was."""
         if ids:
             gone = np.asarray(ids, dtype=np.int64)
-            await self._rewrite(key, lambda old: Blob(old.flags, np.setdiff1d(old.ids, gone)), create=False)
+            await self._rewrite(key, lambda old: old.with_ids(np.setdiff1d(old.ids, gone)), create=False)
 
     async def trim(self, key: str) -> None:
         """Rewrite a list that appends pushed past its bound: sorted, distinct, newest `size` ids."""
@@ -207,9 +217,9 @@ class IdLists:
                     new = change(decode(raw))
                     pipe.multi()  # type: ignore[no-untyped-call]
                     if ttl is not None and not (only_new_ttl and raw is not None):
-                        pipe.set(key, encode(new.flags, new.ids), ex=ttl)
+                        pipe.set(key, encode(new), ex=ttl)
                     else:
-                        pipe.set(key, encode(new.flags, new.ids), keepttl=True)
+                        pipe.set(key, encode(new), keepttl=True)
                     await pipe.execute()
                     return
                 except WatchError:

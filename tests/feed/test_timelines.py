@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from homefeed.feed.bulk import BulkWriter
 from homefeed.feed.keys import Keys, decode_id, encode_id
 from homefeed.feed.services import Services
-from homefeed.feed.timelines import BUILT, WHOLE, Blob, IdLists, ListQuery, below, decode, encode
+from homefeed.feed.timelines import BUILT, Blob, IdLists, ListQuery, below, built, decode, encode
 
 MAX_ID = 2**53 - 1
 
@@ -22,26 +22,25 @@ def test_id_encoding_sorts_like_the_numbers() -> None:
     assert [decode_id(m) for m in entries] == ids
 
 
-@given(
-    st.lists(st.integers(1, MAX_ID), max_size=50),
-    st.one_of(st.none(), st.integers(0, 3)),
-)
-def test_stored_lists_decode_sorted_and_distinct_whatever_order_appends_came_in(
-    ids: list[int], flags: int | None
-) -> None:
-    raw = (b"" if flags is None else bytes([flags])) + b"".join(encode_id(i) for i in ids)
-    blob = decode(raw)
-    assert blob.ids.tolist() == sorted(set(ids))
-    assert blob.flags == (flags if ids or flags is not None else None)
-    again = decode(encode(blob.flags, blob.ids))
-    assert (again.flags, again.ids.tolist()) == (blob.flags, blob.ids.tolist())
+@given(st.lists(st.integers(1, MAX_ID), max_size=50), st.one_of(st.none(), st.integers(0, MAX_ID)))
+def test_stored_lists_decode_sorted_distinct_and_above_their_floor(ids: list[int], floor: int | None) -> None:
+    # Appends arrive in any order, repeated, and late (below the floor): readers see only what
+    # the list vouches for.
+    head = b"" if floor is None else bytes([BUILT]) + encode_id(floor)
+    blob = decode(head + b"".join(encode_id(i) for i in ids))
+    expected = sorted({i for i in ids if floor is None or i >= floor})
+    assert blob.ids.tolist() == expected
+    assert blob.built == (floor is not None)
+    again = decode(encode(blob))
+    assert (again.flags, again.floor, again.ids.tolist()) == (blob.flags, blob.floor, expected)
 
 
 def test_reads_report_the_end_of_history_only_for_whole_lists() -> None:
     ids = np.array([3, 5, 7, 9], dtype=np.int64)
-    assert below(Blob(BUILT | WHOLE, ids), 7, 10, 60).ids == [5, 3, 0]
-    assert below(Blob(BUILT, ids), 7, 10, 60).ids == [5, 3]
-    assert below(Blob(BUILT | WHOLE, ids), None, 2, 60).ids == [9, 7]  # more below: no marker
+    assert below(built(ids, whole_history=True), 7, 10, 60).ids == [5, 3, 0]
+    assert below(built(ids, whole_history=False), 7, 10, 60).ids == [5, 3]
+    assert below(built(ids, whole_history=True), None, 2, 60).ids == [9, 7]  # more below: no marker
+    assert below(Blob(None, 0, ids), None, 10, 60).ids == [9, 7, 5, 3]  # untrusted: never the end
 
 
 async def test_rebuild_then_read_pages_newest_first(services: Services) -> None:
@@ -72,6 +71,10 @@ async def test_appends_are_idempotent_and_trimmed_back_to_the_newest(services: S
     (whole,) = await lists.read([ListQuery(key, None, 100)])
     assert whole.complete and whole.ids[:5] == [15, 14, 13, 12, 11]
     assert 0 not in whole.ids  # trimmed: it no longer holds all history
+    # A slow worker's post lands below the floor the trims raised: readers ignore it.
+    await services.redis.append(key, encode_id(1))
+    (late,) = await lists.read([ListQuery(key, None, 100)])
+    assert 1 not in late.ids
     await lists.trim(key)
     (trimmed,) = await lists.read([ListQuery(key, None, 100)])
     assert trimmed.ids == [15, 14, 13, 12, 11]
@@ -101,9 +104,12 @@ async def test_backfill_and_removal_keep_flags_honest(services: Services) -> Non
     await lists.add(key, [15], ttl=60, more_before=False)
     assert (await lists.read([ListQuery(key, None, 9)]))[0].ids == [20, 15, 10, 0]
     await lists.add(key, [16], ttl=60, more_before=True)
-    assert (await lists.read([ListQuery(key, None, 9)]))[0].ids == [20, 16, 15, 10]
-    await lists.remove(key, [15, 20])
-    assert (await lists.read([ListQuery(key, None, 9)]))[0].ids == [16, 10]
+    # The followee has older posts than 16: the list now vouches only down to 16.
+    assert (await lists.read([ListQuery(key, None, 9)]))[0].ids == [20, 16]
+    await lists.add(key, [12, 18], ttl=60, more_before=False)  # 12 is below the floor: left out
+    assert (await lists.read([ListQuery(key, None, 9)]))[0].ids == [20, 18, 16]
+    await lists.remove(key, [18, 20])
+    assert (await lists.read([ListQuery(key, None, 9)]))[0].ids == [16]
     await lists.remove(key + "missing", [1])
     assert not await services.redis.exists(key + "missing")
 
