@@ -14,6 +14,8 @@ from homefeed.feed.errors import InvalidInput, Unauthenticated
 MIN_PASSWORD = 8
 # argon2 accepts anything, but hashing megabytes on request is a denial-of-service lever.
 MAX_PASSWORD = 256
+# Verified tokens remembered per process (forgotten all at once past this many).
+VERIFIED_TOKENS = 10_000
 
 
 def check_password(password: str) -> str:
@@ -57,6 +59,7 @@ class Tokens:
     def __init__(self, secret: str, ttl_seconds: int) -> None:
         self._secret = secret
         self._ttl = ttl_seconds
+        self._verified: dict[str, tuple[int, float]] = {}
 
     def issue(self, user_id: int) -> str:
         """A signed token for user_id, valid for the configured lifetime."""
@@ -66,6 +69,21 @@ class Tokens:
 
     def verify(self, token: str) -> int:
         """The user id in a valid token; Unauthenticated if expired, tampered or malformed."""
+        # A token that verified once verifies again until it expires: keep (user, expiry) per
+        # token string, so a client's every request does not redo the HMAC and JSON decoding.
+        known = self._verified.get(token)
+        if known is not None:
+            user_id, expires = known
+            if time.time() < expires:
+                return user_id
+            del self._verified[token]
+        user_id, expires = self._decode(token)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = (user_id, expires)
+        return user_id
+
+    def _decode(self, token: str) -> tuple[int, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -73,7 +91,7 @@ class Tokens:
                 algorithms=[self.ALGORITHM],
                 options={"require": ["sub", "exp"]},
             )
-            return int(claims["sub"])
+            return int(claims["sub"]), float(claims["exp"])
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired; log in again") from None
         except (jwt.InvalidTokenError, ValueError, TypeError):

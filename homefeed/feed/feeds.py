@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 from redis.asyncio import Redis
@@ -40,21 +40,26 @@ MAX_PULLED_LISTED = 1000
 # A single-flight rebuild lock outlives any sane rebuild, but not a crashed one by much.
 REBUILD_LOCK_MS = 10_000
 
-# Filters and hydrates at once: the post, its author and whether the viewer likes it. A visible
-# post's author is followed by the viewer exactly when it is not the viewer.
+# Filters and hydrates at once: the newest $3 visible posts among the candidates, each with its
+# author and whether the viewer likes it. A visible post's author is followed by the viewer
+# exactly when it is not the viewer. Rows come back only if the viewer's user exists (a one-time
+# check), so a read that finds any post has also authenticated its viewer.
 _VISIBLE = """
 SELECT p.id, p.author_id, p.text, p.like_count,
        u.handle, u.display_name, u.created_at, u.last_seen_at, u.follower_count, u.following_count,
        EXISTS (SELECT 1 FROM likes l WHERE l.user_id = $1 AND l.post_id = p.id) AS liked
 FROM posts p JOIN users u ON u.id = p.author_id
 WHERE p.id = ANY($2::bigint[]) AND p.deleted_at IS NULL
+  AND EXISTS (SELECT 1 FROM users v WHERE v.id = $1)
   AND (p.author_id = $1
        OR EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = p.author_id))
   AND NOT EXISTS (SELECT 1 FROM mutes m WHERE m.muter_id = $1 AND m.muted_id = p.author_id)
   AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = p.author_id)
   AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.author_id AND b.blocked_id = $1)
 ORDER BY p.id DESC
+LIMIT $3
 """
+_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)"
 
 # The read's first statement: whether the token's user exists (so the request needs no separate
 # look-up) and which pulled authors the viewer reads, themselves included.
@@ -225,7 +230,7 @@ class Feeds:
     async def _hybrid(self, viewer: int, first: int, before: int | None) -> Page:
         want = first + 1
         known, pulled = await self._viewer(viewer)
-        if not known:
+        if known is False:
             return Page([], False, viewer_known=False)
         timeline = self.keys.timeline(viewer)
         found = _Found([], {}, set())
@@ -233,28 +238,51 @@ class Feeds:
         # the visible posts there. Below `covered`, the lists are read again or PostgreSQL answers.
         covered = before
         for round_ in range(MAX_ROUNDS):
-            fetch = min(self.size + 2, 2 * (want - len(found.posts)) + 8)
+            need = want - len(found.posts)
+            # A little over the page: filtering rarely drops anything, and what it drops the
+            # next round reads (each candidate costs the visibility query a few index probes).
+            fetch = min(self.size + 2, need + need // 4 + 4)
             reads = await self._read_sources(timeline, pulled, covered, fetch)
             if round_ == 0:
                 if not reads[0].complete:
-                    return await self._cold(viewer, first, before)
+                    if known is None:
+                        known = await self.exists(viewer)
+                    if not known:
+                        return Page([], False, viewer_known=False)
+                    return replace(await self._cold(viewer, first, before), viewer_known=True)
                 await self._keep_alive(viewer, reads[0])
             merged = merge(reads, covered)
             if merged.candidates:
-                await self._visible_into(found, viewer, merged.candidates)
+                await self._visible_into(found, viewer, merged.candidates, need)
             if len(found.posts) >= want or merged.floor == 0:
                 ids = [p.id for p in found.posts[:first]]
-                return found.page(ids, len(found.posts) > first, viewer)
+                return await self._finish(found, ids, len(found.posts) > first, viewer, known)
             if merged.floor >= (covered if covered is not None else NO_UPPER_BOUND):
                 break  # the lists vouch for nothing more below
             covered = merged.floor
         ids = [p.id for p in found.posts]
         ids += await pull_ids(self._pool, viewer, covered, want - len(ids))
-        return found.page(ids[:first], len(ids) > first, viewer)
+        return await self._finish(found, ids[:first], len(ids) > first, viewer, known)
 
-    async def _viewer(self, viewer: int) -> tuple[bool, list[int]]:
-        """Whether the viewer exists, and the pulled authors whose lists their feed merges."""
+    async def _finish(
+        self, found: _Found, ids: list[int], has_next: bool, viewer: int, known: bool | None
+    ) -> Page:
+        # Any visible row proves the viewer exists (see _VISIBLE); an empty read asks.
+        if known is None and not found.posts and not await self.exists(viewer):
+            return Page([], False, viewer_known=False)
+        return found.page(ids, has_next, viewer)
+
+    async def exists(self, user_id: int) -> bool:
+        """Whether a user with this id exists."""
+        return bool(await self._pool.fetchval(_EXISTS, user_id))
+
+    async def _viewer(self, viewer: int) -> tuple[bool | None, list[int]]:
+        """Whether the viewer exists (None: not asked yet), and the pulled authors their feed merges."""
         every = await self.pulled_authors.get()
+        if every is not None and not every:
+            # No author is pulled: nothing to ask before reading, and the visibility query
+            # checks the viewer.
+            return None, []
         if every is None or len(every) > MAX_PULLED_LISTED:
             row = await self._pool.fetchrow(_VIEWER, viewer)
             assert row is not None
@@ -290,11 +318,11 @@ class Feeds:
     async def visible(self, viewer: int, ids: Sequence[int]) -> list[Post]:
         """The posts among ids that the viewer may see in their feed, newest first, hydrated."""
         found = _Found([], {}, set())
-        await self._visible_into(found, viewer, ids)
+        await self._visible_into(found, viewer, ids, len(ids))
         return found.posts
 
-    async def _visible_into(self, found: _Found, viewer: int, ids: Sequence[int]) -> None:
-        for row in await self._pool.fetch(_VISIBLE, viewer, list(ids)):
+    async def _visible_into(self, found: _Found, viewer: int, ids: Sequence[int], limit: int) -> None:
+        for row in await self._pool.fetch(_VISIBLE, viewer, list(ids), limit):
             found.posts.append(post_from_row(row))
             if row["author_id"] not in found.authors:
                 found.authors[row["author_id"]] = _author_from_row(row)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from homefeed.feed.records import Page, Post
+from homefeed.feed.records import Page, Post, User
 from homefeed.resolvers.context import Context
 
 
@@ -13,6 +13,12 @@ class PostSlice:
     edges: list[tuple[str, Post]]
     has_next: bool
     has_previous: bool
+    # What the page's read already knows, so the schema answers without loaders: for the posts
+    # in `known`, their authors, and the viewer's likes (of them) and follows (of their authors).
+    known: frozenset[int] = frozenset()
+    authors: dict[int, User] = field(default_factory=dict)
+    liked: frozenset[int] | None = None
+    followed: frozenset[int] | None = None
 
 
 def home_scope(viewer: int) -> str:
@@ -31,20 +37,21 @@ def decode_after(ctx: Context, scope: str, after: str | None) -> int | None:
 
 
 async def hydrate(ctx: Context, scope: str, page: Page, *, after: str | None) -> PostSlice:
-    """Load the page's posts in one batch; a post deleted since the page was read is skipped."""
-    loaders = await ctx.loaders()
-    # What the page's read already fetched costs the loaders nothing: posts, their authors and,
-    # when the read is the viewer's own feed, the viewer's likes and follows among them.
-    for known in page.posts:
-        loaders.posts.prime(known.id, known)
-    for author in page.authors:
-        loaders.users.prime(author.id, author)
-    if page.liked is not None:
-        for known in page.posts:
-            loaders.viewer_liked.prime(known.id, known.id in page.liked)
-    if page.followed is not None:
-        for author in page.authors:
-            loaders.viewer_follows.prime(author.id, author.id in page.followed)
-    posts = await loaders.posts.load_many(page.post_ids)
-    edges = [(ctx.services.cursors.encode(scope, p.id), p) for p in posts if p is not None]
-    return PostSlice(edges=edges, has_next=page.has_next, has_previous=after is not None)
+    """The page's posts, with what its read already knows about them; the rest are loaded in one
+    batch, and a post deleted since the page was read is skipped."""
+    read: dict[int, Post | None] = {p.id: p for p in page.posts}
+    missing = [i for i in page.post_ids if i not in read]
+    if missing:
+        loaded = await (await ctx.loaders()).posts.load_many(missing)
+        read.update(zip(missing, loaded, strict=True))
+    encode = ctx.services.cursors.encode
+    edges = [(encode(scope, p.id), p) for p in (read[i] for i in page.post_ids) if p is not None]
+    return PostSlice(
+        edges=edges,
+        has_next=page.has_next,
+        has_previous=after is not None,
+        known=frozenset(p.id for p in page.posts),
+        authors={a.id: a for a in page.authors},
+        liked=page.liked,
+        followed=page.followed,
+    )

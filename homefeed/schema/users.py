@@ -11,44 +11,44 @@ from homefeed.loaders import Loaders
 from homefeed.resolvers import mutation, query
 from homefeed.resolvers.context import Context
 from homefeed.schema.node import Node, expect_global_id, to_global_id
-from homefeed.schema.posts import DEFAULT_FIRST, PostConnection
+from homefeed.schema.posts import DEFAULT_FIRST, PostConnection, resolve_later
 
 Info = strawberry.Info[Context, None]
 
 
 @strawberry.type(description="A person who posts and follows.")
 class User(Node):
+    # Plain attributes, not resolvers: a field without a resolver is the cheapest to execute.
+    handle: str
+    display_name: str
+    created_at: datetime
+    follower_count: int
+    following_count: int
     record: strawberry.Private[records.User]
     # Loaders to resolve through instead of the request's (a live event's shared ones).
     via: strawberry.Private[Loaders | None] = None
+    # Known from the page's read (the author of a home feed post), else loaded when asked for.
+    known_follows: strawberry.Private[bool | None] = None
 
     @classmethod
-    def of(cls, record: records.User, via: Loaders | None = None) -> User:
-        return cls(id=to_global_id("User", record.id), record=record, via=via)
-
-    @strawberry.field
-    def handle(self) -> str:
-        return self.record.handle
-
-    @strawberry.field
-    def display_name(self) -> str:
-        return self.record.display_name
-
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.record.created_at
-
-    @strawberry.field
-    def follower_count(self) -> int:
-        return self.record.follower_count
-
-    @strawberry.field
-    def following_count(self) -> int:
-        return self.record.following_count
+    def of(cls, record: records.User, via: Loaders | None = None, *, follows: bool | None = None) -> User:
+        return cls(
+            id=to_global_id("User", record.id),
+            handle=record.handle,
+            display_name=record.display_name,
+            created_at=record.created_at,
+            follower_count=record.follower_count,
+            following_count=record.following_count,
+            record=record,
+            via=via,
+            known_follows=follows,
+        )
 
     @strawberry.field(description="Whether the signed-in user follows this user (false when anonymous).")
-    async def viewer_follows(self, info: Info) -> bool:
-        return await query.viewer_follows(info.context, self.record.id, self.via)
+    def viewer_follows(self, info: Info) -> bool:
+        if self.known_follows is not None:
+            return self.known_follows
+        return resolve_later(query.viewer_follows(info.context, self.record.id, self.via))
 
     @strawberry.field(description="This user's posts, newest first.")
     async def posts(
