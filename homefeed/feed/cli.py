@@ -77,6 +77,36 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _uvicorn_options(log_level: str) -> dict[str, object]:
+    return {
+        "factory": True,
+        "log_level": log_level,
+        "access_log": False,
+        # Named, not "auto": a missing extra must fail loudly rather than fall back to the slow ones.
+        "loop": "uvloop",
+        "http": "httptools",
+        # Feed updates are small JSON frames that barely compress; per-socket deflate state
+        # cost ~45 KB of each idle subscription (bench live).
+        "ws_per_message_deflate": False,
+    }
+
+
+def _serve_process(host: str, port: int, log_level: str) -> None:
+    """One API process of `serve --workers N`: its own listening socket on the shared port."""
+    import socket
+
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    config = uvicorn.Config("homefeed.app:app_from_env", **_uvicorn_options(log_level))  # type: ignore[arg-type]
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -90,21 +120,34 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         os.environ["HOMEFEED_REDIS_URL"] = ready.redis_url
         config.jwt_secret(ready)  # create the shared secret once, before workers race for it
         log.info("serving GraphQL on http://%s:%d/graphql", host, port)
-        uvicorn.run(
-            "homefeed.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=args.workers,
-            log_level=args.log_level,
-            access_log=False,
-            # Named, not "auto": a missing extra must fail loudly rather than fall back to the slow ones.
-            loop="uvloop",
-            http="httptools",
-            # Feed updates are small JSON frames that barely compress; per-socket deflate state
-            # cost ~45 KB of each idle subscription (bench live).
-            ws_per_message_deflate=False,
-        )
+        if args.workers == 1:
+            uvicorn.run(
+                "homefeed.app:app_from_env",
+                host=host,
+                port=port,
+                **_uvicorn_options(args.log_level),  # type: ignore[arg-type]
+            )
+            return 0
+        # Each process listens on its own SO_REUSEPORT socket, so the kernel spreads connections
+        # over them. uvicorn's --workers shares one socket, and with keep-alive clients whichever
+        # process was in accept() took nearly every connection (bench read: 32 connections, one
+        # process busy, the other idle).
+        ctx = multiprocessing.get_context("spawn")
+        procs = [
+            ctx.Process(target=_serve_process, args=(host, port, args.log_level)) for _ in range(args.workers)
+        ]
+        for p in procs:
+            p.start()
+
+        def stop(signum: int, frame: object) -> None:
+            for p in procs:
+                if p.pid is not None and p.is_alive():
+                    os.kill(p.pid, signal.SIGTERM)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for p in procs:
+            p.join()
     return 0
 
 
