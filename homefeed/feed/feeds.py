@@ -27,6 +27,8 @@ from homefeed.feed.posts import Posts, post_from_row
 from homefeed.feed.pull import NO_UPPER_BOUND, pull_ids, timeline_ids
 from homefeed.feed.records import Page, Post, User
 from homefeed.feed.timelines import BOTTOM, IdLists, ListQuery, ListRead
+from homefeed.feed.timelines import below as list_below
+from homefeed.feed.timelines import decode as decode_list
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +204,10 @@ class Feeds:
         self.recent_ttl = 86400
         self.recent_cache = RecentCache(settings.celebrity_cache_ms)
         self.pulled_authors = PulledAuthors(pool, settings.celebrity_cache_ms)
+        # Per viewer, until when this process knows their timeline's expiry needs no refresh
+        # (it only counts down, and only rebuilds set it, to the full term): until then a read
+        # asks Redis for the timeline alone, one GET instead of a GET + TTL pipeline.
+        self._fresh_until: dict[int, float] = {}
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -242,7 +248,8 @@ class Feeds:
             # A little over the page: filtering rarely drops anything, and what it drops the
             # next round reads (each candidate costs the visibility query a few index probes).
             fetch = min(self.size + 2, need + need // 4 + 4)
-            reads = await self._read_sources(timeline, pulled, covered, fetch)
+            check_expiry = round_ == 0 and self._fresh_until.get(viewer, 0.0) <= time.monotonic()
+            reads = await self._read_sources(timeline, pulled, covered, fetch, with_ttl=check_expiry)
             if round_ == 0:
                 if not reads[0].complete:
                     if known is None:
@@ -250,7 +257,8 @@ class Feeds:
                     if not known:
                         return Page([], False, viewer_known=False)
                     return replace(await self._cold(viewer, first, before), viewer_known=True)
-                await self._keep_alive(viewer, reads[0])
+                if check_expiry:
+                    await self._keep_alive(viewer, reads[0])
             merged = merge(reads, covered)
             if merged.candidates:
                 await self._visible_into(found, viewer, merged.candidates, need)
@@ -295,11 +303,23 @@ class Feeds:
         return bool(row["known"]), pulled
 
     async def _read_sources(
-        self, timeline: str, pulled: Sequence[int], cursor: int | None, fetch: int
+        self, timeline: str, pulled: Sequence[int], cursor: int | None, fetch: int, *, with_ttl: bool
     ) -> list[ListRead]:
-        """The timeline below the cursor and each pulled author's list, in one Redis round trip."""
+        """The timeline below the cursor and each pulled author's list, in one Redis round trip.
+
+        Without `with_ttl` the timeline's read may report a made-up full expiry (never acted on).
+        """
         cached = {a: self.recent_cache.get(a) for a in pulled}
         missing = [a for a in pulled if cached[a] is None]
+        if not missing and not with_ttl:
+            raw = await self._redis.get(timeline)
+            assert raw is None or isinstance(raw, bytes)
+            reads = [list_below(decode_list(raw), cursor, fetch, self.timeline_ttl)]
+            for author in pulled:
+                whole = cached[author]
+                assert whole is not None
+                reads.append(below(whole, cursor, fetch))
+            return reads
         queries = [ListQuery(timeline, cursor, fetch)]
         queries += [ListQuery(self.keys.recent(a), None, self.size + 2) for a in missing]
         reads = await self.lists.read(queries)
@@ -332,9 +352,15 @@ class Feeds:
     async def _keep_alive(self, viewer: int, timeline: ListRead) -> None:
         # The timeline expires a little before PostgreSQL would call the user inactive, so a
         # timeline that fan-out stopped feeding is never served.
-        if timeline.ttl < self.timeline_ttl - TOUCH_EVERY_SECONDS:
+        due = self.timeline_ttl - TOUCH_EVERY_SECONDS
+        remaining = timeline.ttl
+        if remaining < due:
             await self.touch(viewer)
             await self.lists.expire(self.keys.timeline(viewer), self.timeline_ttl)
+            remaining = self.timeline_ttl
+        if len(self._fresh_until) >= 200_000:
+            self._fresh_until.clear()
+        self._fresh_until[viewer] = time.monotonic() + (remaining - due)
 
     async def touch(self, user_id: int) -> None:
         """Record that a user is active, so fan-out includes them."""
