@@ -44,6 +44,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from homefeed.bench import BenchError
 from homefeed.feed.bulk import BATCH, BulkWriter
 from homefeed.feed.config import Settings
 from homefeed.feed.ids import make_id
@@ -65,10 +66,6 @@ FROM followers f JOIN users u ON u.id = f.follower_id
 WHERE f.followee_id = $1 AND u.last_seen_at >= now() - make_interval(days => $2)
 ORDER BY f.follower_id
 """
-
-
-class BenchError(Exception):
-    """The bench cannot run; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ import orjson
 import psutil
 from redis.asyncio import Redis
 
+from homefeed.bench import BenchError
 from homefeed.bench.fanout import Stat
 from homefeed.feed import config
 from homefeed.feed.auth import Tokens
@@ -64,10 +65,6 @@ LEGACY_WS = "graphql-ws"
 SUBSCRIPTION = "subscription { homeFeedUpdates { kind postId cursor post { id text } } }"
 CREATE_POST = "mutation($text: String!) { createPost(text: $text) { id } }"
 DELETE_POST = "mutation($id: ID!) { deletePost(id: $id) }"
-
-
-class BenchError(Exception):
-    """The bench cannot run; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

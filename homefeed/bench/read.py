@@ -44,6 +44,7 @@ import numpy as np
 import orjson
 import psutil
 
+from homefeed.bench import BenchError
 from homefeed.feed import config
 from homefeed.feed.auth import Tokens
 from homefeed.feed.config import Settings
@@ -59,10 +60,6 @@ FEED = """query HomeFeed($first: Int, $after: String) { homeFeed(first: $first, 
   pageInfo { hasNextPage endCursor } } }"""
 # Of each session's deeper pages (after the first): how often 0, 1, 2 or 3 are read.
 DEPTH_WEIGHTS = (0.4, 0.2, 0.2, 0.2)
-
-
-class BenchError(Exception):
-    """The bench cannot run; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Protocol, TypeVar
 
 from homefeed.feed import config
 from homefeed.feed.config import Settings, SettingsError
@@ -175,6 +177,36 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+class _Report(Protocol):
+    def lines(self) -> list[str]: ...
+
+
+R = TypeVar("R", bound=_Report)
+
+
+def _bench(
+    name: str, settings: Settings, run: Callable[[Settings], Coroutine[object, object, R]]
+) -> R | None:
+    """Run one bench against the configured (or embedded) servers and print its report."""
+    from homefeed.bench import BenchError
+
+    try:
+        with servers_for(settings) as ready:
+            asyncio.run(run_migrations(ready))
+            report: R = asyncio.run(run(ready))
+    except BenchError as exc:
+        print(f"homefeed bench {name}: {exc}", file=sys.stderr)
+        return None
+    print()
+    for line in report.lines():
+        print(line)
+    return report
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     # The CLI is the composition root: the bench (which drives workers) loads only for this command.
     from pathlib import Path
@@ -188,16 +220,8 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         min_users=args.min_users,
         json_path=Path(args.json) if args.json else None,
     )
-    try:
-        with servers_for(settings) as ready:
-            asyncio.run(run_migrations(ready))
-            report = asyncio.run(fanout.run(ready, options, log=lambda line: print(line, flush=True)))
-    except fanout.BenchError as exc:
-        print(f"homefeed bench fanout: {exc}", file=sys.stderr)
+    if _bench("fanout", settings, lambda ready: fanout.run(ready, options, log=_say)) is None:
         return 1
-    print()
-    for line in report.lines():
-        print(line)
     if options.json_path is not None:
         print(f"wrote {options.json_path}")
     return 0
@@ -219,16 +243,8 @@ def cmd_bench_live(settings: Settings, args: argparse.Namespace) -> int:
         min_users=args.min_users,
         json_path=Path(args.json) if args.json else None,
     )
-    try:
-        with servers_for(settings) as ready:
-            asyncio.run(run_migrations(ready))
-            report = asyncio.run(live.run(ready, options, log=lambda line: print(line, flush=True)))
-    except live.BenchError as exc:
-        print(f"homefeed bench live: {exc}", file=sys.stderr)
+    if _bench("live", settings, lambda ready: live.run(ready, options, log=_say)) is None:
         return 1
-    print()
-    for line in report.lines():
-        print(line)
     if options.json_path is not None:
         print(f"wrote {options.json_path}")
     return 0
@@ -254,16 +270,9 @@ def cmd_bench_read(settings: Settings, args: argparse.Namespace) -> int:
         markdown_path=Path(args.markdown) if args.markdown else base.with_suffix(".md"),
         chart_path=Path(args.chart) if args.chart else base.with_suffix(".png"),
     )
-    try:
-        with servers_for(settings) as ready:
-            asyncio.run(run_migrations(ready))
-            report = asyncio.run(read.run(ready, options, log=lambda line: print(line, flush=True)))
-    except read.BenchError as exc:
-        print(f"homefeed bench read: {exc}", file=sys.stderr)
+    report = _bench("read", settings, lambda ready: read.run(ready, options, log=_say))
+    if report is None:
         return 1
-    print()
-    for line in report.lines():
-        print(line)
     for path in read.write_outputs(report, options):
         print(f"wrote {path}")
     return 0

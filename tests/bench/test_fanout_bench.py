@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from homefeed.bench import fanout
+from homefeed.bench import BenchError, fanout
 from homefeed.feed.config import Settings
 from homefeed.feed.db import create_pool
 from homefeed.feed.seed import SeedParams, seed
@@ -79,5 +79,5 @@ async def test_bench_refuses_a_graph_too_small_and_says_how_to_seed(
     settings_: Settings, tmp_path: Path
 ) -> None:
     await _seed(settings_, 50)
-    with pytest.raises(fanout.BenchError, match="homefeed seed --users 100000"):
+    with pytest.raises(BenchError, match="homefeed seed --users 100000"):
         await fanout.run(settings_, _options(tmp_path, min_users=1000), log=lambda _: None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from homefeed.bench import live
+from homefeed.bench import BenchError, live
 from homefeed.feed.config import Settings
 from homefeed.feed.db import create_pool
 from homefeed.feed.seed import SeedParams, seed
@@ -73,5 +73,5 @@ async def test_bench_refuses_a_graph_too_small_and_says_how_to_seed(
     settings_: Settings, tmp_path: Path
 ) -> None:
     await _seed(settings_, 50)
-    with pytest.raises(live.BenchError, match="homefeed seed --users 100000"):
+    with pytest.raises(BenchError, match="homefeed seed --users 100000"):
         await live.run(settings_, live.LiveOptions(min_users=1000), log=lambda _: None)

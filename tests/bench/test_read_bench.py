@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from homefeed.bench import read
+from homefeed.bench import BenchError, read
 from homefeed.feed.config import Settings
 from homefeed.feed.db import create_pool
 from homefeed.feed.seed import SeedParams, seed
@@ -64,5 +64,5 @@ async def test_bench_measures_hybrid_pull_and_floor_and_writes_its_files(
 
 async def test_bench_refuses_a_graph_too_small_and_says_how_to_seed(settings_: Settings) -> None:
     await _seed(settings_, 50)
-    with pytest.raises(read.BenchError, match="homefeed seed --users 100000"):
+    with pytest.raises(BenchError, match="homefeed seed --users 100000"):
         await read.run(settings_, read.ReadOptions(min_users=1000), log=lambda _: None)
