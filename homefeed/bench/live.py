@@ -32,11 +32,6 @@ import json
 import multiprocessing
 import os
 import random
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -54,6 +49,7 @@ from redis.asyncio import Redis
 
 from homefeed.bench import BenchError
 from homefeed.bench.fanout import Stat
+from homefeed.bench.server import ServedApi
 from homefeed.feed import config
 from homefeed.feed.auth import Tokens
 from homefeed.feed.config import Settings
@@ -350,98 +346,6 @@ class _LoadGenerator:
 # ---- the bench (this process) -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class _Server:
-    """`homefeed serve` as a child process."""
-
-    def __init__(self, settings: Settings, secret: str, threshold: int, workers: int) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        assert settings.database_url and settings.redis_url
-        env = dict(os.environ)
-        env.update(
-            HOMEFEED_DATABASE_URL=settings.database_url,
-            HOMEFEED_REDIS_URL=settings.redis_url,
-            HOMEFEED_REDIS_PREFIX=settings.redis_prefix,
-            HOMEFEED_DATA_DIR=str(settings.data_dir),
-            HOMEFEED_JWT_SECRET=secret,
-            HOMEFEED_CELEBRITY_THRESHOLD=str(threshold),
-            HOMEFEED_INPROCESS_WORKER="1",
-        )
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop)
-        cmd = [sys.executable, "-m", "homefeed.feed.cli", "serve", "--port", str(self.port)]
-        cmd += ["--workers", str(workers), "--log-level", "warning"]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-4000:]
-
-    async def wait_healthy(self, within: float) -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"the API process exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                status, _ = await asyncio.to_thread(_http, self.url + "/healthz", None, None, 2.0)
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            await asyncio.sleep(0.2)
-        raise BenchError(f"the API did not answer /healthz within {within:.0f} s:\n{self.output()}")
-
-    def processes(self) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def rss(self) -> int:
-        total = 0
-        for p in self.processes():
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) of the server's processes so far."""
-        total = 0.0
-        for p in self.processes():
-            with contextlib.suppress(psutil.Error):
-                times = p.cpu_times()
-                total += times.user + times.system
-        return total
-
-    def local_addresses(self) -> set[str]:
-        found: set[str] = set()
-        for p in self.processes():
-            with contextlib.suppress(psutil.Error):
-                for c in p.net_connections(kind="tcp"):
-                    if c.laddr:
-                        found.add(f"{c.laddr.ip}:{c.laddr.port}")
-        return found
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                for p in reversed(self.processes()):
-                    with contextlib.suppress(psutil.Error):
-                        p.kill()
-                self.proc.wait(10)
-        self.log.close()
-
-
 def _cpu_seconds(pid: int | None) -> float:
     try:
         times = psutil.Process(pid).cpu_times()
@@ -564,7 +468,12 @@ class _Bench:
         protocols = [LEGACY_WS if i in legacy else TRANSPORT_WS for i in range(len(subs))]
 
         self.log(f"starting the API (`homefeed serve --workers {self.opt.workers}`) ...")
-        server = _Server(self.settings, secret, threshold, self.opt.workers)
+        server = ServedApi(
+            self.settings,
+            secret,
+            self.opt.workers,
+            {"HOMEFEED_CELEBRITY_THRESHOLD": str(threshold), "HOMEFEED_INPROCESS_WORKER": "1"},
+        )
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         loader: BaseProcess | None = None
@@ -749,7 +658,7 @@ class _Bench:
         }
         return chosen, sees, selection, len(both)
 
-    async def _warm_up(self, server: _Server, token: str, sub_token: str) -> None:
+    async def _warm_up(self, server: ServedApi, token: str, sub_token: str) -> None:
         """A query and short-lived subscriptions, so lazy imports and caches do not count per socket."""
         await _graphql(server.url, "query { viewer { id } homeFeed(first: 5) { nodes { id } } }", {}, token)
         import websockets
@@ -765,7 +674,7 @@ class _Bench:
                 await ws.send(orjson.dumps(start).decode())
                 await asyncio.sleep(0.3)
 
-    async def _settled_rss(self, server: _Server) -> int:
+    async def _settled_rss(self, server: ServedApi) -> int:
         """RSS once it stops moving (the server may still be finishing work)."""
         last = server.rss()
         for _ in range(10):
@@ -791,7 +700,7 @@ class _Bench:
                 return
             await asyncio.sleep(0.25)
 
-    async def _pubsub_connections(self, server: _Server) -> tuple[int, int]:
+    async def _pubsub_connections(self, server: ServedApi) -> tuple[int, int]:
         """Pub/sub connections on the Redis server: those of the API's processes, and all of them."""
         clients = await self.redis.client_list(_type="pubsub")
         ours = server.local_addresses()
@@ -805,7 +714,7 @@ class _Bench:
 
     # ---- clean-up -----------------------------------------------------------------------------
 
-    async def _delete_posts(self, server: _Server) -> None:
+    async def _delete_posts(self, server: ServedApi) -> None:
         """Delete the bench's posts through the API, which also takes them out of every timeline."""
         if not self.created or server.proc.poll() is not None:
             return

@@ -27,13 +27,8 @@ import multiprocessing
 import os
 import random
 import resource
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
@@ -45,6 +40,7 @@ import orjson
 import psutil
 
 from homefeed.bench import BenchError
+from homefeed.bench.server import ServedApi
 from homefeed.feed import config
 from homefeed.feed.auth import Tokens
 from homefeed.feed.config import Settings
@@ -413,100 +409,6 @@ def _cpu() -> float:
 # ---- the bench (this process) -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class _Server:
-    """`homefeed serve --workers N` as a child process tree, with one feed strategy."""
-
-    def __init__(self, settings: Settings, secret: str, strategy: str, workers: int, snapshot: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        assert settings.database_url and settings.redis_url
-        env = dict(os.environ)
-        env.update(
-            HOMEFEED_DATABASE_URL=settings.database_url,
-            HOMEFEED_REDIS_URL=settings.redis_url,
-            HOMEFEED_REDIS_PREFIX=settings.redis_prefix,
-            HOMEFEED_DATA_DIR=str(settings.data_dir),
-            HOMEFEED_JWT_SECRET=secret,
-            HOMEFEED_FEED_STRATEGY=strategy,
-            HOMEFEED_FLOOR_SNAPSHOT=str(snapshot),
-            # Nothing is written during the bench: a fan-out worker would only poll the outbox.
-            HOMEFEED_INPROCESS_WORKER="0",
-        )
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop)
-        cmd = [sys.executable, "-m", "homefeed.feed.cli", "serve", "--port", str(self.port)]
-        cmd += ["--workers", str(workers), "--log-level", "warning"]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-4000:]
-
-    async def wait_healthy(self, within: float, workers: int) -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"the API process exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                # Every worker process must be up, or the first seconds measure start-up (with
-                # one worker, uvicorn serves from the root process itself).
-                healthy = await asyncio.to_thread(_status, self.url + "/healthz") == 200
-                if healthy and (workers == 1 or len(self.workers()) >= workers):
-                    return
-            except OSError:
-                pass
-            await asyncio.sleep(0.2)
-        raise BenchError(f"the API did not answer /healthz within {within:.0f} s:\n{self.output()}")
-
-    def processes(self) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def workers(self) -> list[psutil.Process]:
-        """The uvicorn worker processes (the ones that serve)."""
-        found = []
-        for p in self.processes():
-            with contextlib.suppress(psutil.Error):
-                if "spawn_main" in " ".join(p.cmdline()):
-                    found.append(p)
-        return found
-
-    def cpu_seconds(self) -> float:
-        total = 0.0
-        for p in self.processes():
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                total += t.user + t.system
-        return total
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                for p in reversed(self.processes()):
-                    with contextlib.suppress(psutil.Error):
-                        p.kill()
-                self.proc.wait(10)
-        self.log.close()
-
-
-def _status(url: str) -> int:
-    with urllib.request.urlopen(url, timeout=2.0) as response:
-        status: int = response.status
-        return status
-
-
 def _percentile(ms: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(ms), q)) if ms else float("nan")
 
@@ -581,9 +483,19 @@ async def _measure(
     log: Callable[[str], None],
 ) -> VariantResult:
     log(f"{variant}: starting the API (--workers {options.workers}) …")
-    server = _Server(settings, secret, variant, options.workers, snapshot)
+    server = ServedApi(
+        settings,
+        secret,
+        options.workers,
+        {
+            "HOMEFEED_FEED_STRATEGY": variant,
+            "HOMEFEED_FLOOR_SNAPSHOT": str(snapshot),
+            # Nothing is written during the bench: a fan-out worker would only poll the outbox.
+            "HOMEFEED_INPROCESS_WORKER": "0",
+        },
+    )
     try:
-        await server.wait_healthy(options.server_timeout, options.workers)
+        await server.wait_healthy(options.server_timeout)
         plan = Plan(
             host="127.0.0.1",
             port=server.port,

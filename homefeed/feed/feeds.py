@@ -29,6 +29,7 @@ from homefeed.feed.records import Page, Post, User
 from homefeed.feed.timelines import BOTTOM, IdLists, ListQuery, ListRead
 from homefeed.feed.timelines import below as list_below
 from homefeed.feed.timelines import decode as decode_list
+from homefeed.feed.users import user_from_row
 
 log = logging.getLogger(__name__)
 
@@ -169,18 +170,6 @@ class _Found:
             followed=frozenset(a for a in self.authors if a != viewer),
             viewer_known=True,
         )
-
-
-def _author_from_row(row: asyncpg.Record) -> User:
-    return User(
-        id=row["author_id"],
-        handle=row["handle"],
-        display_name=row["display_name"],
-        created_at=row["created_at"],
-        last_seen_at=row["last_seen_at"],
-        follower_count=row["follower_count"],
-        following_count=row["following_count"],
-    )
 
 
 def below(full: ListRead, cursor: int | None, limit: int) -> ListRead:
@@ -345,7 +334,7 @@ class Feeds:
         for row in await self._pool.fetch(_VISIBLE, viewer, list(ids), limit):
             found.posts.append(post_from_row(row))
             if row["author_id"] not in found.authors:
-                found.authors[row["author_id"]] = _author_from_row(row)
+                found.authors[row["author_id"]] = user_from_row(row, "author_id")
             if row["liked"]:
                 found.liked.add(row["id"])
 

@@ -15,9 +15,10 @@ MAX_DISPLAY_NAME = 50
 _COLUMNS = "id, handle, display_name, created_at, last_seen_at, follower_count, following_count"
 
 
-def _user(row: asyncpg.Record) -> User:
+def user_from_row(row: asyncpg.Record, id_column: str = "id") -> User:
+    """A User from a row with the user columns (its id under `id_column`)."""
     return User(
-        id=row["id"],
+        id=row[id_column],
         handle=row["handle"],
         display_name=row["display_name"],
         created_at=row["created_at"],
@@ -62,12 +63,12 @@ class Users:
         except asyncpg.UniqueViolationError:
             raise InvalidInput(f"handle @{handle} is taken") from None
         assert row is not None
-        return _user(row)
+        return user_from_row(row)
 
     async def by_ids(self, ids: Sequence[int]) -> list[User | None]:
         """Users for ids, aligned with the input; None where missing."""
         rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM users WHERE id = ANY($1::bigint[])", list(ids))
-        found = {r["id"]: _user(r) for r in rows}
+        found = {r["id"]: user_from_row(r) for r in rows}
         return [found.get(i) for i in ids]
 
     async def by_handle(self, handle: str) -> User | None:
@@ -75,7 +76,7 @@ class Users:
         row = await self._pool.fetchrow(
             f"SELECT {_COLUMNS} FROM users WHERE lower(handle) = lower($1)", handle
         )
-        return _user(row) if row else None
+        return user_from_row(row) if row else None
 
     async def credentials(self, handle: str) -> tuple[User, str] | None:
         """The user and stored password hash for a handle."""
@@ -83,7 +84,7 @@ class Users:
             f"SELECT {_COLUMNS}, password_hash FROM users WHERE lower(handle) = lower($1)",
             handle,
         )
-        return (_user(row), row["password_hash"]) if row else None
+        return (user_from_row(row), row["password_hash"]) if row else None
 
     async def exists(self, user_id: int) -> bool:
         """Whether a user with this id exists."""

@@ -1,0 +1,135 @@
+"""`homefeed serve` as a child process tree, for benchmarks that drive the real API from outside."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import psutil
+
+from homefeed.bench import BenchError
+from homefeed.feed.config import Settings
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ServedApi:
+    """The API on a free port, against `settings`' servers, with extra environment."""
+
+    def __init__(self, settings: Settings, secret: str, workers: int, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.worker_count = workers
+        assert settings.database_url and settings.redis_url
+        full = dict(os.environ)
+        full.update(
+            HOMEFEED_DATABASE_URL=settings.database_url,
+            HOMEFEED_REDIS_URL=settings.redis_url,
+            HOMEFEED_REDIS_PREFIX=settings.redis_prefix,
+            HOMEFEED_DATA_DIR=str(settings.data_dir),
+            HOMEFEED_JWT_SECRET=secret,
+        )
+        full.update(env)
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop)
+        cmd = [sys.executable, "-m", "homefeed.feed.cli", "serve", "--port", str(self.port)]
+        cmd += ["--workers", str(workers), "--log-level", "warning"]
+        self.proc = subprocess.Popen(cmd, env=full, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        """The end of what the server printed."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-4000:]
+
+    async def wait_healthy(self, within: float) -> None:
+        """Until /healthz answers 200 and every worker process is up; BenchError otherwise."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"the API process exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                # Every worker process must be up, or the first seconds measure start-up (with
+                # one worker, uvicorn serves from the root process itself).
+                healthy = await asyncio.to_thread(_status, self.url + "/healthz") == 200
+                if healthy and (self.worker_count == 1 or len(self.workers()) >= self.worker_count):
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.2)
+        raise BenchError(f"the API did not answer /healthz within {within:.0f} s:\n{self.output()}")
+
+    def processes(self) -> list[psutil.Process]:
+        """The server's process and its descendants."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def workers(self) -> list[psutil.Process]:
+        """The uvicorn worker processes (the ones that serve)."""
+        found = []
+        for p in self.processes():
+            with contextlib.suppress(psutil.Error):
+                if "spawn_main" in " ".join(p.cmdline()):
+                    found.append(p)
+        return found
+
+    def rss(self) -> int:
+        """Resident memory of all the server's processes, in bytes."""
+        total = 0
+        for p in self.processes():
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the server's processes so far."""
+        total = 0.0
+        for p in self.processes():
+            with contextlib.suppress(psutil.Error):
+                times = p.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def local_addresses(self) -> set[str]:
+        """The server's TCP endpoints (ip:port), to tell its connections from others'."""
+        found: set[str] = set()
+        for p in self.processes():
+            with contextlib.suppress(psutil.Error):
+                for c in p.net_connections(kind="tcp"):
+                    if c.laddr:
+                        found.add(f"{c.laddr.ip}:{c.laddr.port}")
+        return found
+
+    def stop(self) -> None:
+        """SIGINT (a clean shutdown), then kill whatever is left after 20 s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                for p in reversed(self.processes()):
+                    with contextlib.suppress(psutil.Error):
+                        p.kill()
+                self.proc.wait(10)
+        self.log.close()
+
+
+def _status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=2.0) as response:
+        status: int = response.status
+        return status
