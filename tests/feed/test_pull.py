@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from homefeed.feed.errors import Forbidden
 from homefeed.feed.pull import pull_ids
 from homefeed.feed.services import Services
+from tests.oracle import Model
 
 MAX_USERS = 5
 VERBS = ("follow", "unfollow", "block", "unblock", "mute", "unmute")
@@ -22,48 +21,6 @@ steps = st.one_of(
     st.tuples(st.just("delete"), st.integers(min_value=0, max_value=50)),
     st.tuples(st.sampled_from(VERBS), pairs),
 )
-
-
-@dataclass
-class Oracle:
-    """The rules of DESIGN.md, in plain Python."""
-
-    posts: list[tuple[int, int]] = field(default_factory=list)  # (post id, author index)
-    deleted: set[int] = field(default_factory=set)
-    follows: set[tuple[int, int]] = field(default_factory=set)
-    blocks: set[tuple[int, int]] = field(default_factory=set)
-    mutes: set[tuple[int, int]] = field(default_factory=set)
-
-    def blocked(self, a: int, b: int) -> bool:
-        return (a, b) in self.blocks or (b, a) in self.blocks
-
-    def relate(self, verb: str, a: int, b: int) -> None:
-        if verb == "follow":
-            self.follows.add((a, b))
-        elif verb == "unfollow":
-            self.follows.discard((a, b))
-        elif verb == "block":
-            self.blocks.add((a, b))
-            self.follows -= {(a, b), (b, a)}
-        elif verb == "unblock":
-            self.blocks.discard((a, b))
-        elif verb == "mute":
-            self.mutes.add((a, b))
-        elif verb == "unmute":
-            self.mutes.discard((a, b))
-
-    def feed(self, viewer: int) -> list[int]:
-        return sorted(
-            (
-                pid
-                for pid, author in self.posts
-                if pid not in self.deleted
-                and (author == viewer or (viewer, author) in self.follows)
-                and (viewer, author) not in self.mutes
-                and not self.blocked(viewer, author)
-            ),
-            reverse=True,
-        )
 
 
 async def reset(services: Services) -> None:
@@ -80,18 +37,20 @@ async def test_pull_feed_matches_oracle(
 ) -> None:
     await reset(services)
     ids = [(await services.users.create(f"u{i}", f"U{i}", "x")).id for i in range(MAX_USERS)]
-    oracle = Oracle()
+    oracle = Model()
+    post_ids: list[int] = []  # database id of each post, by creation index
     for verb, arg in history:
         if verb == "post":
             assert isinstance(arg, int)
-            post = await services.posts.create(ids[arg], f"post by u{arg}")
-            oracle.posts.append((post.id, arg))
+            post_ids.append((await services.posts.create(ids[arg], f"post by u{arg}")).id)
+            oracle.authors.append(arg)
         elif verb == "delete":
             assert isinstance(arg, int)
-            if oracle.posts:
-                pid, author = oracle.posts[arg % len(oracle.posts)]
-                await services.posts.delete(ids[author], pid)
-                oracle.deleted.add(pid)
+            if post_ids:
+                index = arg % len(post_ids)
+                author = oracle.authors[index]
+                await services.posts.delete(ids[author], post_ids[index])
+                assert oracle.delete(index, author) is None
         else:
             assert isinstance(arg, tuple)
             a, b = arg
@@ -103,7 +62,7 @@ async def test_pull_feed_matches_oracle(
             assert not (verb == "follow" and oracle.blocked(a, b)), "follow across a block succeeded"
             oracle.relate(verb, a, b)
 
-    assert [p for p, _ in oracle.posts] == sorted(p for p, _ in oracle.posts), "ids follow creation order"
+    assert post_ids == sorted(post_ids), "ids follow creation order"
     for viewer in range(MAX_USERS):
         got: list[int] = []
         before: int | None = None
@@ -115,4 +74,4 @@ async def test_pull_feed_matches_oracle(
             if not has_next:
                 break
             before = page[-1]
-        assert got == oracle.feed(viewer), f"feed of u{viewer}"
+        assert got == [post_ids[p] for p in oracle.feed(viewer)], f"feed of u{viewer}"
