@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from homefeed.feed.ids import id_time
 
 
-@dataclass(frozen=True, slots=True)
-class User:
+# Users and posts are named tuples: a read builds dozens per page, and a tuple is built in a
+# fifth of a frozen dataclass's time (which sets each field through object.__setattr__).
+class User(NamedTuple):
     id: int
     handle: str
     display_name: str
@@ -19,8 +21,7 @@ class User:
     following_count: int
 
 
-@dataclass(frozen=True, slots=True)
-class Post:
+class Post(NamedTuple):
     id: int
     author_id: int
     text: str

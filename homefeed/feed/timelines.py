@@ -36,6 +36,8 @@ BOTTOM = 0  # the id a read reports after the last entry of a list that holds al
 
 Ids = npt.NDArray[np.int64]
 _EMPTY: Ids = np.zeros(0, dtype=np.int64)
+_PAD = bytes(8 - ID_BYTES)
+_ID_MASK = np.int64((1 << (8 * ID_BYTES)) - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +69,19 @@ def decode(raw: bytes | None) -> Blob:
     flags: int | None = None
     floor = 0
     if len(raw) % ID_BYTES == 1:
-        flags, floor, raw = raw[0], int.from_bytes(raw[1:HEADER_BYTES], "big"), raw[HEADER_BYTES:]
-    n = len(raw) // ID_BYTES
-    wide = np.zeros((n, 8), dtype=np.uint8)
-    wide[:, 8 - ID_BYTES :] = np.frombuffer(raw, dtype=np.uint8, count=n * ID_BYTES).reshape(n, ID_BYTES)
-    ids = np.unique(wide.view(">u8").ravel().astype(np.int64))
+        flags, floor, start = raw[0], int.from_bytes(raw[1:HEADER_BYTES], "big"), HEADER_BYTES
+    else:
+        raw, start = _PAD + raw, len(_PAD)
+    n = (len(raw) - start) // ID_BYTES
+    # Each id is read as the 8-byte word ending with it (strides of 7 over the bytes, the word's
+    # first byte belonging to what precedes it), then masked: no copy into a padded array.
+    words = np.ndarray((n,), dtype=">i8", buffer=raw, offset=start - len(_PAD), strides=(ID_BYTES,))
+    ids = words.astype(np.int64)
+    ids &= _ID_MASK
+    # Appends mostly arrive in order: sort and deduplicate only when they did not.
+    if n > 1 and not (ids[1:] > ids[:-1]).all():
+        ids.sort()
+        ids = ids[np.concatenate(([True], ids[1:] != ids[:-1]))]
     return Blob(flags, floor, ids).with_ids(ids)
 
 
