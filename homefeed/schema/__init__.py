@@ -17,6 +17,7 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext
 
 from homefeed.schema.errors import ErrorCodes, log_errors
+from homefeed.schema.execution import PlannedExecutionContext
 from homefeed.schema.metrics import OperationMetrics
 from homefeed.schema.posts import Post
 from homefeed.schema.root import Mutation, Query, Subscription
@@ -58,6 +59,7 @@ def build_schema(**kwargs: Any) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         types=[User, Post],
+        execution_context_class=PlannedExecutionContext,
         # Factories: a fresh extension per request; the parser and validation caches are shared.
         extensions=[
             OperationMetrics,
