@@ -21,17 +21,15 @@ import contextlib
 import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from homefeed.feed.redis_reads import bulk, setup_commands
+
 BATCH = 4096
-
-
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +61,9 @@ class BulkWriter:
         # Room for a whole batch in the transport, so writing one never waits for Redis to read it.
         writer.transport.set_write_buffer_limits(high=1 << 22)
         self._reader, self._writer = reader, writer
-        setup: list[Sequence[bytes]] = []
-        if parts.password:
-            user = unquote(parts.username or "default").encode()
-            setup.append([b"AUTH", user, unquote(parts.password).encode()])
-        db = parts.path.strip("/") if parts.scheme != "unix" else ""
-        if db and db != "0":
-            setup.append([b"SELECT", db.encode()])
+        setup = setup_commands(self._url)
         if setup:
-            await self._pipeline([(b"".join(_command(c) for c in setup), len(setup))])
+            await self._pipeline([(b"".join(setup), len(setup))])
         return reader, writer
 
     async def _pipeline(self, batches: Iterable[tuple[bytes, int]]) -> list[int]:
@@ -129,8 +121,8 @@ class BulkWriter:
         self, keys: Sequence[bytes], head: Sequence[bytes], tail: Sequence[bytes]
     ) -> list[int]:
         """Send `head + [key] + tail` for every key: everything but the key is encoded once."""
-        prefix = b"*%d\r\n" % (len(head) + 1 + len(tail)) + b"".join(_bulk(a) for a in head)
-        suffix = b"".join(_bulk(a) for a in tail)
+        prefix = b"*%d\r\n" % (len(head) + 1 + len(tail)) + b"".join(bulk(a) for a in head)
+        suffix = b"".join(bulk(a) for a in tail)
         async with self._lock:
             for attempt in (1, 2):
                 try:
@@ -159,7 +151,3 @@ def _batches(keys: Sequence[bytes], prefix: bytes, suffix: bytes) -> Iterator[tu
     for start in range(0, len(keys), BATCH):
         batch = keys[start : start + BATCH]
         yield b"".join([template % (len(k), k) for k in batch]), len(batch)
-
-
-def _command(args: Sequence[bytes]) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)

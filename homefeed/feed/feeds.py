@@ -20,12 +20,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from homefeed.feed.config import Settings
+from homefeed.feed.db import Lanes
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.keys import Keys
 from homefeed.feed.mixer import merge
 from homefeed.feed.posts import Posts
 from homefeed.feed.pull import NO_UPPER_BOUND, pull_ids, timeline_ids
 from homefeed.feed.records import Page, Post, User
+from homefeed.feed.redis_reads import RedisReads
 from homefeed.feed.timelines import BOTTOM, IdLists, ListQuery, ListRead
 from homefeed.feed.timelines import below as list_below
 from homefeed.feed.timelines import decode as decode_list
@@ -187,6 +189,11 @@ class Feeds:
         self.keys = Keys(settings.redis_prefix)
         self.size = settings.timeline_size
         self.lists = IdLists(redis, self.size)
+        # The hot read's GET bypasses redis-py (see redis_reads.py); without a URL (a client
+        # handed in by a test) it goes through the client.
+        self.reads = RedisReads(settings.redis_url) if settings.redis_url else None
+        # And its PostgreSQL statement skips the pool's checkout (see Lanes).
+        self.lanes = Lanes(pool)
         self.strategy = settings.feed_strategy
         self.timeline_ttl = max(120, settings.active_days * 86400 - 60)
         self.recent_ttl = 86400
@@ -196,6 +203,12 @@ class Feeds:
         # (it only counts down, and only rebuilds set it, to the full term): until then a read
         # asks Redis for the timeline alone, one GET instead of a GET + TTL pipeline.
         self._fresh_until: dict[int, float] = {}
+
+    async def close(self) -> None:
+        """Close the read path's own Redis connection and give its PostgreSQL ones back to the pool."""
+        if self.reads is not None:
+            self.reads.close()
+        await self.lanes.close()
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -213,7 +226,7 @@ class Feeds:
 
     async def pull_page(self, viewer: int, first: int, before: int | None) -> Page:
         """The reference answer, straight from PostgreSQL."""
-        ids = await pull_ids(self._pool, viewer, before, check_first(first) + 1)
+        ids = await pull_ids(self.lanes, viewer, before, check_first(first) + 1)
         return Page(ids[:first], len(ids) > first)
 
     async def author(self, author: int, first: int, before: int | None) -> Page:
@@ -257,7 +270,7 @@ class Feeds:
                 break  # the lists vouch for nothing more below
             covered = merged.floor
         ids = [p.id for p in found.posts]
-        ids += await pull_ids(self._pool, viewer, covered, want - len(ids))
+        ids += await pull_ids(self.lanes, viewer, covered, want - len(ids))
         return await self._finish(found, ids[:first], len(ids) > first, viewer, known)
 
     async def _finish(
@@ -300,7 +313,7 @@ class Feeds:
         cached = {a: self.recent_cache.get(a) for a in pulled}
         missing = [a for a in pulled if cached[a] is None]
         if not missing and not with_ttl:
-            raw = await self._redis.get(timeline)
+            raw = await (self.reads.get(timeline) if self.reads is not None else self._redis.get(timeline))
             assert raw is None or isinstance(raw, bytes)
             reads = [list_below(decode_list(raw), cursor, fetch, self.timeline_ttl)]
             for author in pulled:
@@ -331,7 +344,7 @@ class Feeds:
 
     async def _visible_into(self, found: _Found, viewer: int, ids: Sequence[int], limit: int) -> None:
         # By position, in _VISIBLE's column order: the hottest loop of a read.
-        for row in await self._pool.fetch(_VISIBLE, viewer, list(ids), limit):
+        for row in await self.lanes.fetch(_VISIBLE, viewer, list(ids), limit):
             post_id, author_id = row[0], row[1]
             found.posts.append(Post(post_id, author_id, row[2], row[3]))
             if author_id not in found.authors:

@@ -170,6 +170,9 @@ class MemoryFeeds(Feeds):
         self.strategy = "floor"
         self.size = settings.timeline_size
 
+    async def close(self) -> None:
+        """Nothing to close: the floor holds no connections."""
+
     async def home(self, viewer: int, first: int, before: int | None) -> Page:
         page = self._snap.pages.get((viewer, before, check_first(first)))
         if page is None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from homefeed.feed.db import Lanes
+
 NO_UPPER_BOUND = 2**63 - 1
 
 _AUTHORS_POSTS = """
@@ -42,7 +44,7 @@ LIMIT $3
 _TIMELINE = _AUTHORS_POSTS + "ORDER BY p.id DESC LIMIT $3"
 
 
-async def pull_ids(pool: asyncpg.Pool, viewer: int, before: int | None, limit: int) -> list[int]:
+async def pull_ids(pool: asyncpg.Pool | Lanes, viewer: int, before: int | None, limit: int) -> list[int]:
     """Up to `limit` ids of the viewer's home feed older than `before`, newest first."""
     rows = await pool.fetch(_FEED, viewer, NO_UPPER_BOUND if before is None else before, limit)
     return [r["id"] for r in rows]

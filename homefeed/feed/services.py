@@ -44,6 +44,7 @@ class Services:
     async def close(self) -> None:
         """Close the live hub and the pools."""
         await self.live.close()
+        await self.feeds.close()
         await self.redis.aclose()
         await self.pool.close()
 
