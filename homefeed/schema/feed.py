@@ -24,7 +24,7 @@ class FeedQuery:
         self, info: Info, first: int | None = DEFAULT_FIRST, after: str | None = None
     ) -> PostConnection:
         page = await query.home_feed(info.context, DEFAULT_FIRST if first is None else first, after)
-        return PostConnection.of(page)
+        return PostConnection.of(page, info.context)
 
 
 @strawberry.enum(description="What happened to the home feed.")
@@ -44,11 +44,11 @@ class FeedUpdate:
     cursor: str | None = strawberry.field(description="The post's place in homeFeed, usable as `after`.")
 
     @classmethod
-    def of(cls, update: subscription.Update) -> FeedUpdate:
+    def of(cls, update: subscription.Update, ctx: Context) -> FeedUpdate:
         return cls(
             kind=FeedUpdateKind(update.kind.value),
             post_id=to_global_id("Post", update.post_id) if update.post_id else strawberry.ID(""),
-            post=Post.of(update.post, update.loaders) if update.post is not None else None,
+            post=Post.of(update.post, ctx, update.loaders) if update.post is not None else None,
             cursor=update.cursor,
         )
 
@@ -58,4 +58,4 @@ class FeedSubscription:
     @strawberry.subscription(description="Live changes to the signed-in user's home feed.")
     async def home_feed_updates(self, info: Info) -> AsyncGenerator[FeedUpdate, None]:
         async for update in subscription.home_feed_updates(info.context):
-            yield FeedUpdate.of(update)
+            yield FeedUpdate.of(update, info.context)

@@ -22,10 +22,10 @@ class NodeQuery:
         type_name, pk = parse_global_id(id)
         if type_name == "User":
             user = await query.user_by_id(info.context, pk)
-            return User.of(user) if user else None
+            return User.of(user, info.context) if user else None
         if type_name == "Post":
             post = await query.post(info.context, pk)
-            return Post.of(post) if post else None
+            return Post.of(post, info.context) if post else None
         return None
 
 

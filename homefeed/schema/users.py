@@ -11,7 +11,7 @@ from homefeed.loaders import Loaders
 from homefeed.resolvers import mutation, query
 from homefeed.resolvers.context import Context
 from homefeed.schema.node import Node, expect_global_id, to_global_id
-from homefeed.schema.posts import DEFAULT_FIRST, PostConnection, resolve_later
+from homefeed.schema.posts import DEFAULT_FIRST, PostConnection, later
 
 Info = strawberry.Info[Context, None]
 
@@ -24,14 +24,16 @@ class User(Node):
     created_at: datetime
     follower_count: int
     following_count: int
+    viewer_follows: bool = strawberry.field(
+        description="Whether the signed-in user follows this user (false when anonymous)."
+    )
     record: strawberry.Private[records.User]
-    # Loaders to resolve through instead of the request's (a live event's shared ones).
-    via: strawberry.Private[Loaders | None] = None
-    # Known from the page's read (the author of a home feed post), else loaded when asked for.
-    known_follows: strawberry.Private[bool | None] = None
 
     @classmethod
-    def of(cls, record: records.User, via: Loaders | None = None, *, follows: bool | None = None) -> User:
+    def of(
+        cls, record: records.User, ctx: Context, via: Loaders | None = None, *, follows: bool | None = None
+    ) -> User:
+        """A user; `follows` if the caller's read knows it, else loaded if asked for (through `via`)."""
         return cls(
             id=to_global_id("User", record.id),
             handle=record.handle,
@@ -39,23 +41,20 @@ class User(Node):
             created_at=record.created_at,
             follower_count=record.follower_count,
             following_count=record.following_count,
+            viewer_follows=(
+                follows if follows is not None else later(lambda: query.viewer_follows(ctx, record.id, via))
+            ),
             record=record,
-            via=via,
-            known_follows=follows,
         )
-
-    @strawberry.field(description="Whether the signed-in user follows this user (false when anonymous).")
-    def viewer_follows(self, info: Info) -> bool:
-        if self.known_follows is not None:
-            return self.known_follows
-        return resolve_later(query.viewer_follows(info.context, self.record.id, self.via))
 
     @strawberry.field(description="This user's posts, newest first.")
     async def posts(
         self, info: Info, first: int | None = DEFAULT_FIRST, after: str | None = None
     ) -> PostConnection:
         first = DEFAULT_FIRST if first is None else first
-        return PostConnection.of(await query.user_posts(info.context, self.record.id, first, after))
+        return PostConnection.of(
+            await query.user_posts(info.context, self.record.id, first, after), info.context
+        )
 
 
 @strawberry.type
@@ -64,8 +63,8 @@ class AuthPayload:
     user: User
 
     @classmethod
-    def of(cls, session: mutation.Session) -> AuthPayload:
-        return cls(token=session.token, user=User.of(session.user))
+    def of(cls, session: mutation.Session, ctx: Context) -> AuthPayload:
+        return cls(token=session.token, user=User.of(session.user, ctx))
 
 
 @strawberry.type
@@ -73,12 +72,12 @@ class UserQuery:
     @strawberry.field(description="The signed-in user; null when anonymous.")
     async def viewer(self, info: Info) -> User | None:
         record = await query.viewer(info.context)
-        return User.of(record) if record else None
+        return User.of(record, info.context) if record else None
 
     @strawberry.field(description="A user by handle, ignoring letter case.")
     async def user(self, info: Info, handle: str) -> User | None:
         record = await query.user_by_handle(info.context, handle)
-        return User.of(record) if record else None
+        return User.of(record, info.context) if record else None
 
 
 def _target(user_id: strawberry.ID) -> int:
@@ -91,32 +90,34 @@ class UserMutation:
     async def sign_up(
         self, info: Info, handle: str, password: str, display_name: str | None = None
     ) -> AuthPayload:
-        return AuthPayload.of(await mutation.sign_up(info.context, handle, password, display_name))
+        return AuthPayload.of(
+            await mutation.sign_up(info.context, handle, password, display_name), info.context
+        )
 
     @strawberry.mutation
     async def log_in(self, info: Info, handle: str, password: str) -> AuthPayload:
-        return AuthPayload.of(await mutation.log_in(info.context, handle, password))
+        return AuthPayload.of(await mutation.log_in(info.context, handle, password), info.context)
 
     @strawberry.mutation
     async def follow(self, info: Info, user_id: strawberry.ID) -> User:
-        return User.of(await mutation.follow(info.context, _target(user_id)))
+        return User.of(await mutation.follow(info.context, _target(user_id)), info.context)
 
     @strawberry.mutation
     async def unfollow(self, info: Info, user_id: strawberry.ID) -> User:
-        return User.of(await mutation.unfollow(info.context, _target(user_id)))
+        return User.of(await mutation.unfollow(info.context, _target(user_id)), info.context)
 
     @strawberry.mutation(description="Block: removes follows both ways and hides each from the other.")
     async def block(self, info: Info, user_id: strawberry.ID) -> User:
-        return User.of(await mutation.block(info.context, _target(user_id)))
+        return User.of(await mutation.block(info.context, _target(user_id)), info.context)
 
     @strawberry.mutation
     async def unblock(self, info: Info, user_id: strawberry.ID) -> User:
-        return User.of(await mutation.unblock(info.context, _target(user_id)))
+        return User.of(await mutation.unblock(info.context, _target(user_id)), info.context)
 
     @strawberry.mutation(description="Mute: hides the user's posts from your home feed.")
     async def mute(self, info: Info, user_id: strawberry.ID) -> User:
-        return User.of(await mutation.mute(info.context, _target(user_id)))
+        return User.of(await mutation.mute(info.context, _target(user_id)), info.context)
 
     @strawberry.mutation
     async def unmute(self, info: Info, user_id: strawberry.ID) -> User:
-        return User.of(await mutation.unmute(info.context, _target(user_id)))
+        return User.of(await mutation.unmute(info.context, _target(user_id)), info.context)
