@@ -1,0 +1,70 @@
+"""Lanes: the read path's held PostgreSQL connections."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from homefeed.feed.config import Settings
+from homefeed.feed.db import Lanes, create_pool
+
+
+async def test_statements_run_on_at_most_size_connections(settings_: Settings) -> None:
+    pool = await create_pool(settings_.database_url or "", min_size=1, max_size=6)
+    lanes = Lanes(pool, size=2)
+    try:
+        rows = await asyncio.gather(
+            *(lanes.fetch("SELECT $1::int AS n, pg_backend_pid() AS pid", i) for i in range(50))
+        )
+        assert [r[0]["n"] for r in rows] == list(range(50))
+        assert len({r[0]["pid"] for r in rows}) <= 2
+    finally:
+        await lanes.close()
+        await pool.close()
+
+
+async def test_a_refused_statement_keeps_its_connection(settings_: Settings) -> None:
+    pool = await create_pool(settings_.database_url or "", min_size=1, max_size=2)
+    lanes = Lanes(pool, size=1)
+    try:
+        pid = (await lanes.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"]
+        with pytest.raises(asyncpg.PostgresError):
+            await lanes.fetch("SELECT 1/0")
+        assert (await lanes.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"] == pid
+    finally:
+        await lanes.close()
+        await pool.close()
+
+
+async def test_a_cancelled_statement_gives_its_connection_up_and_queued_reads_go_on(
+    settings_: Settings,
+) -> None:
+    pool = await create_pool(settings_.database_url or "", min_size=1, max_size=3)
+    lanes = Lanes(pool, size=1)
+    try:
+        pid = (await lanes.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"]
+        slow = asyncio.ensure_future(lanes.fetch("SELECT pg_sleep(5)"))
+        await asyncio.sleep(0.1)
+        queued = asyncio.ensure_future(lanes.fetch("SELECT pg_backend_pid() AS pid"))
+        await asyncio.sleep(0.05)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        row = (await asyncio.wait_for(queued, 5))[0]
+        assert row["pid"] != pid  # the interrupted connection was not reused
+        assert (await lanes.fetch("SELECT 2 AS n"))[0]["n"] == 2
+    finally:
+        await lanes.close()
+        await pool.close()
+
+
+async def test_close_gives_the_connections_back_to_the_pool(settings_: Settings) -> None:
+    pool = await create_pool(settings_.database_url or "", min_size=2, max_size=2)
+    lanes = Lanes(pool, size=2)
+    await asyncio.gather(*(lanes.fetch("SELECT pg_sleep(0.05)") for _ in range(4)))
+    assert pool.get_idle_size() == 0
+    await lanes.close()
+    assert pool.get_idle_size() == 2
+    await asyncio.wait_for(pool.close(), 5)

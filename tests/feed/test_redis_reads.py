@@ -1,0 +1,130 @@
+"""The read path's pipelined GETs: values, pipelining, failures and reconnection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from homefeed.feed.config import Settings
+from homefeed.feed.redis_reads import RedisReads
+
+
+@pytest.fixture
+async def redis(settings_: Settings) -> AsyncIterator[Redis]:
+    assert settings_.redis_url
+    client = Redis.from_url(settings_.redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_get_returns_values_and_none_for_missing(settings_: Settings, redis: Redis) -> None:
+    key = f"{settings_.redis_prefix}:k"
+    await redis.set(key, b"\x00\x01binary\r\n")
+    reads = RedisReads(settings_.redis_url or "")
+    try:
+        assert await reads.get(key) == b"\x00\x01binary\r\n"
+        assert await reads.get(f"{settings_.redis_prefix}:missing") is None
+    finally:
+        reads.close()
+
+
+async def test_concurrent_gets_share_one_connection_in_order(settings_: Settings, redis: Redis) -> None:
+    keys = [f"{settings_.redis_prefix}:k{i}" for i in range(300)]
+    await redis.mset({k: k.encode() * (i % 7 + 1) for i, k in enumerate(keys)})
+    before = len(await redis.client_list())
+    reads = RedisReads(settings_.redis_url or "")
+    try:
+        got = await asyncio.gather(*(reads.get(k) for k in keys))
+        assert got == [k.encode() * (i % 7 + 1) for i, k in enumerate(keys)]
+        assert len(await redis.client_list()) == before + 1
+    finally:
+        reads.close()
+
+
+async def test_error_reply_is_raised_and_connection_stays_usable(settings_: Settings, redis: Redis) -> None:
+    key = f"{settings_.redis_prefix}:h"
+    await redis.hset(key, "f", "v")
+    reads = RedisReads(settings_.redis_url or "")
+    try:
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            await reads.get(key)
+        await redis.set(f"{key}2", b"ok")
+        assert await reads.get(f"{key}2") == b"ok"
+    finally:
+        reads.close()
+
+
+async def test_a_killed_connection_fails_then_reconnects(settings_: Settings, redis: Redis) -> None:
+    key = f"{settings_.redis_prefix}:k"
+    await redis.set(key, b"v")
+    reads = RedisReads(settings_.redis_url or "")
+    try:
+        assert await reads.get(key) == b"v"
+        connection = reads._connection
+        assert connection is not None and connection.transport is not None
+        host, port = connection.transport.get_extra_info("sockname")[:2]
+        await redis.client_kill(f"{host}:{port}")
+        for _ in range(100):  # until the loss reaches the protocol
+            if connection.lost is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert isinstance(connection.lost, RedisConnectionError)
+        assert await reads.get(key) == b"v"
+    finally:
+        reads.close()
+
+
+async def test_selects_the_database_in_the_url(settings_: Settings) -> None:
+    assert settings_.redis_url
+    parts = urlsplit(settings_.redis_url)
+    url = urlunsplit(parts._replace(path="/3"))
+    other = Redis.from_url(url)
+    key = f"{settings_.redis_prefix}:db3"
+    try:
+        await other.set(key, b"in three")
+        reads = RedisReads(url)
+        try:
+            assert await reads.get(key) == b"in three"
+        finally:
+            reads.close()
+    finally:
+        await other.delete(key)
+        await other.aclose()
+
+
+async def test_a_silent_server_times_out_every_waiting_read() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reads = RedisReads(f"redis://127.0.0.1:{port}", timeout=0.3)
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(reads.get(f"k{i}") for i in range(5)), return_exceptions=True), 5
+        )
+        assert all(isinstance(r, RedisTimeoutError) for r in results)
+    finally:
+        reads.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_nothing_listening_is_a_connection_error() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    reads = RedisReads(f"redis://127.0.0.1:{port}", timeout=1)
+    with pytest.raises(RedisConnectionError):
+        await reads.get("k")
