@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from graphql import (
@@ -105,8 +106,8 @@ class _Plan:
 
 
 # A place in the response that an error of a deferred completion may have to null: a dict and a
-# key, or a list and an index.
-_Anchor = tuple[Any, Any]
+# key, or a list and an index, with the place's path (None: the data itself).
+_Anchor = tuple[Any, Any, Path | None]
 
 
 @dataclass(slots=True)
@@ -268,42 +269,66 @@ class _Run:
         self.ex = executor
         self.is_awaitable = executor.is_awaitable
         self.errors: list[GraphQLError] = []
+        # Places nulled by an error, as graphql-core's `CollectedErrors` keeps them: an error met
+        # below one of them (by a completion still pending when it was nulled) is not reported.
+        self.nulled: set[Path | None] = set()
         self.deferred: list[_Deferred] = []
         self.arguments: dict[int, dict[str, Any]] = {}
 
-    async def execute(self, plan: _Plan) -> ExecutionResult:
+    def execute(self, plan: _Plan) -> ExecutionResult | Awaitable[ExecutionResult]:
+        """The result; awaitable only when a resolver returned an awaitable (as graphql-core's)."""
         response: dict[str, Any] = {"data": None}
         root = _Object(plan.root.type_, None, plan.root.fields)
         try:
-            response["data"] = self._object(root, self.ex.root_value, None, (response, "data"))
+            response["data"] = self._object(root, self.ex.root_value, None, (response, "data", None))
         except _Null:
             response["data"] = None
+            self.nulled.add(None)
+        if not self.deferred:
+            return ExecutionResult(response["data"], self.errors or None)
+        return self._execute_deferred(response)
+
+    async def _execute_deferred(self, response: dict[str, Any]) -> ExecutionResult:
         while self.deferred:
             batch, self.deferred = self.deferred, []
             if len(batch) == 1:
-                results: Sequence[Any] = [await _settle(batch[0].awaitable)]
-            else:
-                results = await asyncio.gather(*(d.awaitable for d in batch), return_exceptions=True)
-            for item, result in zip(batch, results, strict=True):
-                self._resume(item, result)
+                self._resume(batch[0], await _settle(batch[0].awaitable))
+                continue
+            # Completed in the order the awaitables settled, as graphql-core does: of two failures
+            # that null the same place, the first one is reported. (A future's done callbacks run
+            # in the order they were added, so all of these run before gather's last one.)
+            futures = [asyncio.ensure_future(d.awaitable) for d in batch]
+            order: list[int] = []
+            for index, future in enumerate(futures):
+                future.add_done_callback(partial(_settled, order, index))
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            for index in order:
+                self._resume(batch[index], results[index])
         return ExecutionResult(response["data"], self.errors or None)
 
     def _resume(self, item: _Deferred, result: Any) -> None:
         if isinstance(result, BaseException) and not isinstance(result, Exception):
             raise result  # cancellation: not a field error
+        if self._is_nulled(item.path):
+            return  # an error nulled a place above it meanwhile
         try:
             value = self._complete(
                 item.field, item.completion, item.non_null, item.path, item.info, result, item.anchor
             )
         except _Null:
-            value = None
+            self._null_deferred(item)
+            return
         except Exception as exc:
             self._error(exc, item.field, item.path)
-            value = None
-        if value is None and item.non_null:
-            _clear(item.anchor)
-        else:
-            item.container[item.key] = value
+            self._null_deferred(item)
+            return
+        item.container[item.key] = value
+
+    def _null_deferred(self, item: _Deferred) -> None:
+        """Null a failed deferred place, or the nearest nullable place above it."""
+        container, key, path = item.anchor if item.non_null else (item.container, item.key, item.path)
+        container[key] = None
+        self.nulled.add(path)
 
     def _object(self, plan: _Object, source: Any, path: Path | None, anchor: _Anchor) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -313,7 +338,7 @@ class _Run:
                 out[f.key] = typename
                 continue
             f_path = Path(path, f.key, typename)
-            f_anchor = anchor if f.non_null else (out, f.key)
+            f_anchor = anchor if f.non_null else (out, f.key, f_path)
             try:
                 info = None
                 if f.attribute is not None:
@@ -333,6 +358,7 @@ class _Run:
                 if f.non_null:
                     raise
                 out[f.key] = None
+                self.nulled.add(f_path)
             except Exception as exc:
                 self._error(exc, f, f_path)
                 if f.non_null:
@@ -394,7 +420,7 @@ class _Run:
         item_non_null = completion.item_non_null
         for index, item in enumerate(value):
             item_path = Path(path, index, None)
-            item_anchor = anchor if item_non_null else (out, index)
+            item_anchor = anchor if item_non_null else (out, index, item_path)
             try:
                 if self.is_awaitable(item):
                     out.append(None)
@@ -411,6 +437,7 @@ class _Run:
                 if item_non_null:
                     raise
                 out.append(None)
+                self.nulled.add(item_path)
             except Exception as exc:
                 self._error(exc, f, item_path)
                 if item_non_null:
@@ -419,7 +446,22 @@ class _Run:
         return out
 
     def _error(self, exc: Exception, f: _Field, path: Path) -> None:
+        if self._is_nulled(path):
+            return
+        self.nulled.add(path)
         self.errors.append(located_error(exc, f.nodes, path.as_list()))
+
+    def _is_nulled(self, start: Path) -> bool:
+        """Whether an error nulled this place or one above it."""
+        nulled = self.nulled
+        if not nulled:
+            return False
+        path: Path | None = start
+        while path is not None:
+            if path in nulled:
+                return True
+            path = path.prev
+        return None in nulled
 
 
 async def _settle(awaitable: Awaitable[Any]) -> Any:
@@ -429,7 +471,5 @@ async def _settle(awaitable: Awaitable[Any]) -> Any:
         return exc
 
 
-def _clear(anchor: _Anchor) -> None:
-    """Null the nearest nullable place above a failed non-null one."""
-    container, key = anchor
-    container[key] = None
+def _settled(order: list[int], index: int, _future: asyncio.Future[Any]) -> None:
+    order.append(index)
