@@ -49,20 +49,26 @@ async def create_pool(
     return pool
 
 
+MAX_LANES = 4
+
+
 class Lanes:
     """A few pool connections held for the read path's single statements, handed out without the pool.
 
     asyncpg's `Pool.fetch` spends about 120 us of client CPU per statement on the checkout
     (a queue, a timeout context, a shielded task per release) against about 60 us for the
     statement itself on a held connection (measured here). The home-feed read is one statement,
-    so it runs on one of `size` connections taken from the pool on first need and kept; reads
+    so it runs on one of a few connections taken from the pool on first need and kept; reads
     beyond `size` at once queue for the next free one. A connection whose statement was
     interrupted (cancelled, lost) goes back to the pool closed, and a new one is taken.
     """
 
-    def __init__(self, pool: asyncpg.Pool, size: int = 4) -> None:
+    def __init__(self, pool: asyncpg.Pool, size: int | None = None) -> None:
         self._pool = pool
-        self._size = size
+        # Never more than half the pool less one: held lanes must leave the rest of the process
+        # connections (a pool of 1 or 2 gets no lanes, and statements go through the pool).
+        fair = (pool.get_max_size() - 1) // 2
+        self._size = min(MAX_LANES, fair) if size is None else min(size, fair)
         self._held = 0
         self._idle: list[PoolConnectionProxy] = []
         self._waiters: deque[asyncio.Future[PoolConnectionProxy]] = deque()
@@ -70,6 +76,8 @@ class Lanes:
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         """Run one statement and return its rows."""
+        if self._size <= 0:
+            return await self._pool.fetch(query, *args)
         conn = self._idle.pop() if self._idle else await self._take()
         try:
             rows: list[asyncpg.Record] = await conn.fetch(query, *args)

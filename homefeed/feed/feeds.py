@@ -312,10 +312,13 @@ class Feeds:
         """
         cached = {a: self.recent_cache.get(a) for a in pulled}
         missing = [a for a in pulled if cached[a] is None]
-        if not missing and not with_ttl:
-            raw = await (self.reads.get(timeline) if self.reads is not None else self._redis.get(timeline))
-            assert raw is None or isinstance(raw, bytes)
-            reads = [list_below(decode_list(raw), cursor, fetch, self.timeline_ttl)]
+        if not missing and self.reads is not None:
+            # The usual read: the timeline alone (and its expiry when due), on the lean connection.
+            if with_ttl:
+                raw, ttl = await self.reads.get_with_ttl(timeline)
+            else:
+                raw, ttl = await self.reads.get(timeline), self.timeline_ttl
+            reads = [list_below(decode_list(raw), cursor, fetch, ttl)]
             for author in pulled:
                 whole = cached[author]
                 assert whole is not None

@@ -82,6 +82,9 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
+        if self.lost is not None:  # nothing would ever answer it
+            future.set_exception(self.lost)
+            return future
         now = loop.time()
         self.waiting.append((future, now))
         self.transport.write(payload)
@@ -141,12 +144,28 @@ class RedisReads:
     async def get(self, key: str) -> bytes | None:
         """The value of a string key (None when missing)."""
         raw = key.encode()
-        connection = self._connection
-        if connection is None or connection.lost is not None:
-            connection = await self._connect()
+        connection = await self._connection_for_use()
         reply = await connection.send(b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(raw), raw))
         assert reply is None or isinstance(reply, bytes)
         return reply
+
+    async def get_with_ttl(self, key: str) -> tuple[bytes | None, int]:
+        """The value of a string key and its seconds to expiry (-1: none, -2: missing), in one write."""
+        raw = b"$%d\r\n%b\r\n" % (len(key.encode()), key.encode())
+        connection = await self._connection_for_use()
+        value, ttl = (
+            connection.send(b"*2\r\n$3\r\nGET\r\n" + raw),
+            connection.send(b"*2\r\n$3\r\nTTL\r\n" + raw),
+        )
+        got, seconds = await value, await ttl
+        assert (got is None or isinstance(got, bytes)) and isinstance(seconds, int)
+        return got, seconds
+
+    async def _connection_for_use(self) -> _Connection:
+        connection = self._connection
+        if connection is None or connection.lost is not None:
+            connection = await self._connect()
+        return connection
 
     async def _connect(self) -> _Connection:
         # Single-flight: reads arriving while the connection opens wait for the same one.

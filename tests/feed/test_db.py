@@ -26,7 +26,7 @@ async def test_statements_run_on_at_most_size_connections(settings_: Settings) -
 
 
 async def test_a_refused_statement_keeps_its_connection(settings_: Settings) -> None:
-    pool = await create_pool(settings_.database_url or "", min_size=1, max_size=2)
+    pool = await create_pool(settings_.database_url or "", min_size=1, max_size=3)
     lanes = Lanes(pool, size=1)
     try:
         pid = (await lanes.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"]
@@ -61,10 +61,24 @@ async def test_a_cancelled_statement_gives_its_connection_up_and_queued_reads_go
 
 
 async def test_close_gives_the_connections_back_to_the_pool(settings_: Settings) -> None:
-    pool = await create_pool(settings_.database_url or "", min_size=2, max_size=2)
+    pool = await create_pool(settings_.database_url or "", min_size=5, max_size=5)
     lanes = Lanes(pool, size=2)
     await asyncio.gather(*(lanes.fetch("SELECT pg_sleep(0.05)") for _ in range(4)))
-    assert pool.get_idle_size() == 0
+    assert pool.get_idle_size() == 3
     await lanes.close()
-    assert pool.get_idle_size() == 2
+    assert pool.get_idle_size() == 5
     await asyncio.wait_for(pool.close(), 5)
+
+
+async def test_lanes_leave_most_of_a_small_pool_to_everything_else(settings_: Settings) -> None:
+    for max_size, lanes_held in ((1, 0), (2, 0), (3, 1), (10, 4)):
+        pool = await create_pool(settings_.database_url or "", min_size=1, max_size=max_size)
+        lanes = Lanes(pool)
+        try:
+            await asyncio.gather(*(lanes.fetch("SELECT pg_sleep(0.02)") for _ in range(8)))
+            # The rest of the pool is still there for other statements.
+            assert await asyncio.wait_for(pool.fetchval("SELECT 7"), 5) == 7
+            assert pool.get_size() - pool.get_idle_size() == lanes_held
+        finally:
+            await lanes.close()
+            await pool.close()

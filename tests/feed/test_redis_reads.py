@@ -128,3 +128,17 @@ async def test_nothing_listening_is_a_connection_error() -> None:
     reads = RedisReads(f"redis://127.0.0.1:{port}", timeout=1)
     with pytest.raises(RedisConnectionError):
         await reads.get("k")
+
+
+async def test_get_with_ttl(settings_: Settings, redis: Redis) -> None:
+    key = f"{settings_.redis_prefix}:k"
+    await redis.set(key, b"v", ex=100)
+    await redis.set(f"{key}-forever", b"w")
+    reads = RedisReads(settings_.redis_url or "")
+    try:
+        value, ttl = await reads.get_with_ttl(key)
+        assert value == b"v" and 98 <= ttl <= 100
+        assert await reads.get_with_ttl(f"{key}-forever") == (b"w", -1)
+        assert await reads.get_with_ttl(f"{key}-missing") == (None, -2)
+    finally:
+        reads.close()
