@@ -119,6 +119,7 @@ async def test_reads_survive_redis_being_down_and_flushed(services: Services) ->
     )
     second = await down.posts.create(bob.id, "two")
     assert (await down.feeds.home(alice.id, 5, None)).post_ids == [second.id, first.id]
+    await down.feeds.close()  # its lanes go back to the shared pool
     await dead.aclose()
 
     # Redis back but empty: the cold path rebuilds, nothing is lost.

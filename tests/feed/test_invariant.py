@@ -91,8 +91,7 @@ class World:
 
     async def reset(self) -> None:
         """Empty the world and create the users of a new history."""
-        if self.worker is not None:
-            await self.worker.writer.close()
+        await self.close()
         await self.pool.execute("TRUNCATE users, posts, follows, followers, blocks, mutes, likes, outbox")
         # Ids take the low 12 bits from this sequence: restarting keeps it far from wrapping
         # inside one millisecond, so ids follow creation order, as the oracle assumes.
@@ -117,6 +116,8 @@ class World:
     async def close(self) -> None:
         if self.worker is not None:
             await self.worker.writer.close()
+        if self.services is not None:
+            await self.services.feeds.close()  # its lanes go back to the shared pool
 
 
 @contextlib.asynccontextmanager
