@@ -151,7 +151,8 @@ class RedisReads:
 
     async def get_with_ttl(self, key: str) -> tuple[bytes | None, int]:
         """The value of a string key and its seconds to expiry (-1: none, -2: missing), in one write."""
-        raw = b"$%d\r\n%b\r\n" % (len(key.encode()), key.encode())
+        encoded = key.encode()
+        raw = b"$%d\r\n%b\r\n" % (len(encoded), encoded)
         connection = await self._connection_for_use()
         value, ttl = (
             connection.send(b"*2\r\n$3\r\nGET\r\n" + raw),

@@ -15,10 +15,10 @@ MAX_DISPLAY_NAME = 50
 _COLUMNS = "id, handle, display_name, created_at, last_seen_at, follower_count, following_count"
 
 
-def user_from_row(row: asyncpg.Record, id_column: str = "id") -> User:
-    """A User from a row with the user columns (its id under `id_column`)."""
+def user_from_row(row: asyncpg.Record) -> User:
+    """A User from a row with the user columns."""
     return User(
-        id=row[id_column],
+        id=row["id"],
         handle=row["handle"],
         display_name=row["display_name"],
         created_at=row["created_at"],
