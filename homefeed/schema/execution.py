@@ -278,9 +278,8 @@ class _Run:
     def execute(self, plan: _Plan) -> ExecutionResult | Awaitable[ExecutionResult]:
         """The result; awaitable only when a resolver returned an awaitable (as graphql-core's)."""
         response: dict[str, Any] = {"data": None}
-        root = _Object(plan.root.type_, None, plan.root.fields)
         try:
-            response["data"] = self._object(root, self.ex.root_value, None, (response, "data", None))
+            response["data"] = self._object(plan.root, self.ex.root_value, None, (response, "data", None))
         except _Null:
             response["data"] = None
             self.nulled.add(None)
