@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -777,3 +779,30 @@ async def test_random_selections(query: str) -> None:
     planned = _compared(await PLANNED.execute(query, context_value=Context(cache=False)))
     plain = _compared(await PLAIN.execute(query, context_value=Context(cache=False)))
     assert planned == plain, f"{query}\nplanned: {planned}\nplain: {plain}"
+
+
+class _Root:
+    """A root value to watch: the executor refers to it for as long as the executor lives."""
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ items { id } }",  # planned, answered synchronously
+        "{ items { id loaded asyncLoaded child { loaded } } }",  # planned, with awaitables
+        '{ __type(name: "Item") { name } }',  # falls back to graphql-core
+        'mutation { rename(id: "4", name: "four") { id } }',  # falls back to graphql-core
+    ],
+)
+async def test_a_finished_execution_leaves_no_reference_cycle(query: str) -> None:
+    gc.collect()
+    gc.disable()
+    try:
+        root = _Root()
+        alive = weakref.ref(root)
+        result = await PLANNED.execute(query, root_value=root, context_value=Context())
+        assert result.errors is None
+        del root, result
+        assert alive() is None  # freed on the spot, not left for the cyclic GC
+    finally:
+        gc.enable()
