@@ -73,6 +73,7 @@ class _Connection(asyncio.Protocol):
         self.waiting: deque[tuple[asyncio.Future[object], float]] = deque()
         self.lost: Exception | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._outgoing: list[bytes] = []  # commands not yet written
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's does not subclass asyncio.Transport).
@@ -87,10 +88,19 @@ class _Connection(asyncio.Protocol):
             return future
         now = loop.time()
         self.waiting.append((future, now))
-        self.transport.write(payload)
+        # Commands sent in one turn of the loop go out in one write: one system call here, and
+        # one read and one reply for Redis, for all the requests a burst of connections started.
+        if not self._outgoing:
+            loop.call_soon(self._flush)
+        self._outgoing.append(payload)
         if self._watchdog is None:
             self._watchdog = loop.call_at(now + self.timeout, self._check)
         return future
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if self.lost is None and self.transport is not None:
+            self.transport.write(b"".join(outgoing))
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed(data)

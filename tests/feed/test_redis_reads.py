@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -16,6 +17,14 @@ from homefeed.feed.redis_reads import RedisReads
 
 
 @pytest.fixture
+async def reads(settings_: Settings) -> AsyncIterator[RedisReads]:
+    """Reads on this test's Redis, closed afterwards."""
+    made = RedisReads(settings_.redis_url or "")
+    yield made
+    made.close()
+
+
+@pytest.fixture
 async def redis(settings_: Settings) -> AsyncIterator[Redis]:
     assert settings_.redis_url
     client = Redis.from_url(settings_.redis_url)
@@ -23,61 +32,84 @@ async def redis(settings_: Settings) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def test_get_returns_values_and_none_for_missing(settings_: Settings, redis: Redis) -> None:
+async def test_get_returns_values_and_none_for_missing(
+    settings_: Settings, redis: Redis, reads: RedisReads
+) -> None:
     key = f"{settings_.redis_prefix}:k"
     await redis.set(key, b"\x00\x01binary\r\n")
-    reads = RedisReads(settings_.redis_url or "")
-    try:
-        assert await reads.get(key) == b"\x00\x01binary\r\n"
-        assert await reads.get(f"{settings_.redis_prefix}:missing") is None
-    finally:
-        reads.close()
+    assert await reads.get(key) == b"\x00\x01binary\r\n"
+    assert await reads.get(f"{settings_.redis_prefix}:missing") is None
 
 
-async def test_concurrent_gets_share_one_connection_in_order(settings_: Settings, redis: Redis) -> None:
+async def test_concurrent_gets_share_one_connection_in_order(
+    settings_: Settings, redis: Redis, reads: RedisReads
+) -> None:
     keys = [f"{settings_.redis_prefix}:k{i}" for i in range(300)]
     await redis.mset({k: k.encode() * (i % 7 + 1) for i, k in enumerate(keys)})
     before = len(await redis.client_list())
-    reads = RedisReads(settings_.redis_url or "")
-    try:
-        got = await asyncio.gather(*(reads.get(k) for k in keys))
-        assert got == [k.encode() * (i % 7 + 1) for i, k in enumerate(keys)]
-        assert len(await redis.client_list()) == before + 1
-    finally:
-        reads.close()
+    got = await asyncio.gather(*(reads.get(k) for k in keys))
+    assert got == [k.encode() * (i % 7 + 1) for i, k in enumerate(keys)]
+    assert len(await redis.client_list()) == before + 1
 
 
-async def test_error_reply_is_raised_and_connection_stays_usable(settings_: Settings, redis: Redis) -> None:
+class _CountingTransport:
+    """A transport that counts its writes."""
+
+    def __init__(self, inner: asyncio.Transport) -> None:
+        self.inner = inner
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        self.inner.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_gets_of_one_loop_turn_go_out_in_one_write(
+    settings_: Settings, redis: Redis, reads: RedisReads
+) -> None:
+    keys = [f"{settings_.redis_prefix}:w{i}" for i in range(10)]
+    await redis.mset({k: k.encode() for k in keys})
+    await reads.get(keys[0])  # connected
+    connection = reads._connection
+    assert connection is not None and connection.transport is not None
+    counting = _CountingTransport(connection.transport)
+    connection.transport = cast(asyncio.Transport, counting)
+    assert await asyncio.gather(*(reads.get(k) for k in keys)) == [k.encode() for k in keys]
+    assert len(counting.writes) == 1
+    assert await reads.get(keys[1]) == keys[1].encode()
+    assert len(counting.writes) == 2
+
+
+async def test_error_reply_is_raised_and_connection_stays_usable(
+    settings_: Settings, redis: Redis, reads: RedisReads
+) -> None:
     key = f"{settings_.redis_prefix}:h"
     await redis.hset(key, "f", "v")
-    reads = RedisReads(settings_.redis_url or "")
-    try:
-        with pytest.raises(Exception, match="WRONGTYPE"):
-            await reads.get(key)
-        await redis.set(f"{key}2", b"ok")
-        assert await reads.get(f"{key}2") == b"ok"
-    finally:
-        reads.close()
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        await reads.get(key)
+    await redis.set(f"{key}2", b"ok")
+    assert await reads.get(f"{key}2") == b"ok"
 
 
-async def test_a_killed_connection_fails_then_reconnects(settings_: Settings, redis: Redis) -> None:
+async def test_a_killed_connection_fails_then_reconnects(
+    settings_: Settings, redis: Redis, reads: RedisReads
+) -> None:
     key = f"{settings_.redis_prefix}:k"
     await redis.set(key, b"v")
-    reads = RedisReads(settings_.redis_url or "")
-    try:
-        assert await reads.get(key) == b"v"
-        connection = reads._connection
-        assert connection is not None and connection.transport is not None
-        host, port = connection.transport.get_extra_info("sockname")[:2]
-        await redis.client_kill(f"{host}:{port}")
-        for _ in range(100):  # until the loss reaches the protocol
-            if connection.lost is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert isinstance(connection.lost, RedisConnectionError)
-        assert await reads.get(key) == b"v"
-    finally:
-        reads.close()
+    assert await reads.get(key) == b"v"
+    connection = reads._connection
+    assert connection is not None and connection.transport is not None
+    host, port = connection.transport.get_extra_info("sockname")[:2]
+    await redis.client_kill(f"{host}:{port}")
+    for _ in range(100):  # until the loss reaches the protocol
+        if connection.lost is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert isinstance(connection.lost, RedisConnectionError)
+    assert await reads.get(key) == b"v"
 
 
 async def test_selects_the_database_in_the_url(settings_: Settings) -> None:
@@ -130,15 +162,11 @@ async def test_nothing_listening_is_a_connection_error() -> None:
         await reads.get("k")
 
 
-async def test_get_with_ttl(settings_: Settings, redis: Redis) -> None:
+async def test_get_with_ttl(settings_: Settings, redis: Redis, reads: RedisReads) -> None:
     key = f"{settings_.redis_prefix}:k"
     await redis.set(key, b"v", ex=100)
     await redis.set(f"{key}-forever", b"w")
-    reads = RedisReads(settings_.redis_url or "")
-    try:
-        value, ttl = await reads.get_with_ttl(key)
-        assert value == b"v" and 98 <= ttl <= 100
-        assert await reads.get_with_ttl(f"{key}-forever") == (b"w", -1)
-        assert await reads.get_with_ttl(f"{key}-missing") == (None, -2)
-    finally:
-        reads.close()
+    value, ttl = await reads.get_with_ttl(key)
+    assert value == b"v" and 98 <= ttl <= 100
+    assert await reads.get_with_ttl(f"{key}-forever") == (b"w", -1)
+    assert await reads.get_with_ttl(f"{key}-missing") == (None, -2)
