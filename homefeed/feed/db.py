@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 
 import asyncpg
 from asyncpg.connection import LoggedQuery
@@ -50,6 +51,16 @@ async def create_pool(
 
 
 MAX_LANES = 4
+_SETTING = re.compile(r"[a-z_][a-z0-9_.]*")
+
+
+def lane_share(pool: asyncpg.Pool) -> int:
+    """How many of the pool's connections all of a process's lanes may hold together.
+
+    Never more than half the pool less one: held lanes must leave the rest of the process
+    connections (a pool of 1 or 2 gets no lanes, and statements go through the pool).
+    """
+    return max(0, (pool.get_max_size() - 1) // 2)
 
 
 class Lanes:
@@ -63,16 +74,26 @@ class Lanes:
     interrupted (cancelled, lost) goes back to the pool closed, and a new one is taken.
     """
 
-    def __init__(self, pool: asyncpg.Pool, size: int | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, size: int | None = None, session: Mapping[str, str] | None = None
+    ) -> None:
         self._pool = pool
-        # Never more than half the pool less one: held lanes must leave the rest of the process
-        # connections (a pool of 1 or 2 gets no lanes, and statements go through the pool).
-        fair = (pool.get_max_size() - 1) // 2
+        # Server settings for the held connections only, reset before they go back to the pool.
+        self._session = dict(session or {})
+        for name in self._session:
+            if not _SETTING.fullmatch(name):
+                raise ValueError(f"not a server setting name: {name!r}")
+        fair = lane_share(pool)
         self._size = min(MAX_LANES, fair) if size is None else min(size, fair)
         self._held = 0
         self._idle: list[PoolConnectionProxy] = []
         self._waiters: deque[asyncio.Future[PoolConnectionProxy]] = deque()
         self._tasks: set[asyncio.Future[object]] = set()
+
+    @property
+    def size(self) -> int:
+        """How many connections these lanes hold at most (0: statements go through the pool)."""
+        return self._size
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         """Run one statement and return its rows."""
@@ -94,11 +115,10 @@ class Lanes:
         if self._held < self._size:
             self._held += 1
             try:
-                conn: PoolConnectionProxy = await self._pool.acquire()
+                return await self._acquire()
             except BaseException:
                 self._held -= 1
                 raise
-            return conn
         waiter: asyncio.Future[PoolConnectionProxy] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -125,9 +145,19 @@ class Lanes:
             self._held += 1
             self._spawn(self._replace())
 
+    async def _acquire(self) -> PoolConnectionProxy:
+        conn: PoolConnectionProxy = await self._pool.acquire()
+        try:
+            for name, value in self._session.items():
+                await conn.execute("SELECT set_config($1, $2, false)", name, value)
+        except BaseException:
+            await self._pool.release(conn)
+            raise
+        return conn
+
     async def _replace(self) -> None:
         try:
-            conn: PoolConnectionProxy = await self._pool.acquire()
+            conn = await self._acquire()
         except Exception as exc:
             self._held -= 1
             while self._waiters:
@@ -148,4 +178,6 @@ class Lanes:
         idle, self._idle = self._idle, []
         self._held -= len(idle)
         for conn in idle:
+            for name in self._session:
+                await conn.execute(f"RESET {name}")
             await self._pool.release(conn)

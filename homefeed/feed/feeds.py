@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from homefeed.feed.config import Settings
-from homefeed.feed.db import Lanes
+from homefeed.feed.db import MAX_LANES, Lanes, lane_share
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.keys import Keys
 from homefeed.feed.mixer import merge
@@ -31,6 +31,8 @@ from homefeed.feed.redis_reads import RedisReads
 from homefeed.feed.timelines import BOTTOM, IdLists, ListQuery, ListRead
 from homefeed.feed.timelines import below as list_below
 from homefeed.feed.timelines import decode as decode_list
+from homefeed.feed.visible import CONNECTIONS as VISIBLE_CONNECTIONS
+from homefeed.feed.visible import VisibleReads
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +46,6 @@ MAX_PULLED_LISTED = 1000
 # A single-flight rebuild lock outlives any sane rebuild, but not a crashed one by much.
 REBUILD_LOCK_MS = 10_000
 
-# Filters and hydrates at once: the newest $3 visible posts among the candidates, each with its
-# author and whether the viewer likes it. A visible post's author is followed by the viewer
-# exactly when it is not the viewer. Rows come back only if the viewer's user exists (a one-time
-# check), so a read that finds any post has also authenticated its viewer.
-_VISIBLE = """
-SELECT p.id, p.author_id, p.text, p.like_count,
-       u.handle, u.display_name, u.created_at, u.last_seen_at, u.follower_count, u.following_count,
-       EXISTS (SELECT 1 FROM likes l WHERE l.user_id = $1 AND l.post_id = p.id) AS liked
-FROM posts p JOIN users u ON u.id = p.author_id
-WHERE p.id = ANY($2::bigint[]) AND p.deleted_at IS NULL
-  AND EXISTS (SELECT 1 FROM users v WHERE v.id = $1)
-  AND (p.author_id = $1
-       OR EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = p.author_id))
-  AND NOT EXISTS (SELECT 1 FROM mutes m WHERE m.muter_id = $1 AND m.muted_id = p.author_id)
-  AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = p.author_id)
-  AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.author_id AND b.blocked_id = $1)
-ORDER BY p.id DESC
-LIMIT $3
-"""
 _EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)"
 
 # The read's first statement: whether the token's user exists (so the request needs no separate
@@ -192,8 +175,12 @@ class Feeds:
         # The hot read's GET bypasses redis-py (see redis_reads.py); without a URL (a client
         # handed in by a test) it goes through the client.
         self.reads = RedisReads(settings.redis_url) if settings.redis_url else None
-        # And its PostgreSQL statement skips the pool's checkout (see Lanes).
-        self.lanes = Lanes(pool)
+        # Its PostgreSQL statement is shared with concurrent reads (see visible.py); the pull
+        # query skips the pool's checkout (see Lanes). Both hold connections, within one share.
+        share = lane_share(pool)
+        visible_lanes = min(VISIBLE_CONNECTIONS, share)
+        self.visible_reads = VisibleReads(pool, connections=visible_lanes)
+        self.lanes = Lanes(pool, size=min(MAX_LANES, share - visible_lanes))
         self.strategy = settings.feed_strategy
         self.timeline_ttl = max(120, settings.active_days * 86400 - 60)
         self.recent_ttl = 86400
@@ -208,6 +195,7 @@ class Feeds:
         """Close the read path's own Redis connection and give its PostgreSQL ones back to the pool."""
         if self.reads is not None:
             self.reads.close()
+        await self.visible_reads.close()
         await self.lanes.close()
 
     # ---- reads -------------------------------------------------------------------------
@@ -276,7 +264,7 @@ class Feeds:
     async def _finish(
         self, found: _Found, ids: list[int], has_next: bool, viewer: int, known: bool | None
     ) -> Page:
-        # Any visible row proves the viewer exists (see _VISIBLE); an empty read asks.
+        # Any visible row proves the viewer exists (see visible.VISIBLE); an empty read asks.
         if known is None and not found.posts and not await self.exists(viewer):
             return Page([], False, viewer_known=False)
         return found.page(ids, has_next, viewer)
@@ -346,13 +334,13 @@ class Feeds:
         return found.posts
 
     async def _visible_into(self, found: _Found, viewer: int, ids: Sequence[int], limit: int) -> None:
-        # By position, in _VISIBLE's column order: the hottest loop of a read.
-        for row in await self.lanes.fetch(_VISIBLE, viewer, list(ids), limit):
-            post_id, author_id = row[0], row[1]
-            found.posts.append(Post(post_id, author_id, row[2], row[3]))
+        # By position (after `ord`, visible.COLUMNS): the hottest loop of a read.
+        for row in await self.visible_reads.rows(viewer, ids, limit):
+            post_id, author_id = row[1], row[2]
+            found.posts.append(Post(post_id, author_id, row[3], row[4]))
             if author_id not in found.authors:
-                found.authors[author_id] = User(author_id, row[4], row[5], row[6], row[7], row[8], row[9])
-            if row[10]:
+                found.authors[author_id] = User(author_id, row[5], row[6], row[7], row[8], row[9], row[10])
+            if row[11]:
                 found.liked.add(post_id)
 
     async def _keep_alive(self, viewer: int, timeline: ListRead) -> None:

@@ -3,47 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import cast
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
-from homefeed.feed.db import Lanes, create_pool
+from homefeed.feed.db import Lanes, create_pool, lane_share
+from homefeed.feed.services import build_services
+
+
+@asynccontextmanager
+async def lanes_on(
+    settings_: Settings, max_size: int, size: int
+) -> AsyncIterator[tuple[asyncpg.Pool, Lanes]]:
+    """A pool of `max_size` for this test and `size` lanes over it, both closed afterwards."""
+    pool = await create_pool(settings_.database_url or "", min_size=1, max_size=max_size)
+    lanes = Lanes(pool, size=size)
+    try:
+        yield pool, lanes
+    finally:
+        await lanes.close()
+        await pool.close()
 
 
 async def test_statements_run_on_at_most_size_connections(settings_: Settings) -> None:
-    pool = await create_pool(settings_.database_url or "", min_size=1, max_size=6)
-    lanes = Lanes(pool, size=2)
-    try:
+    async with lanes_on(settings_, 6, 2) as (_, lanes):
         rows = await asyncio.gather(
             *(lanes.fetch("SELECT $1::int AS n, pg_backend_pid() AS pid", i) for i in range(50))
         )
         assert [r[0]["n"] for r in rows] == list(range(50))
         assert len({r[0]["pid"] for r in rows}) <= 2
-    finally:
-        await lanes.close()
-        await pool.close()
 
 
 async def test_a_refused_statement_keeps_its_connection(settings_: Settings) -> None:
-    pool = await create_pool(settings_.database_url or "", min_size=1, max_size=3)
-    lanes = Lanes(pool, size=1)
-    try:
+    async with lanes_on(settings_, 3, 1) as (_, lanes):
         pid = (await lanes.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"]
         with pytest.raises(asyncpg.PostgresError):
             await lanes.fetch("SELECT 1/0")
         assert (await lanes.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"] == pid
-    finally:
-        await lanes.close()
-        await pool.close()
 
 
 async def test_a_cancelled_statement_gives_its_connection_up_and_queued_reads_go_on(
     settings_: Settings,
 ) -> None:
-    pool = await create_pool(settings_.database_url or "", min_size=1, max_size=3)
-    lanes = Lanes(pool, size=1)
-    try:
+    async with lanes_on(settings_, 3, 1) as (pool, lanes):
         pid = (await lanes.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"]
         slow = asyncio.ensure_future(lanes.fetch("SELECT pg_sleep(5)"))
         await asyncio.sleep(0.1)
@@ -62,9 +69,6 @@ async def test_a_cancelled_statement_gives_its_connection_up_and_queued_reads_go
             if not await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
                 break
             await asyncio.sleep(0.05)
-    finally:
-        await lanes.close()
-        await pool.close()
 
 
 async def test_close_gives_the_connections_back_to_the_pool(settings_: Settings) -> None:
@@ -89,3 +93,40 @@ async def test_lanes_leave_most_of_a_small_pool_to_everything_else(settings_: Se
         finally:
             await lanes.close()
             await pool.close()
+
+
+async def test_session_settings_hold_on_the_lanes_only_and_are_reset_on_close(settings_: Settings) -> None:
+    pool = await create_pool(settings_.database_url or "", min_size=3, max_size=3)
+    lanes = Lanes(pool, size=1, session={"plan_cache_mode": "force_generic_plan"})
+    try:
+        assert (await lanes.fetch("SHOW plan_cache_mode"))[0][0] == "force_generic_plan"
+        await lanes.close()
+        held = [await pool.acquire() for _ in range(3)]
+        assert {await c.fetchval("SHOW plan_cache_mode") for c in held} == {"auto"}
+        for c in held:
+            await pool.release(c)
+    finally:
+        await pool.close()
+
+
+def test_session_setting_names_are_checked() -> None:
+    with pytest.raises(ValueError, match="setting name"):
+        Lanes(cast(asyncpg.Pool, _FakePool()), session={"x; DROP TABLE users": "1"})
+
+
+class _FakePool:
+    def get_max_size(self) -> int:
+        return 10
+
+
+@pytest.mark.parametrize("max_size", [1, 2, 3, 5, 8, 10, 40])
+async def test_an_engine_holds_at_most_its_share_of_the_pool(settings_: Settings, max_size: int) -> None:
+    pool = await create_pool(settings_.database_url or "", min_size=1, max_size=max_size)
+    services = build_services(settings_, pool, Redis.from_url(settings_.redis_url or ""))
+    try:
+        feeds = services.feeds
+        assert feeds.lanes.size + feeds.visible_reads.connections <= lane_share(pool) == (max_size - 1) // 2
+        if max_size >= 3:
+            assert feeds.visible_reads.connections == 1  # the hot read keeps its own lane
+    finally:
+        await services.close()

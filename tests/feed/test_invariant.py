@@ -300,11 +300,13 @@ class Harness:
         assert all(results)
 
     async def _check_world(self, w: World, sizes: Sequence[int]) -> bool:
-        for viewer in range(USERS):
+        viewers = range(USERS)
+        pulled = await together(*(self.feed(w, v, sizes, pull=True) for v in viewers))
+        # Every viewer at once: their reads share visibility statements (feed/visible.py).
+        homes = await together(*(self.feed(w, v, sizes) for v in viewers))
+        for viewer, pull, home in zip(viewers, pulled, homes, strict=True):
             expected = self.model.feed(viewer)
-            pulled = await self.feed(w, viewer, sizes, pull=True)
-            assert pulled == expected, f"pull feed of u{viewer} in {w.spec.name}: {pulled} != {expected}"
-            home = await self.feed(w, viewer, sizes)
+            assert pull == expected, f"pull feed of u{viewer} in {w.spec.name}: {pull} != {expected}"
             assert home == expected, f"home feed of u{viewer} in {w.spec.name}: {home} != oracle {expected}"
         return True
 
