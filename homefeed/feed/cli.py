@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from homefeed.feed import config
 from homefeed.feed.config import Settings, SettingsError
@@ -18,6 +18,9 @@ from homefeed.feed.db import create_pool
 from homefeed.feed.embedded import servers_for
 from homefeed.feed.migrate import migrate
 from homefeed.feed.services import open_services
+
+if TYPE_CHECKING:
+    from homefeed.feed.balance import Balance
 
 log = logging.getLogger("homefeed")
 
@@ -93,7 +96,7 @@ def _uvicorn_options(log_level: str) -> dict[str, object]:
     }
 
 
-def _serve_process(host: str, port: int, log_level: str) -> None:
+def _serve_process(host: str, port: int, log_level: str, part: Balance) -> None:
     """One API process of `serve --workers N`: its own listening socket on the shared port."""
     import socket
 
@@ -105,8 +108,12 @@ def _serve_process(host: str, port: int, log_level: str) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    config = uvicorn.Config("homefeed.app:app_from_env", **_uvicorn_options(log_level))  # type: ignore[arg-type]
-    uvicorn.Server(config).run(sockets=[sock])
+    from homefeed.feed import balance
+
+    balance.current = part
+    options = _uvicorn_options(log_level) | {"http": balance.BalancedHttpProtocol}
+    config = uvicorn.Config("homefeed.app:app_from_env", **options)  # type: ignore[arg-type]
+    balance.BalancedServer(config).run(sockets=[sock])
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -134,12 +141,19 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         # over them. uvicorn's --workers shares one socket, and with keep-alive clients whichever
         # process was in accept() took nearly every connection (bench read: 32 connections, one
         # process busy, the other idle).
+        # ... and a process holding more connections than another hands new ones over (balance.py).
+        from homefeed.feed import balance
+
         ctx = multiprocessing.get_context("spawn")
-        procs = [
-            ctx.Process(target=_serve_process, args=(host, port, args.log_level)) for _ in range(args.workers)
-        ]
+        counts = ctx.Array("i", args.workers)
+        parts = balance.Balance.for_processes(args.workers, counts, counts.get_lock())
+        procs = [ctx.Process(target=_serve_process, args=(host, port, args.log_level, p)) for p in parts]
         for p in procs:
             p.start()
+        # Each process has its own copies now. Were this one to keep the receiving ends, a
+        # process that died would still seem to accept connections, and lose them.
+        for part in parts:
+            part.close()
 
         def stop(signum: int, frame: object) -> None:
             for p in procs:
