@@ -339,8 +339,8 @@ class Feeds:
             post_id, author_id = row[1], row[2]
             found.posts.append(Post(post_id, author_id, row[3], row[4]))
             if author_id not in found.authors:
-                found.authors[author_id] = User(author_id, row[5], row[6], row[7], row[8], row[9], row[10])
-            if row[11]:
+                found.authors[author_id] = User(author_id, row[5], row[6], None, row[7], row[8])
+            if row[9]:
                 found.liked.add(post_id)
 
     async def _keep_alive(self, viewer: int, timeline: ListRead) -> None:

@@ -12,7 +12,7 @@ from homefeed.feed.records import User
 
 HANDLE = re.compile(r"^[A-Za-z0-9_]{1,30}$")
 MAX_DISPLAY_NAME = 50
-_COLUMNS = "id, handle, display_name, created_at, last_seen_at, follower_count, following_count"
+_COLUMNS = "id, handle, display_name, created_at, follower_count, following_count"
 
 
 def user_from_row(row: asyncpg.Record) -> User:
@@ -22,7 +22,6 @@ def user_from_row(row: asyncpg.Record) -> User:
         handle=row["handle"],
         display_name=row["display_name"],
         created_at=row["created_at"],
-        last_seen_at=row["last_seen_at"],
         follower_count=row["follower_count"],
         following_count=row["following_count"],
     )

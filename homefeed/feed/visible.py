@@ -23,7 +23,8 @@ import asyncpg
 from homefeed.feed.db import Lanes
 
 # Per read ($1 viewers, $2/$3 the 1-based bounds of its candidates in $5, $4 its limit): the
-# newest visible candidates, each with its author and whether the viewer likes it. A visible
+# newest visible candidates, each with its author (less when they joined: see records.User)
+# and whether the viewer likes it. A visible
 # post's author is followed by the viewer exactly when it is not the viewer. A read returns rows
 # only if its viewer's user exists, so a read that finds any post has also authenticated them.
 # The muted and blocked authors are listed once per read, not probed once per candidate. The
@@ -35,7 +36,7 @@ SELECT r.ord, x.*
 FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[]) WITH ORDINALITY AS r(viewer, lo, hi, lim, ord)
 CROSS JOIN LATERAL (
     SELECT p.id, p.author_id, p.text, p.like_count,
-           u.handle, u.display_name, u.created_at, u.last_seen_at, u.follower_count, u.following_count,
+           u.handle, u.display_name, u.follower_count, u.following_count,
            EXISTS (SELECT 1 FROM likes l WHERE l.user_id = r.viewer AND l.post_id = p.id) AS liked
     FROM posts p JOIN users u ON u.id = p.author_id
     WHERE p.id = ANY (($5::bigint[])[r.lo:r.hi]) AND p.deleted_at IS NULL
@@ -58,8 +59,6 @@ COLUMNS = (
     "like_count",
     "handle",
     "display_name",
-    "created_at",
-    "last_seen_at",
     "follower_count",
     "following_count",
     "liked",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from homefeed.feed.errors import Unauthenticated
 from homefeed.feed.records import Post, User
 from homefeed.feed.users import HANDLE
@@ -78,6 +80,13 @@ async def viewer_follows(ctx: Context, user_id: int, via: Loaders | None = None)
 async def viewer_has_liked(ctx: Context, post_id: int, via: Loaders | None = None) -> bool:
     """Whether the viewer has liked post_id (False when anonymous)."""
     return await (await _loaders(ctx, via)).viewer_liked.load(post_id)
+
+
+async def user_created_at(ctx: Context, user_id: int, via: Loaders | None = None) -> datetime:
+    """When an existing user joined (for a user record read without it)."""
+    user = await (await _loaders(ctx, via)).users.load(user_id)
+    assert user is not None and user.created_at is not None, f"user {user_id} is gone"
+    return user.created_at
 
 
 async def author(ctx: Context, post: Post, via: Loaders | None = None) -> User:

@@ -38,7 +38,11 @@ class User(Node):
             id=to_global_id("User", record.id),
             handle=record.handle,
             display_name=record.display_name,
-            created_at=record.created_at,
+            created_at=(
+                record.created_at
+                if record.created_at is not None
+                else later(lambda: query.user_created_at(ctx, record.id, via))
+            ),
             follower_count=record.follower_count,
             following_count=record.following_count,
             viewer_follows=(
