@@ -34,6 +34,13 @@ def source_floor(read: ListRead, cursor: int | None) -> int:
 
 def merge(reads: Sequence[ListRead], cursor: int | None) -> Merged:
     """Candidates every source vouches for, newest first."""
+    if len(reads) == 1:
+        # The usual feed (no pulled author): one read, already distinct and newest first, and
+        # all of it at or above its own floor.
+        ids = reads[0].ids
+        if ids and ids[-1] == BOTTOM:
+            return Merged(ids[:-1], 0)
+        return Merged(list(ids), source_floor(reads[0], cursor))
     floor = max((source_floor(r, cursor) for r in reads), default=0)
     seen: set[int] = set()
     for read in reads:

@@ -76,13 +76,16 @@ def decode(raw: bytes | None) -> Blob:
     # Each id is read as the 8-byte word ending with it (strides of 7 over the bytes, the word's
     # first byte belonging to what precedes it), then masked: no copy into a padded array.
     words = np.ndarray((n,), dtype=">i8", buffer=raw, offset=start - len(_PAD), strides=(ID_BYTES,))
-    ids = words.astype(np.int64)
-    ids &= _ID_MASK
+    # Every read of a timeline decodes it whole, so each numpy call counts (each costs about
+    # a microsecond whatever the length): mask while converting, and cut the floor by bisection.
+    ids = np.bitwise_and(words, _ID_MASK, dtype=np.int64)
     # Appends mostly arrive in order: sort and deduplicate only when they did not.
-    if n > 1 and not (ids[1:] > ids[:-1]).all():
+    if n > 1 and not np.greater(ids[1:], ids[:-1]).all():
         ids.sort()
         ids = ids[np.concatenate(([True], ids[1:] != ids[:-1]))]
-    return Blob(flags, floor, ids).with_ids(ids)
+    if floor and n and ids[0] < floor:
+        ids = ids[int(np.searchsorted(ids, floor)) :]
+    return Blob(flags, floor, ids)
 
 
 def encode(blob: Blob) -> bytes:
@@ -132,7 +135,8 @@ def below(blob: Blob, before: int | None, limit: int, ttl: int) -> ListRead:
     """The newest `limit` ids of a list below `before`, as a read reports them."""
     end = len(blob.ids) if before is None else int(np.searchsorted(blob.ids, before, side="left"))
     start = max(0, end - limit)
-    ids: list[int] = blob.ids[start:end][::-1].tolist()
+    ids: list[int] = blob.ids[start:end].tolist()
+    ids.reverse()
     if start == 0 and blob.whole and len(ids) < limit:
         ids.append(BOTTOM)
     return ListRead(complete=blob.built, ids=ids, ttl=ttl, limit=limit)

@@ -55,3 +55,13 @@ def test_merge_yields_exactly_the_true_feed_between_floor_and_cursor(
     merged = merge(reads, cursor)
     expected = [i for i in truth if i >= merged.floor and (cursor is None or i < cursor)]
     assert merged.candidates == expected
+
+
+@given(sources())
+def test_one_source_merges_as_it_would_beside_an_empty_complete_one(
+    case: tuple[list[int], list[ListRead], int | None],
+) -> None:
+    # A single read takes a shortcut; an empty complete read (floor 0) changes nothing.
+    _, reads, cursor = case
+    alone = merge(reads[:1], cursor)
+    assert alone == merge([reads[0], read([BOTTOM], 1)], cursor)
