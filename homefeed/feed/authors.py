@@ -11,11 +11,10 @@ asks for them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from itertools import islice
 
 import asyncpg
-from aiodataloader import DataLoader
 
 from homefeed.feed.records import User
 
@@ -33,9 +32,6 @@ class Authors:
         self._pool = pool
         self._max_size = max(1, max_size)
         self._known: dict[int, User] = {}
-        # Reads missing authors in the same turn of the event loop share one statement (a
-        # process that has just started misses often). Built on first use, inside the loop.
-        self._loader: DataLoader[int, User] | None = None
         self.reads = 0  # statements run for authors not yet known
 
     def __len__(self) -> int:
@@ -53,22 +49,15 @@ class Authors:
             else:
                 found[author] = user
         if missing:
-            if self._loader is None:
-                self._loader = DataLoader(batch_load_fn=self._read, cache=False, max_batch_size=1000)
-            users: list[User] = await self._loader.load_many(missing)
-            for user in users:
-                found[user.id] = user
+            self.reads += 1
+            rows = await self._pool.fetch(_READ, missing)
+            if len(known) + len(rows) > self._max_size:
+                for old in list(islice(known, max(len(known) // 2, len(known) + len(rows) - self._max_size))):
+                    del known[old]
+            for row in rows:
+                user = User(row[0], row[1], row[2], row[3], None, None)
+                known[user.id] = found[user.id] = user
+            if len(rows) < len(set(missing)):
+                gone = sorted(set(missing) - found.keys())
+                raise LookupError(f"authors {gone} do not exist")
         return found
-
-    async def _read(self, ids: Sequence[int]) -> list[User]:
-        self.reads += 1
-        rows = await self._pool.fetch(_READ, list(set(ids)))
-        read = {row[0]: User(row[0], row[1], row[2], row[3], None, None) for row in rows}
-        if len(read) < len(set(ids)):
-            raise LookupError(f"authors {sorted(set(ids) - read.keys())} do not exist")
-        known = self._known
-        if len(known) + len(read) > self._max_size:
-            for old in list(islice(known, max(len(known) // 2, len(known) + len(read) - self._max_size))):
-                del known[old]
-        known.update(read)
-        return [read[i] for i in ids]

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from homefeed.feed.authors import Authors
@@ -36,11 +34,3 @@ async def test_an_author_who_does_not_exist_is_an_error(services: Services) -> N
     ann = await services.users.create("ann", "Ann", "x")
     with pytest.raises(LookupError, match="do not exist"):
         await Authors(services.pool).of([ann.id, ann.id + 1])
-
-
-async def test_concurrent_reads_missing_authors_share_one_statement(services: Services) -> None:
-    ann, bob, eve = [await services.users.create(h, h, "x") for h in ("ann", "bob", "eve")]
-    authors = Authors(services.pool)
-    found = await asyncio.gather(authors.of([ann.id, bob.id]), authors.of([bob.id, eve.id]))
-    assert [sorted(f) for f in found] == [sorted([ann.id, bob.id]), sorted([bob.id, eve.id])]
-    assert authors.reads == 1
