@@ -19,7 +19,6 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from homefeed.feed.authors import Authors
 from homefeed.feed.config import Settings
 from homefeed.feed.db import MAX_LANES, Lanes, lane_share
 from homefeed.feed.errors import InvalidInput
@@ -181,7 +180,6 @@ class Feeds:
         share = lane_share(pool)
         visible_lanes = min(VISIBLE_CONNECTIONS, share)
         self.visible_reads = VisibleReads(pool, connections=visible_lanes)
-        self.authors = Authors(pool)
         self.lanes = Lanes(pool, size=min(MAX_LANES, share - visible_lanes))
         self.strategy = settings.feed_strategy
         self.timeline_ttl = max(120, settings.active_days * 86400 - 60)
@@ -337,16 +335,13 @@ class Feeds:
 
     async def _visible_into(self, found: _Found, viewer: int, ids: Sequence[int], limit: int) -> None:
         # By position (after `ord`, visible.COLUMNS): the hottest loop of a read.
-        new_authors: set[int] = set()
         for row in await self.visible_reads.rows(viewer, ids, limit):
             post_id, author_id = row[1], row[2]
             found.posts.append(Post(post_id, author_id, row[3], row[4]))
             if author_id not in found.authors:
-                new_authors.add(author_id)
-            if row[5]:
+                found.authors[author_id] = User(author_id, row[5], row[6], None, row[7], row[8])
+            if row[9]:
                 found.liked.add(post_id)
-        if new_authors:
-            found.authors.update(await self.authors.of(new_authors))
 
     async def _keep_alive(self, viewer: int, timeline: ListRead) -> None:
         # The timeline expires a little before PostgreSQL would call the user inactive, so a

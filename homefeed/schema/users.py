@@ -22,33 +22,12 @@ class User(Node):
     handle: str
     display_name: str
     created_at: datetime
-
-    # Resolvers, since a feed page's authors come without their counts (see feed/authors.py):
-    # an attribute would have to hold a loader for every author of every page, asked or not.
-    @strawberry.field
-    def follower_count(self) -> int:
-        count = self.record.follower_count
-        return (
-            count
-            if count is not None
-            else later(lambda: query.follower_count(self.ctx, self.record.id, self.via))
-        )
-
-    @strawberry.field
-    def following_count(self) -> int:
-        count = self.record.following_count
-        return (
-            count
-            if count is not None
-            else later(lambda: query.following_count(self.ctx, self.record.id, self.via))
-        )
-
+    follower_count: int
+    following_count: int
     viewer_follows: bool = strawberry.field(
         description="Whether the signed-in user follows this user (false when anonymous)."
     )
     record: strawberry.Private[records.User]
-    ctx: strawberry.Private[Context]
-    via: strawberry.Private[Loaders | None]
 
     @classmethod
     def of(
@@ -59,13 +38,17 @@ class User(Node):
             id=to_global_id("User", record.id),
             handle=record.handle,
             display_name=record.display_name,
-            created_at=record.created_at,
+            created_at=(
+                record.created_at
+                if record.created_at is not None
+                else later(lambda: query.user_created_at(ctx, record.id, via))
+            ),
+            follower_count=record.follower_count,
+            following_count=record.following_count,
             viewer_follows=(
                 follows if follows is not None else later(lambda: query.viewer_follows(ctx, record.id, via))
             ),
             record=record,
-            ctx=ctx,
-            via=via,
         )
 
     @strawberry.field(description="This user's posts, newest first.")
