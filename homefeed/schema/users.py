@@ -21,13 +21,26 @@ class User(Node):
     # Plain attributes, not resolvers: a field without a resolver is the cheapest to execute.
     handle: str
     display_name: str
-    created_at: datetime
+
+    # A resolver, since a feed page's authors come without it (see records.User): an attribute
+    # would have to hold a loader for every author of every page, asked for or not.
+    @strawberry.field
+    def created_at(self) -> datetime:
+        joined = self.record.created_at
+        return (
+            joined
+            if joined is not None
+            else later(lambda: query.user_created_at(self.ctx, self.record.id, self.via))
+        )
+
     follower_count: int
     following_count: int
     viewer_follows: bool = strawberry.field(
         description="Whether the signed-in user follows this user (false when anonymous)."
     )
     record: strawberry.Private[records.User]
+    ctx: strawberry.Private[Context]
+    via: strawberry.Private[Loaders | None]
 
     @classmethod
     def of(
@@ -38,17 +51,14 @@ class User(Node):
             id=to_global_id("User", record.id),
             handle=record.handle,
             display_name=record.display_name,
-            created_at=(
-                record.created_at
-                if record.created_at is not None
-                else later(lambda: query.user_created_at(ctx, record.id, via))
-            ),
             follower_count=record.follower_count,
             following_count=record.following_count,
             viewer_follows=(
                 follows if follows is not None else later(lambda: query.viewer_follows(ctx, record.id, via))
             ),
             record=record,
+            ctx=ctx,
+            via=via,
         )
 
     @strawberry.field(description="This user's posts, newest first.")
