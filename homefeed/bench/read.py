@@ -8,12 +8,18 @@ What is measured, against the configured (or embedded) servers and the seeded gr
    once through the real engine, with the users, posts, follows and likes hydrating them.
 3. For each variant the API runs as its own process tree (`homefeed serve --workers 2`:
    uvicorn, uvloop, httptools, orjson answers; no in-process fan-out worker, since nothing is
-   written) with HOMEFEED_FEED_STRATEGY = hybrid, pull or floor. A separate load-generator
-   process holds `connections` keep-alive HTTP/1.1 connections; each runs sessions back to
-   back: a random sampled user's `homeFeed(first: 20)` (post bodies, authors, like counts,
-   viewer flags), then 0 to `depth` deeper pages following `endCursor`. After a warm-up, every
-   request's latency (request written to answer read) is kept for `seconds`.
-4. Per variant: throughput, p50/p90/p99/max, errors, the load generator's own CPU time and
+   written) with HOMEFEED_FEED_STRATEGY = hybrid, pull or floor; all are started first, and
+   only the one being measured gets load. A separate load-generator process holds
+   `connections` keep-alive HTTP/1.1 connections; each runs sessions back to back: a random
+   sampled user's `homeFeed(first: 20)` (post bodies, authors, like counts, viewer flags),
+   then 0 to `depth` deeper pages following `endCursor`. After a warm-up, every request's
+   latency (request written to answer read) is kept.
+4. The `seconds` measured per variant are taken in `rounds` slices, the variants in turn (in a
+   rotated order each round), each slice after a short warm-up of its own. A shared machine
+   speeds up and slows down by several per cent over minutes (seen here: the same server gave
+   2,315 to 2,786 rps on different runs); taken in turn, every variant meets the same drift, so
+   the ratios between them hold.
+5. Per variant: throughput, p50/p90/p99/max, errors, the load generator's own CPU time and
    the server's, and the machine's load. Ratios (hybrid vs pull, hybrid vs floor) are of the
    same run. Nothing is written to the database or Redis beyond what reads do (activity
    refreshes, cold rebuilds of timelines).
@@ -64,7 +70,9 @@ class ReadOptions:
 
     connections: int = 32
     seconds: float = 20.0  # measured, per variant
-    warmup: float = 5.0  # per variant, before measuring
+    warmup: float = 5.0  # per variant, before its first slice
+    rounds: int = 4  # slices each variant's measured seconds are split into (see the module doc)
+    rewarm: float = 1.5  # warm-up before each later slice (new connections; the server is warm)
     users: int = 2000  # sampled active users
     first: int = 20
     depth: int = 3  # deeper pages a session may follow
@@ -117,6 +125,7 @@ class ReadReport:
     load_before: list[float]
     load_after: list[float]
     cores: int
+    order: list[str] = field(default_factory=list)  # the variants' slices, as they were measured
 
     def to_json(self) -> dict[str, Any]:
         """`{"hybrid"|"pull"|"floor": {"rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", …}, "run": {…}}`."""
@@ -135,6 +144,7 @@ class ReadReport:
             "load_before": self.load_before,
             "load_after": self.load_after,
             "cores": self.cores,
+            "slices": self.order,
             "ratios": self.ratios(),
         }
         return doc
@@ -454,11 +464,7 @@ async def run(settings: Settings, options: ReadOptions, log: Callable[[str], Non
         finally:
             await services.close()
         snap.save(snapshot_path)
-        results: dict[str, VariantResult] = {}
-        for variant in options.variants:
-            results[variant] = await _measure(
-                settings, secret, variant, snapshot_path, plan_viewers, options, log
-            )
+        results, order = await _measure(settings, secret, snapshot_path, plan_viewers, options, log)
     return ReadReport(
         results=results,
         connections=options.connections,
@@ -470,84 +476,122 @@ async def run(settings: Settings, options: ReadOptions, log: Callable[[str], Non
         load_before=load_before,
         load_after=list(os.getloadavg()),
         cores=os.cpu_count() or 1,
+        order=order,
     )
 
 
 async def _measure(
     settings: Settings,
     secret: str,
-    variant: str,
     snapshot: Path,
     viewers: list[tuple[int, str]],
     options: ReadOptions,
     log: Callable[[str], None],
-) -> VariantResult:
-    log(f"{variant}: starting the API (--workers {options.workers}) …")
-    server = ServedApi(
-        settings,
-        secret,
-        options.workers,
-        {
-            "HOMEFEED_FEED_STRATEGY": variant,
-            "HOMEFEED_FLOOR_SNAPSHOT": str(snapshot),
-            # Nothing is written during the bench: a fan-out worker would only poll the outbox.
-            "HOMEFEED_INPROCESS_WORKER": "0",
-        },
-    )
+) -> tuple[dict[str, VariantResult], list[str]]:
+    """Every variant's figures, measured in turn slice by slice (see the module doc), and the order."""
+    variants = list(options.variants)
+    rounds = max(1, options.rounds)
+    servers: dict[str, ServedApi] = {}
+    slices: dict[str, list[_Slice]] = {v: [] for v in variants}
+    order: list[str] = []
     try:
-        await server.wait_healthy(options.server_timeout)
-        plan = Plan(
-            host="127.0.0.1",
-            port=server.port,
-            viewers=viewers,
-            connections=options.connections,
-            warmup=options.warmup,
-            seconds=options.seconds,
-            first=options.first,
-            depth=options.depth,
-            seed=options.seed,
+        for variant in variants:
+            log(f"{variant}: starting the API (--workers {options.workers}) …")
+            servers[variant] = ServedApi(
+                settings,
+                secret,
+                options.workers,
+                {
+                    "HOMEFEED_FEED_STRATEGY": variant,
+                    "HOMEFEED_FLOOR_SNAPSHOT": str(snapshot),
+                    # Nothing is written during the bench: a fan-out worker would only poll the outbox.
+                    "HOMEFEED_INPROCESS_WORKER": "0",
+                },
+            )
+        for server in servers.values():
+            await server.wait_healthy(options.server_timeout)
+        each = options.seconds / rounds
+        log(
+            f"measuring {', '.join(variants)} in turn: {rounds} slices of {each:.0f} s each"
+            f" ({options.warmup:.0f} s warm-up before the first, {options.rewarm:.1f} s before the others) …"
         )
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=load_generator, args=(child, plan), daemon=True)
-        proc.start()
-        child.close()
-        log(f"{variant}: {options.warmup:.0f} s warm-up, then {options.seconds:.0f} s measured …")
-        await asyncio.sleep(options.warmup)
-        cpu0, machine0 = server.cpu_seconds(), psutil.cpu_times()
-        await asyncio.sleep(options.seconds)
-        cpu1, machine1 = server.cpu_seconds(), psutil.cpu_times()
-        got = await asyncio.to_thread(_receive, parent, options.warmup + options.seconds + 60)
-        proc.join(10)
-        if isinstance(got, BaseException):
-            raise BenchError(f"the load generator failed: {got!r}")
-        assert isinstance(got, LoadResult)
+        for r in range(rounds):
+            for variant in variants[r % len(variants) :] + variants[: r % len(variants)]:
+                warmup = options.warmup if r == 0 else min(options.warmup, options.rewarm)
+                slices[variant].append(await _slice(servers[variant], viewers, options, warmup, each))
+                order.append(variant)
     finally:
-        server.stop()
-    busy = _busy_share(machine0, machine1)
-    ms = got.latencies_ms
-    result = VariantResult(
-        rps=len(ms) / got.seconds if got.seconds else 0.0,
+        for server in servers.values():
+            server.stop()
+    results = {v: _combine(slices[v]) for v in variants}
+    for variant, result in results.items():
+        log(
+            f"{variant}: {result.rps:,.0f} rps, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms,"
+            f" {result.errors} errors"
+        )
+    return results, order
+
+
+@dataclass
+class _Slice:
+    load: LoadResult
+    server_cpu_s: float
+    machine_busy: float
+
+
+async def _slice(
+    server: ServedApi, viewers: list[tuple[int, str]], options: ReadOptions, warmup: float, seconds: float
+) -> _Slice:
+    """One load generator against one server: `warmup`, then `seconds` measured."""
+    plan = Plan(
+        host="127.0.0.1",
+        port=server.port,
+        viewers=viewers,
+        connections=options.connections,
+        warmup=warmup,
+        seconds=seconds,
+        first=options.first,
+        depth=options.depth,
+        seed=options.seed,
+    )
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=load_generator, args=(child, plan), daemon=True)
+    proc.start()
+    child.close()
+    await asyncio.sleep(warmup)
+    cpu0, machine0 = server.cpu_seconds(), psutil.cpu_times()
+    await asyncio.sleep(seconds)
+    cpu1, machine1 = server.cpu_seconds(), psutil.cpu_times()
+    got = await asyncio.to_thread(_receive, parent, warmup + seconds + 60)
+    proc.join(10)
+    if isinstance(got, BaseException):
+        raise BenchError(f"the load generator failed: {got!r}")
+    assert isinstance(got, LoadResult)
+    return _Slice(got, cpu1 - cpu0, _busy_share(machine0, machine1))
+
+
+def _combine(slices: Sequence[_Slice]) -> VariantResult:
+    """One variant's figures over all its slices."""
+    ms = [x for s in slices for x in s.load.latencies_ms]
+    seconds = sum(s.load.seconds for s in slices)
+    return VariantResult(
+        rps=len(ms) / seconds if seconds else 0.0,
         p50_ms=_percentile(ms, 50),
         p90_ms=_percentile(ms, 90),
         p99_ms=_percentile(ms, 99),
         max_ms=max(ms) if ms else float("nan"),
         requests=len(ms),
-        first_pages=got.first_pages,
-        deeper_pages=got.deeper_pages,
-        errors=got.errors,
-        error_sample=got.error_sample,
-        seconds=got.seconds,
-        loadgen_cpu_s=got.cpu_s,
-        server_cpu_s=cpu1 - cpu0,
-        machine_busy=busy,
+        first_pages=sum(s.load.first_pages for s in slices),
+        deeper_pages=sum(s.load.deeper_pages for s in slices),
+        errors=sum(s.load.errors for s in slices),
+        error_sample=[e for s in slices for e in s.load.error_sample][:5],
+        seconds=seconds,
+        loadgen_cpu_s=sum(s.load.cpu_s for s in slices),
+        server_cpu_s=sum(s.server_cpu_s for s in slices),
+        machine_busy=sum(s.machine_busy * s.load.seconds for s in slices) / seconds if seconds else 0.0,
         latencies_ms=ms,
     )
-    log(
-        f"{variant}: {result.rps:,.0f} rps, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms,"
-        f" {result.errors} errors"
-    )
-    return result
 
 
 def _receive(conn: Connection, within: float) -> object:

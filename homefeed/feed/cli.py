@@ -276,6 +276,7 @@ def cmd_bench_read(settings: Settings, args: argparse.Namespace) -> int:
         connections=args.connections,
         seconds=args.seconds,
         warmup=args.warmup,
+        rounds=args.rounds,
         users=args.users,
         workers=args.workers,
         variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
@@ -355,6 +356,9 @@ def parser() -> argparse.ArgumentParser:
     br.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
     br.add_argument("--seconds", type=float, default=20.0, help="measured seconds per variant (default 20)")
     br.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds per variant (default 5)")
+    br.add_argument(
+        "--rounds", type=int, default=4, help="slices the variants are measured in, in turn (default 4)"
+    )
     br.add_argument("--users", type=int, default=2000, help="active users sampled (default 2000)")
     br.add_argument("--workers", type=int, default=2, help="API processes (default 2)")
     br.add_argument("--variants", default="hybrid,pull,floor", help="which, in order (default all three)")
