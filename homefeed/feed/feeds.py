@@ -45,6 +45,7 @@ TOUCH_EVERY_SECONDS = 3600
 MAX_PULLED_LISTED = 1000
 # A single-flight rebuild lock outlives any sane rebuild, but not a crashed one by much.
 REBUILD_LOCK_MS = 10_000
+_new = tuple.__new__
 
 _EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)"
 
@@ -334,14 +335,18 @@ class Feeds:
         return found.posts
 
     async def _visible_into(self, found: _Found, viewer: int, ids: Sequence[int], limit: int) -> None:
-        # By position (after `ord`, visible.COLUMNS): the hottest loop of a read.
-        for row in await self.visible_reads.rows(viewer, ids, limit):
-            post_id, author_id = row[1], row[2]
-            found.posts.append(Post(post_id, author_id, row[3], row[4]))
-            if author_id not in found.authors:
-                found.authors[author_id] = User(author_id, row[5], row[6], None, row[7], row[8])
-            if row[9]:
-                found.liked.add(post_id)
+        # The hottest loop of a read. Rows unpack by position (`ord`, then visible.COLUMNS), and
+        # records are built by tuple.__new__: a named tuple's own __new__ is a Python function,
+        # which made this loop half as slow again (10.7 against 7.0 us for 21 rows).
+        posts, authors, liked = found.posts, found.authors, found.liked
+        for _, post_id, author_id, text, like_count, handle, name, followers, following, likes in (
+            await self.visible_reads.rows(viewer, ids, limit)
+        ):
+            posts.append(_new(Post, (post_id, author_id, text, like_count)))
+            if author_id not in authors:
+                authors[author_id] = _new(User, (author_id, handle, name, None, followers, following))
+            if likes:
+                liked.add(post_id)
 
     async def _keep_alive(self, viewer: int, timeline: ListRead) -> None:
         # The timeline expires a little before PostgreSQL would call the user inactive, so a
