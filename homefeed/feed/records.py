@@ -15,12 +15,12 @@ class User(NamedTuple):
     id: int
     handle: str
     display_name: str
-    # None when the read that built the record left it out: the home feed's read does, since
-    # decoding a timestamp per post (about 0.6 us) is a fifth of its own client-side work and
-    # feeds rarely show when an author joined. Whoever needs it loads the user.
-    created_at: datetime | None
-    follower_count: int
-    following_count: int
+    created_at: datetime
+    # None when the read that built the record left them out: a feed page's authors come
+    # from what the process remembers of them (feed/authors.py), which leaves out what
+    # changes. Whoever needs them loads the user.
+    follower_count: int | None
+    following_count: int | None
 
 
 class Post(NamedTuple):

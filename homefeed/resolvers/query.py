@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from homefeed.feed.errors import Unauthenticated
 from homefeed.feed.records import Post, User
 from homefeed.feed.users import HANDLE
@@ -82,11 +80,24 @@ async def viewer_has_liked(ctx: Context, post_id: int, via: Loaders | None = Non
     return await (await _loaders(ctx, via)).viewer_liked.load(post_id)
 
 
-async def user_created_at(ctx: Context, user_id: int, via: Loaders | None = None) -> datetime:
-    """When an existing user joined (for a user record read without it)."""
+async def follower_count(ctx: Context, user_id: int, via: Loaders | None = None) -> int:
+    """How many follow an existing user (for a user record read without its counts)."""
+    count = (await _stored_user(ctx, user_id, via)).follower_count
+    assert count is not None
+    return count
+
+
+async def following_count(ctx: Context, user_id: int, via: Loaders | None = None) -> int:
+    """How many an existing user follows (for a user record read without its counts)."""
+    count = (await _stored_user(ctx, user_id, via)).following_count
+    assert count is not None
+    return count
+
+
+async def _stored_user(ctx: Context, user_id: int, via: Loaders | None) -> User:
     user = await (await _loaders(ctx, via)).users.load(user_id)
-    assert user is not None and user.created_at is not None, f"user {user_id} is gone"
-    return user.created_at
+    assert user is not None, f"user {user_id} is gone"
+    return user
 
 
 async def author(ctx: Context, post: Post, via: Loaders | None = None) -> User:

@@ -21,20 +21,28 @@ class User(Node):
     # Plain attributes, not resolvers: a field without a resolver is the cheapest to execute.
     handle: str
     display_name: str
+    created_at: datetime
 
-    # A resolver, since a feed page's authors come without it (see records.User): an attribute
-    # would have to hold a loader for every author of every page, asked for or not.
+    # Resolvers, since a feed page's authors come without their counts (see feed/authors.py):
+    # an attribute would have to hold a loader for every author of every page, asked or not.
     @strawberry.field
-    def created_at(self) -> datetime:
-        joined = self.record.created_at
+    def follower_count(self) -> int:
+        count = self.record.follower_count
         return (
-            joined
-            if joined is not None
-            else later(lambda: query.user_created_at(self.ctx, self.record.id, self.via))
+            count
+            if count is not None
+            else later(lambda: query.follower_count(self.ctx, self.record.id, self.via))
         )
 
-    follower_count: int
-    following_count: int
+    @strawberry.field
+    def following_count(self) -> int:
+        count = self.record.following_count
+        return (
+            count
+            if count is not None
+            else later(lambda: query.following_count(self.ctx, self.record.id, self.via))
+        )
+
     viewer_follows: bool = strawberry.field(
         description="Whether the signed-in user follows this user (false when anonymous)."
     )
@@ -51,8 +59,7 @@ class User(Node):
             id=to_global_id("User", record.id),
             handle=record.handle,
             display_name=record.display_name,
-            follower_count=record.follower_count,
-            following_count=record.following_count,
+            created_at=record.created_at,
             viewer_follows=(
                 follows if follows is not None else later(lambda: query.viewer_follows(ctx, record.id, via))
             ),

@@ -19,7 +19,7 @@ async def make_users(services: Services, *handles: str) -> list[User]:
 async def counts(services: Services, user: User) -> tuple[int, int]:
     """(followerCount, followingCount) as stored now."""
     (fresh,) = await services.users.by_ids([user.id])
-    assert fresh is not None
+    assert fresh is not None and fresh.follower_count is not None and fresh.following_count is not None
     return fresh.follower_count, fresh.following_count
 
 

@@ -13,12 +13,14 @@ from tests.conftest import FAST_PASSWORDS
 
 PAGE = """query($f: Int) { homeFeed(first: $f) {
   edges { cursor node { id text createdAt likeCount viewerHasLiked
-                        author { id handle displayName followerCount viewerFollows } } }
+                        author { id handle displayName createdAt viewerFollows } } }
   nodes { id author { handle } }
   pageInfo { hasNextPage endCursor } } }"""
-# The viewer (exists? pulled followees?), then the visible posts with their authors and the
-# viewer's likes: hydration primes every loader from these two.
+# The viewer (exists? pulled followees?), then the visible posts with the viewer's likes; the
+# authors are known to the process: hydration primes every loader from these two.
 MAX_QUERIES = 2
+# Authors' counts are left out of a feed's read: asking for them costs one look-up of them all.
+WITH_COUNTS = PAGE.replace("createdAt viewerFollows", "createdAt followerCount followingCount viewerFollows")
 # asyncpg resets a connection's session state when the pool takes it back: one statement per acquire.
 POOL_RESET = "SELECT pg_advisory_unlock_all()"
 
@@ -48,16 +50,24 @@ async def test_feed_page_costs_constant_round_trips(settings_: Settings) -> None
             await api.post(viewer, "mine")
 
             sizes = (20, 5, 1)
-            for first in sizes:  # warm-up: statement preparation and type introspection
+            for first in sizes * 2:  # warm-up: statements prepared, types introspected, authors known
                 (await api.gql(PAGE, {"f": first}, token=viewer.token)).ok()
             cost: dict[int, list[str]] = {}
+            counted: dict[int, list[str]] = {}
             for first in sizes:
                 statements.clear()
                 page = (await api.gql(PAGE, {"f": first}, token=viewer.token)).ok()["homeFeed"]
                 assert len(page["edges"]) == first
                 cost[first] = list(statements)
+                statements.clear()
+                page = (await api.gql(WITH_COUNTS, {"f": first}, token=viewer.token)).ok()["homeFeed"]
+                assert all(e["node"]["author"]["followerCount"] >= 0 for e in page["edges"])
+                counted[first] = list(statements)
     finally:
         await services.close()
     assert len(cost[20]) == len(cost[5]) == len(cost[1]), {n: len(s) for n, s in cost.items()}
     queries = [s for s in cost[20] if not s.startswith(POOL_RESET)]
     assert len(queries) <= MAX_QUERIES, queries
+    for first in sizes:
+        extra = [s for s in counted[first] if s not in cost[first] and not s.startswith(POOL_RESET)]
+        assert len(extra) == 1 and "FROM users WHERE id = ANY" in extra[0], (first, extra)

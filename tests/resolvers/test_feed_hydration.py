@@ -47,26 +47,29 @@ async def test_cached_and_deeper_posts_of_one_page_get_the_same_flags(make_servi
             assert [n["viewerHasLiked"] for n in tail] == [p in liked for p, _ in reversed(feed_posts)][8:]
 
 
-async def test_an_authors_join_date_is_loaded_when_a_feed_page_asks_for_it(
+async def test_authors_in_a_feed_show_their_join_date_and_current_counts(
     make_services: ServicesFactory,
 ) -> None:
-    # The feed's own read leaves out when authors joined; asking for it loads the users.
+    # A process remembers authors' names and join dates (they never change) but not their
+    # counts, which a page asking for them loads as they are now.
     services = await make_services()
     async with Api.running(services) as api:
-        viewer, ann, bob = [await api.sign_up(h) for h in ("viewer", "ann", "bob")]
+        viewer, ann, bob, eve = [await api.sign_up(h) for h in ("viewer", "ann", "bob", "eve")]
         for author in (ann, bob):
             (await api.act(viewer, "follow", author)).ok()
             await api.post(author, f"by {author.handle}")
         await api.post(viewer, "mine")
-        joined = {}
-        for who in (viewer, ann, bob):
-            user = (
-                await api.gql("query($h: String!) { user(handle: $h) { createdAt } }", {"h": who.handle})
-            ).ok()
-            joined[who.handle] = user["user"]["createdAt"]
-        assert len(set(joined.values())) == 3
-        query = "{ homeFeed(first: 5) { nodes { author { handle createdAt } } } }"
-        for attempt in range(2):  # a rebuild, then the timeline
+        profile = "query($h: String!) { user(handle: $h) { createdAt followerCount followingCount } }"
+        query = (
+            "{ homeFeed(first: 5) { nodes { author { handle createdAt followerCount followingCount } } } }"
+        )
+        for attempt in range(3):  # a rebuild, then the timeline; eve follows ann before the last
+            if attempt == 2:
+                (await api.act(eve, "follow", ann)).ok()
             nodes = (await api.gql(query, token=viewer.token)).ok()["homeFeed"]["nodes"]
             assert [n["author"]["handle"] for n in nodes] == ["viewer", "bob", "ann"], attempt
-            assert all(n["author"]["createdAt"] == joined[n["author"]["handle"]] for n in nodes), attempt
+            for node in nodes:
+                author = node["author"]
+                stored = (await api.gql(profile, {"h": author["handle"]})).ok()["user"]
+                assert {k: author[k] for k in stored} == stored, attempt
+            assert nodes[2]["author"]["followerCount"] == (2 if attempt == 2 else 1)

@@ -1,0 +1,106 @@
+"""Who wrote a feed's posts: each author's handle, display name and join date, kept per process.
+
+These never change once a user exists (nothing updates them, and users are never deleted
+while their posts exist), so what a process has read once stays true and needs no expiry
+or invalidation: remembering it is not a cache of answers. A feed read thus looks each
+post's author up here instead of joining `users` per post in PostgreSQL, where that probe
+was over a third of the visibility statement's buffer reads. What does change, the follower
+and following counts, is not kept: a feed page leaves them out, and they load through the
+users DataLoader, as they are now, if a query asks for them.
+
+A process starts by reading the most-followed authors (whose posts fill most timelines) in
+the background, so it does not meet each author for the first time mid-read; an author it
+has not met yet costs a look-up, shared by every read of that turn of the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from itertools import islice
+
+import asyncpg
+from aiodataloader import DataLoader
+
+from homefeed.feed.records import User
+
+log = logging.getLogger(__name__)
+
+# Bounded so a long-lived process keeps a steady footprint (an entry is about 300 bytes): past
+# it, the older half is forgotten and read again when next needed.
+MAX_AUTHORS = 200_000
+# Read at start: at most this many of the most-followed authors.
+WARM_AUTHORS = MAX_AUTHORS // 2
+
+_COLUMNS = "id, handle, display_name, created_at"
+_READ = f"SELECT {_COLUMNS} FROM users WHERE id = ANY($1::bigint[])"
+_MOST_FOLLOWED = f"SELECT {_COLUMNS} FROM users ORDER BY follower_count DESC LIMIT $1"
+
+
+def _author(row: asyncpg.Record) -> User:
+    return User(row[0], row[1], row[2], row[3], None, None)
+
+
+class Authors:
+    """Authors by id, read from PostgreSQL once per process and remembered."""
+
+    def __init__(self, pool: asyncpg.Pool, max_size: int = MAX_AUTHORS, warm: int = WARM_AUTHORS) -> None:
+        self._pool = pool
+        self._max_size = max(1, max_size)
+        self._warm_size = min(warm, self._max_size)
+        self._known: dict[int, User] = {}
+        # The hot path's look-up: a plain dict.get, no call of ours per post.
+        self.get = self._known.get
+        # Built on first use, inside the event loop.
+        self._loader: DataLoader[int, User] | None = None
+        self._warming: asyncio.Task[None] | None = None
+        self.reads = 0  # statements run for authors not yet known
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def start(self) -> None:
+        """Begin reading the most-followed authors in the background (once)."""
+        if self._warming is None and self._warm_size > 0:
+            self._warming = asyncio.get_running_loop().create_task(self._warm())
+
+    async def load(self, ids: Sequence[int]) -> dict[int, User]:
+        """The authors with these ids (each must be an existing user's), counts left out."""
+        if self._loader is None:
+            self._loader = DataLoader(batch_load_fn=self._read, cache=False, max_batch_size=1000)
+        users: list[User] = await self._loader.load_many(ids)
+        return {u.id: u for u in users}
+
+    async def close(self) -> None:
+        """Stop the start-up read if it is still going."""
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
+
+    async def _warm(self) -> None:
+        try:
+            rows = await self._pool.fetch(_MOST_FOLLOWED, self._warm_size)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("could not read the most-followed authors at start: %s", exc)
+            return
+        self._remember([_author(r) for r in rows])
+
+    async def _read(self, ids: Sequence[int]) -> list[User]:
+        self.reads += 1
+        wanted = set(ids)
+        read = {row[0]: _author(row) for row in await self._pool.fetch(_READ, list(wanted))}
+        if len(read) < len(wanted):
+            raise LookupError(f"authors {sorted(wanted - read.keys())} do not exist")
+        self._remember(read.values())
+        return [read[i] for i in ids]
+
+    def _remember(self, users: Iterable[User]) -> None:
+        known = self._known
+        fresh = list(users)
+        overflow = len(known) + len(fresh) - self._max_size
+        if overflow > 0:
+            for old in list(islice(known, max(len(known) // 2, overflow))):
+                del known[old]
+        for user in fresh:
+            known[user.id] = user
