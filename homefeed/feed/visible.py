@@ -26,8 +26,8 @@ from homefeed.feed.db import Lanes
 # newest visible candidates, each with whether the viewer likes it. Their authors are not joined
 # here but looked up in the process (feed/authors.py): probing `users` per post was over a
 # third of this statement's buffer reads. A visible post's author is followed by the viewer
-# exactly when it is not the viewer. A read returns rows
-# only if its viewer's user exists, so a read that finds any post has also authenticated them.
+# exactly when it is not the viewer. A read returns rows only if its viewer's user exists, so
+# a read that finds any post has also authenticated them.
 # The muted and blocked authors are listed once per read, not probed once per candidate. The
 # follow check is a scalar subquery (true or null) so it stays one primary-key probe per row:
 # written as EXISTS, PostgreSQL hashed all of the viewer's follows for every read (9% more of
