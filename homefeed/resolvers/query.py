@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from homefeed.feed.errors import Unauthenticated
 from homefeed.feed.records import Post, User
 from homefeed.feed.users import HANDLE
@@ -80,24 +82,14 @@ async def viewer_has_liked(ctx: Context, post_id: int, via: Loaders | None = Non
     return await (await _loaders(ctx, via)).viewer_liked.load(post_id)
 
 
-async def follower_count(ctx: Context, user_id: int, via: Loaders | None = None) -> int:
-    """How many follow an existing user (for a user record read without its counts)."""
-    count = (await _stored_user(ctx, user_id, via)).follower_count
-    assert count is not None
-    return count
-
-
-async def following_count(ctx: Context, user_id: int, via: Loaders | None = None) -> int:
-    """How many an existing user follows (for a user record read without its counts)."""
-    count = (await _stored_user(ctx, user_id, via)).following_count
-    assert count is not None
-    return count
-
-
-async def _stored_user(ctx: Context, user_id: int, via: Loaders | None) -> User:
+async def user_count(
+    ctx: Context, user_id: int, pick: Callable[[User], int | None], via: Loaders | None = None
+) -> int:
+    """One of an existing user's counts as stored now (for a user record read without them)."""
     user = await (await _loaders(ctx, via)).users.load(user_id)
-    assert user is not None, f"user {user_id} is gone"
-    return user
+    count = None if user is None else pick(user)
+    assert count is not None, f"user {user_id} is gone"
+    return count
 
 
 async def author(ctx: Context, post: Post, via: Loaders | None = None) -> User:

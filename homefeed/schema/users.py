@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from operator import attrgetter
 
 import strawberry
 
@@ -14,6 +16,9 @@ from homefeed.schema.node import Node, expect_global_id, to_global_id
 from homefeed.schema.posts import DEFAULT_FIRST, PostConnection, later
 
 Info = strawberry.Info[Context, None]
+
+_FOLLOWERS = attrgetter("follower_count")
+_FOLLOWING = attrgetter("following_count")
 
 
 @strawberry.type(description="A person who posts and follows.")
@@ -27,21 +32,11 @@ class User(Node):
     # an attribute would have to hold a loader for every author of every page, asked or not.
     @strawberry.field
     def follower_count(self) -> int:
-        count = self.record.follower_count
-        return (
-            count
-            if count is not None
-            else later(lambda: query.follower_count(self.ctx, self.record.id, self.via))
-        )
+        return self._count(_FOLLOWERS)
 
     @strawberry.field
     def following_count(self) -> int:
-        count = self.record.following_count
-        return (
-            count
-            if count is not None
-            else later(lambda: query.following_count(self.ctx, self.record.id, self.via))
-        )
+        return self._count(_FOLLOWING)
 
     viewer_follows: bool = strawberry.field(
         description="Whether the signed-in user follows this user (false when anonymous)."
@@ -66,6 +61,15 @@ class User(Node):
             record=record,
             ctx=ctx,
             via=via,
+        )
+
+    def _count(self, pick: Callable[[records.User], int | None]) -> int:
+        """A count from the record if it has it, else loaded as it is now."""
+        count = pick(self.record)
+        return (
+            count
+            if count is not None
+            else later(lambda: query.user_count(self.ctx, self.record.id, pick, self.via))
         )
 
     @strawberry.field(description="This user's posts, newest first.")
