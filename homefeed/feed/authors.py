@@ -24,6 +24,7 @@ import asyncpg
 from aiodataloader import DataLoader
 
 from homefeed.feed.records import User
+from homefeed.feed.users import Users
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +34,12 @@ MAX_AUTHORS = 200_000
 # Read at start: at most this many of the most-followed authors.
 WARM_AUTHORS = MAX_AUTHORS // 2
 
-_COLUMNS = "id, handle, display_name, created_at"
-_READ = f"SELECT {_COLUMNS} FROM users WHERE id = ANY($1::bigint[])"
-_MOST_FOLLOWED = f"SELECT {_COLUMNS} FROM users ORDER BY follower_count DESC LIMIT $1"
-
-
-def _author(row: asyncpg.Record) -> User:
-    return User(row[0], row[1], row[2], row[3], None, None)
-
 
 class Authors:
     """Authors by id, read from PostgreSQL once per process and remembered."""
 
-    def __init__(self, pool: asyncpg.Pool, max_size: int = MAX_AUTHORS, warm: int = WARM_AUTHORS) -> None:
-        self._pool = pool
+    def __init__(self, users: Users, max_size: int = MAX_AUTHORS, warm: int = WARM_AUTHORS) -> None:
+        self._users = users
         self._max_size = max(1, max_size)
         self._warm_size = min(warm, self._max_size)
         self._known: dict[int, User] = {}
@@ -80,27 +73,28 @@ class Authors:
 
     async def _warm(self) -> None:
         try:
-            rows = await self._pool.fetch(_MOST_FOLLOWED, self._warm_size)
+            users = await self._users.most_followed(self._warm_size)
         except (asyncpg.PostgresError, OSError) as exc:
             log.warning("could not read the most-followed authors at start: %s", exc)
             return
-        self._remember([_author(r) for r in rows])
+        self._remember(users)
 
     async def _read(self, ids: Sequence[int]) -> list[User]:
         self.reads += 1
-        wanted = set(ids)
-        read = {row[0]: _author(row) for row in await self._pool.fetch(_READ, list(wanted))}
-        if len(read) < len(wanted):
-            raise LookupError(f"authors {sorted(wanted - read.keys())} do not exist")
-        self._remember(read.values())
-        return [read[i] for i in ids]
+        found = await self._users.by_ids(ids)
+        gone = sorted({i for i, user in zip(ids, found, strict=True) if user is None})
+        if gone:
+            raise LookupError(f"authors {gone} do not exist")
+        return self._remember(u for u in found if u is not None)
 
-    def _remember(self, users: Iterable[User]) -> None:
+    def _remember(self, users: Iterable[User]) -> list[User]:
+        """Keep these authors, less their counts (which change); returns what was kept."""
+        fresh = [u._replace(follower_count=None, following_count=None) for u in users]
         known = self._known
-        fresh = list(users)
         overflow = len(known) + len(fresh) - self._max_size
         if overflow > 0:
             for old in list(islice(known, max(len(known) // 2, overflow))):
                 del known[old]
         for user in fresh:
             known[user.id] = user
+        return fresh

@@ -32,6 +32,7 @@ from homefeed.feed.redis_reads import RedisReads
 from homefeed.feed.timelines import BOTTOM, IdLists, ListQuery, ListRead
 from homefeed.feed.timelines import below as list_below
 from homefeed.feed.timelines import decode as decode_list
+from homefeed.feed.users import Users
 from homefeed.feed.visible import CONNECTIONS as VISIBLE_CONNECTIONS
 from homefeed.feed.visible import VisibleReads
 
@@ -182,7 +183,7 @@ class Feeds:
         share = lane_share(pool)
         visible_lanes = min(VISIBLE_CONNECTIONS, share)
         self.visible_reads = VisibleReads(pool, connections=visible_lanes)
-        self.authors = Authors(pool)
+        self.authors = Authors(Users(pool))
         self.lanes = Lanes(pool, size=min(MAX_LANES, share - visible_lanes))
         self.strategy = settings.feed_strategy
         self.timeline_ttl = max(120, settings.active_days * 86400 - 60)

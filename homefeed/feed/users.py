@@ -70,6 +70,13 @@ class Users:
         found = {r["id"]: user_from_row(r) for r in rows}
         return [found.get(i) for i in ids]
 
+    async def most_followed(self, limit: int) -> list[User]:
+        """The `limit` users with the most followers, most followed first."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM users ORDER BY follower_count DESC LIMIT $1", limit
+        )
+        return [user_from_row(r) for r in rows]
+
     async def by_handle(self, handle: str) -> User | None:
         """The user with this handle, ignoring letter case."""
         row = await self._pool.fetchrow(

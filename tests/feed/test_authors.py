@@ -10,7 +10,7 @@ from homefeed.feed.services import Services
 
 async def test_authors_are_read_once_and_leave_out_their_counts(services: Services) -> None:
     ann, bob = [await services.users.create(h, h.title(), "x") for h in ("ann", "bob")]
-    authors = Authors(services.pool, warm=0)
+    authors = Authors(services.users, warm=0)
     assert authors.get(ann.id) is None
     found = await authors.load([ann.id, bob.id, ann.id])
     assert authors.reads == 1
@@ -24,7 +24,7 @@ async def test_the_most_followed_authors_are_read_at_start(services: Services) -
     for follower in users[1:]:
         await services.relations.follow(follower.id, users[0].id)
     await services.relations.follow(users[2].id, users[1].id)
-    authors = Authors(services.pool, warm=2)
+    authors = Authors(services.users, warm=2)
     authors.start()
     authors.start()  # once
     for _ in range(100):
@@ -38,7 +38,7 @@ async def test_the_most_followed_authors_are_read_at_start(services: Services) -
 
 async def test_the_process_forgets_its_oldest_authors_past_its_bound(services: Services) -> None:
     users = [await services.users.create(f"u{i}", "U", "x") for i in range(5)]
-    authors = Authors(services.pool, max_size=4, warm=0)
+    authors = Authors(services.users, max_size=4, warm=0)
     await authors.load([u.id for u in users[:3]])
     await authors.load([u.id for u in users[3:]])
     assert len(authors) == 4
@@ -48,7 +48,7 @@ async def test_the_process_forgets_its_oldest_authors_past_its_bound(services: S
 
 async def test_concurrent_reads_missing_authors_share_one_statement(services: Services) -> None:
     ann, bob, eve = [await services.users.create(h, h, "x") for h in ("ann", "bob", "eve")]
-    authors = Authors(services.pool, warm=0)
+    authors = Authors(services.users, warm=0)
     found = await asyncio.gather(authors.load([ann.id, bob.id]), authors.load([bob.id, eve.id]))
     assert [sorted(f) for f in found] == [sorted([ann.id, bob.id]), sorted([bob.id, eve.id])]
     assert authors.reads == 1
@@ -57,4 +57,4 @@ async def test_concurrent_reads_missing_authors_share_one_statement(services: Se
 async def test_an_author_who_does_not_exist_is_an_error(services: Services) -> None:
     ann = await services.users.create("ann", "Ann", "x")
     with pytest.raises(LookupError, match="do not exist"):
-        await Authors(services.pool, warm=0).load([ann.id, ann.id + 1])
+        await Authors(services.users, warm=0).load([ann.id, ann.id + 1])
