@@ -148,8 +148,12 @@ class Lanes:
     async def _acquire(self) -> PoolConnectionProxy:
         conn: PoolConnectionProxy = await self._pool.acquire()
         try:
-            for name, value in self._session.items():
-                await conn.execute("SELECT set_config($1, $2, false)", name, value)
+            if self._session:  # all of them in one round trip
+                await conn.execute(
+                    "SELECT set_config(n, v, false) FROM unnest($1::text[], $2::text[]) AS s(n, v)",
+                    list(self._session),
+                    list(self._session.values()),
+                )
         except BaseException:
             await self._pool.release(conn)
             raise
@@ -177,7 +181,9 @@ class Lanes:
         """Give the held connections back to the pool (before it closes)."""
         idle, self._idle = self._idle, []
         self._held -= len(idle)
+        # Names were checked against _SETTING when the lanes were made.
+        reset = "; ".join(f"RESET {name}" for name in self._session)
         for conn in idle:
-            for name in self._session:
-                await conn.execute(f"RESET {name}")
+            if reset:
+                await conn.execute(reset)  # one simple-protocol round trip for them all
             await self._pool.release(conn)
