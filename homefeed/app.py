@@ -33,7 +33,7 @@ from homefeed.feed.services import Services, open_services
 from homefeed.resolvers.context import Context
 from homefeed.schema import schema
 from homefeed.schema.errors import with_code
-from homefeed.workers.fanout import FanoutWorker
+from homefeed.workers.fanout_worker import FanoutWorker
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             return
         if effective.feed_strategy == "floor":
             # `bench read`'s floor: the same stack over an in-memory snapshot, no storage, no worker.
-            from homefeed.feed.floor import open_floor_services
+            from homefeed.bench.baseline import open_floor_services
 
             app.state.services = open_floor_services(effective)
             tune_gc()

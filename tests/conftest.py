@@ -18,13 +18,13 @@ from argon2 import PasswordHasher
 from hypothesis import HealthCheck, settings
 from redis.asyncio import Redis
 
+from homefeed.cli.embedded import servers_for
 from homefeed.feed import config
 from homefeed.feed.auth import Passwords
 from homefeed.feed.config import Settings
-from homefeed.feed.db import create_pool
-from homefeed.feed.embedded import servers_for
-from homefeed.feed.migrate import migrate
 from homefeed.feed.services import Services, build_services
+from homefeed.feed.store.pool import create_pool
+from homefeed.migrations.runner import migrate
 from tests.api import Api
 
 settings.register_profile(

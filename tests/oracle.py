@@ -1,4 +1,4 @@
-"""DESIGN.md's feed rules in plain Python: the independent oracle the engine is checked against."""
+"""The feed's rules (docs/design.md) in plain Python: the independent oracle the engine is checked against."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Model:
-    """DESIGN.md's rules in plain Python, over user indices and post creation indices."""
+    """The feed's rules in plain Python, over user indices and post creation indices."""
 
     authors: list[int] = field(default_factory=list)  # author of each post, by creation index
     deleted: set[int] = field(default_factory=set)

@@ -11,7 +11,7 @@ import uvicorn
 
 from homefeed.app import create_app
 from homefeed.feed.services import Services
-from homefeed.workers.fanout import FanoutWorker
+from homefeed.workers.fanout_worker import FanoutWorker
 
 
 def free_port() -> int:

@@ -7,8 +7,8 @@ import re
 from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
-from homefeed.feed.db import create_pool
 from homefeed.feed.services import build_services
+from homefeed.feed.store.pool import create_pool
 from tests.api import Api
 from tests.conftest import FAST_PASSWORDS
 

@@ -45,13 +45,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from homefeed.bench import BenchError
-from homefeed.feed.bulk import BATCH, BulkWriter
 from homefeed.feed.config import Settings
 from homefeed.feed.ids import make_id
-from homefeed.feed.keys import encode_id
 from homefeed.feed.services import Services, open_services
-from homefeed.feed.timelines import ListQuery
-from homefeed.workers.fanout import FanoutWorker
+from homefeed.feed.timeline.bulk_writer import BATCH, BulkWriter
+from homefeed.feed.timeline.keys import encode_id
+from homefeed.feed.timeline.lists import ListQuery
+from homefeed.workers.fanout_worker import FanoutWorker
 
 SEED_HINT = "run `homefeed seed --users 100000` first"
 # The default Redis/Valkey limit for listpack-encoded sorted sets: above it a sorted set

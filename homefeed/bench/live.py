@@ -53,7 +53,7 @@ from homefeed.bench.server import ServedApi
 from homefeed.feed import config
 from homefeed.feed.auth import Tokens
 from homefeed.feed.config import Settings
-from homefeed.feed.db import create_pool
+from homefeed.feed.store.pool import create_pool
 
 SEED_HINT = "run `homefeed seed --users 100000` first"
 TRANSPORT_WS = "graphql-transport-ws"

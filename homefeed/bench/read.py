@@ -46,13 +46,13 @@ import orjson
 import psutil
 
 from homefeed.bench import BenchError
+from homefeed.bench.baseline import capture
 from homefeed.bench.server import ServedApi
 from homefeed.feed import config
 from homefeed.feed.auth import Tokens
 from homefeed.feed.config import Settings
-from homefeed.feed.db import create_pool
-from homefeed.feed.floor import capture
 from homefeed.feed.services import open_services
+from homefeed.feed.store.pool import create_pool
 
 SEED_HINT = "run `homefeed seed --users 100000` first"
 VARIANTS = ("hybrid", "pull", "floor")

@@ -45,7 +45,7 @@ class ServedApi:
         )
         full.update(env)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop)
-        cmd = [sys.executable, "-m", "homefeed.feed.cli", "serve", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "homefeed.cli.main", "serve", "--port", str(self.port)]
         cmd += ["--workers", str(workers), "--log-level", "warning"]
         self.proc = subprocess.Popen(cmd, env=full, stdout=self.log, stderr=subprocess.STDOUT)
 

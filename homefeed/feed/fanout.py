@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
-from homefeed.feed import modes, outbox
-from homefeed.feed.bulk import BulkWriter
+from homefeed.feed import modes
 from homefeed.feed.feeds import Feeds
-from homefeed.feed.keys import encode_id
 from homefeed.feed.live import Notices
-from homefeed.feed.outbox import Chunk, Job, Outbox
+from homefeed.feed.store import outbox
+from homefeed.feed.store.outbox import Chunk, Job, Outbox
+from homefeed.feed.timeline.bulk_writer import BulkWriter
+from homefeed.feed.timeline.keys import encode_id
 
 log = logging.getLogger(__name__)
 

@@ -19,22 +19,22 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from homefeed.feed.authors import Authors
 from homefeed.feed.config import Settings
-from homefeed.feed.db import MAX_LANES, Lanes, lane_share
 from homefeed.feed.errors import InvalidInput
-from homefeed.feed.keys import Keys
 from homefeed.feed.mixer import merge
-from homefeed.feed.posts import Posts
-from homefeed.feed.pull import NO_UPPER_BOUND, pull_ids, timeline_ids
 from homefeed.feed.records import Page, Post, User
-from homefeed.feed.redis_reads import RedisReads
-from homefeed.feed.timelines import BOTTOM, IdLists, ListQuery, ListRead
-from homefeed.feed.timelines import below as list_below
-from homefeed.feed.timelines import decode as decode_list
-from homefeed.feed.users import Users
-from homefeed.feed.visible import CONNECTIONS as VISIBLE_CONNECTIONS
-from homefeed.feed.visible import VisibleReads
+from homefeed.feed.store.authors import Authors
+from homefeed.feed.store.pool import MAX_LANES, Lanes, lane_share
+from homefeed.feed.store.posts import Posts
+from homefeed.feed.store.pull import NO_UPPER_BOUND, pull_ids, timeline_ids
+from homefeed.feed.store.users import Users
+from homefeed.feed.store.visible import CONNECTIONS as VISIBLE_CONNECTIONS
+from homefeed.feed.store.visible import VisibleReads
+from homefeed.feed.timeline.keys import Keys
+from homefeed.feed.timeline.lists import BOTTOM, IdLists, ListQuery, ListRead
+from homefeed.feed.timeline.lists import below as list_below
+from homefeed.feed.timeline.lists import decode as decode_list
+from homefeed.feed.timeline.reads import RedisReads
 
 log = logging.getLogger(__name__)
 

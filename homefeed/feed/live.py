@@ -27,8 +27,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from homefeed.feed.posts import Posts
 from homefeed.feed.records import Post
+from homefeed.feed.store.posts import Posts
 
 log = logging.getLogger(__name__)
 

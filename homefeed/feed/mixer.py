@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from homefeed.feed.timelines import BOTTOM, ListRead
+from homefeed.feed.timeline.lists import BOTTOM, ListRead
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,14 @@ from homefeed.feed import config
 from homefeed.feed.auth import Passwords, Tokens
 from homefeed.feed.config import Settings
 from homefeed.feed.cursors import Cursors
-from homefeed.feed.db import create_pool
 from homefeed.feed.feeds import Feeds
-from homefeed.feed.likes import Likes
 from homefeed.feed.live import LiveHub, Notices
-from homefeed.feed.posts import Posts
 from homefeed.feed.ratelimit import RateLimiter
-from homefeed.feed.relations import Relations
-from homefeed.feed.users import Users
+from homefeed.feed.store.likes import Likes
+from homefeed.feed.store.pool import create_pool
+from homefeed.feed.store.posts import Posts
+from homefeed.feed.store.relations import Relations
+from homefeed.feed.store.users import Users
 
 log = logging.getLogger(__name__)
 

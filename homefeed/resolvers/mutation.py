@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from homefeed.feed.auth import check_password
 from homefeed.feed.errors import NotFound, Unauthenticated
 from homefeed.feed.records import Post, User
-from homefeed.feed.users import clean_display_name, clean_handle
+from homefeed.feed.store.users import clean_display_name, clean_handle
 from homefeed.resolvers.context import Context
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from homefeed.feed.errors import Unauthenticated
 from homefeed.feed.records import Post, User
-from homefeed.feed.users import HANDLE
+from homefeed.feed.store.users import HANDLE
 from homefeed.loaders import Loaders
 from homefeed.resolvers.connections import (
     PostSlice,

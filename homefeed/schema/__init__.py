@@ -1,4 +1,4 @@
-"""The GraphQL schema: the contract of DESIGN.md, with query limits and error codes."""
+"""The GraphQL schema: the contract of docs/api.md, with query limits and error codes."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ from redis.asyncio import Redis
 
 from homefeed.bench import BenchError, fanout
 from homefeed.feed.config import Settings
-from homefeed.feed.db import create_pool
-from homefeed.feed.seed import SeedParams, seed
+from homefeed.feed.store.pool import create_pool
+from homefeed.seed.world import SeedParams, seed
 
 
 async def _seed(settings: Settings, users: int) -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from homefeed.bench import BenchError, live
 from homefeed.feed.config import Settings
-from homefeed.feed.db import create_pool
-from homefeed.feed.seed import SeedParams, seed
+from homefeed.feed.store.pool import create_pool
+from homefeed.seed.world import SeedParams, seed
 
 
 async def _seed(settings: Settings, users: int) -> None:

@@ -9,8 +9,8 @@ from redis.asyncio import Redis
 
 from homefeed.feed.records import User
 from homefeed.feed.services import Services, build_services
-from homefeed.feed.timelines import decode
-from homefeed.workers.fanout import FanoutWorker
+from homefeed.feed.timeline.lists import decode
+from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import FAST_PASSWORDS, ServicesFactory
 
 

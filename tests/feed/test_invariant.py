@@ -5,7 +5,7 @@ user's home feed (every page, in order) is the same with the threshold at 0
 (everyone pulled), at infinity (everyone pushed) and in between (authors cross
 both ways, with hysteresis), with full and with tiny timelines (paging runs from
 Redis into PostgreSQL history, lists are trimmed), once the workers are idle; and
-it equals the pull query and a pure-Python oracle of DESIGN.md's rules.
+it equals the pull query and a pure-Python oracle of the feed's rules (docs/design.md).
 
 Each setting is a "world": its own PostgreSQL schema and Redis key prefix. Every
 operation is applied to every world; users are known by index and posts by the
@@ -31,12 +31,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
-from homefeed.feed.db import create_pool
 from homefeed.feed.errors import FeedError
-from homefeed.feed.migrate import migrate
 from homefeed.feed.records import Page
 from homefeed.feed.services import Services, build_services
-from homefeed.workers.fanout import FanoutWorker
+from homefeed.feed.store.pool import create_pool
+from homefeed.migrations.runner import migrate
+from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import FAST_PASSWORDS, with_search_path
 from tests.oracle import Model
 

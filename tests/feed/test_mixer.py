@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from homefeed.feed.mixer import merge, source_floor
-from homefeed.feed.timelines import BOTTOM, ListRead
+from homefeed.feed.timeline.lists import BOTTOM, ListRead
 
 
 def read(ids: list[int], limit: int) -> ListRead:

@@ -8,8 +8,8 @@ from asyncpg.connection import LoggedQuery
 from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
-from homefeed.feed.db import create_pool
 from homefeed.feed.services import build_services
+from homefeed.feed.store.pool import create_pool
 from tests.api import Account, Api
 from tests.conftest import FAST_PASSWORDS
 

@@ -1,4 +1,4 @@
-"""The GraphQL contract of DESIGN.md, end to end over HTTP."""
+"""The GraphQL contract (docs/api.md), end to end over HTTP."""
 
 from __future__ import annotations
 
@@ -293,7 +293,7 @@ def _missing_post_id(existing: str) -> str:
     return base64.b64encode(f"Post:{_numeric(existing) + 999_999}".encode()).decode()
 
 
-# The GraphQL contract of DESIGN.md, verbatim. The schema may add fields, never rename or retype these.
+# The GraphQL contract of docs/api.md, verbatim. The schema may add fields, never rename or retype these.
 CONTRACT = """
 scalar DateTime
 interface Node { id: ID! }

@@ -8,10 +8,10 @@ import signal
 import sys
 import time
 
-from homefeed.feed.outbox import POST_CHUNK
 from homefeed.feed.services import Services
-from homefeed.feed.timelines import decode
-from homefeed.workers.fanout import FanoutWorker
+from homefeed.feed.store.outbox import POST_CHUNK
+from homefeed.feed.timeline.lists import decode
+from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import ServicesFactory
 
 
@@ -73,7 +73,7 @@ async def test_a_worker_killed_mid_fan_out_loses_nothing(make_services: Services
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "homefeed.feed.cli",
+        "homefeed.cli.main",
         "worker",
         env=env,
         stdout=asyncio.subprocess.DEVNULL,

@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from homefeed.feed.config import Settings
-from homefeed.feed.redis_reads import RedisReads
+from homefeed.feed.timeline.reads import RedisReads
 
 
 @pytest.fixture

@@ -30,14 +30,14 @@ from homefeed.feed.config import Settings
 from homefeed.feed.cursors import Cursors
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.feeds import Feeds, check_first
-from homefeed.feed.likes import Likes
 from homefeed.feed.live import LiveHub, Notices
-from homefeed.feed.posts import Posts
 from homefeed.feed.ratelimit import RateLimiter
 from homefeed.feed.records import Page, Post, User
-from homefeed.feed.relations import Relations
 from homefeed.feed.services import Services
-from homefeed.feed.users import Users
+from homefeed.feed.store.likes import Likes
+from homefeed.feed.store.posts import Posts
+from homefeed.feed.store.relations import Relations
+from homefeed.feed.store.users import Users
 
 PageKey = tuple[int, int | None, int]  # viewer, before (None: first page), first
 

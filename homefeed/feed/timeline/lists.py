@@ -28,7 +28,7 @@ import numpy.typing as npt
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from homefeed.feed.keys import ID_BYTES
+from homefeed.feed.timeline.keys import ID_BYTES
 
 BUILT = 1
 HEADER_BYTES = 1 + ID_BYTES

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from homefeed.feed.db import Lanes, create_pool
 from homefeed.feed.services import Services
-from homefeed.feed.visible import COLUMNS, SESSION, VISIBLE, VisibleReads
+from homefeed.feed.store.pool import Lanes, create_pool
+from homefeed.feed.store.visible import COLUMNS, SESSION, VISIBLE, VisibleReads
 
 
 @dataclass

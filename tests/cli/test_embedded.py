@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from homefeed.feed.embedded import start_valkey
+from homefeed.cli.embedded import start_valkey
 
 ATTACH = """
 import sys
 from pathlib import Path
 import redis
-from homefeed.feed.embedded import start_valkey
+from homefeed.cli.embedded import start_valkey
 v = start_valkey(Path(sys.argv[1]))
 redis.Redis.from_url(v.url).set("from-child", 1)
 print(v.url)

@@ -1,4 +1,4 @@
-"""Follows, blocks and mutes: idempotent, counters exact, the rules of DESIGN.md enforced."""
+"""Follows, blocks and mutes: idempotent, counters exact, the relationship rules of docs/api.md enforced."""
 
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ from redis.asyncio import Redis
 
 from homefeed.feed import modes
 from homefeed.feed.config import Settings
-from homefeed.feed.keys import Keys
-from homefeed.feed.seed import DAY_MS, I64, SeedProgress, World
-from homefeed.feed.timelines import built, encode
+from homefeed.feed.timeline.keys import Keys
+from homefeed.feed.timeline.lists import built, encode
+from homefeed.seed.world import DAY_MS, I64, SeedProgress, World
 
 BATCH = 500
 # A timeline expires this long before its owner would count as inactive (see Feeds.timeline_ttl).

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from homefeed.feed.errors import Forbidden
-from homefeed.feed.pull import pull_ids
 from homefeed.feed.services import Services
+from homefeed.feed.store.pull import pull_ids
 from tests.oracle import Model
 
 MAX_USERS = 5

@@ -7,10 +7,10 @@ import contextlib
 import logging
 import random
 
-from homefeed.feed.bulk import BulkWriter
 from homefeed.feed.fanout import Fanout
-from homefeed.feed.outbox import Outbox
 from homefeed.feed.services import Services
+from homefeed.feed.store.outbox import Outbox
+from homefeed.feed.timeline.bulk_writer import BulkWriter
 
 log = logging.getLogger(__name__)
 

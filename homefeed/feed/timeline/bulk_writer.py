@@ -27,7 +27,7 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from homefeed.feed.redis_reads import bulk, setup_commands
+from homefeed.feed.timeline.reads import bulk, setup_commands
 
 BATCH = 4096
 

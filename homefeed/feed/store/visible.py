@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from homefeed.feed.db import Lanes
+from homefeed.feed.store.pool import Lanes
 
 # Per read ($1 viewers, $2/$3 the 1-based bounds of its candidates in $5, $4 its limit): the
 # newest visible candidates, each with whether the viewer likes it. Their authors are not joined

@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 
 from homefeed.feed.config import Settings
-from homefeed.feed.db import create_pool
-from homefeed.feed.migrate import available, migrate
+from homefeed.feed.store.pool import create_pool
+from homefeed.migrations.runner import available, migrate
 from tests.conftest import with_search_path
 
 

@@ -24,7 +24,7 @@ import asyncpg
 from aiodataloader import DataLoader
 
 from homefeed.feed.records import User
-from homefeed.feed.users import Users
+from homefeed.feed.store.users import Users
 
 log = logging.getLogger(__name__)
 

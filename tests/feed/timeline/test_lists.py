@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from homefeed.feed.bulk import BulkWriter
-from homefeed.feed.keys import Keys, decode_id, encode_id
 from homefeed.feed.services import Services
-from homefeed.feed.timelines import BUILT, Blob, IdLists, ListQuery, below, built, decode, encode
+from homefeed.feed.timeline.bulk_writer import BulkWriter
+from homefeed.feed.timeline.keys import Keys, decode_id, encode_id
+from homefeed.feed.timeline.lists import BUILT, Blob, IdLists, ListQuery, below, built, decode, encode
 
 MAX_ID = 2**53 - 1
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
-from homefeed.feed.db import create_pool
 from homefeed.feed.ids import MAX_ID, id_ms, make_id
-from homefeed.feed.seed import (
+from homefeed.feed.store.pool import create_pool
+from homefeed.seed.world import (
     SEEDED_PASSWORD,
     SEEDED_PASSWORD_HASH,
     SeedError,

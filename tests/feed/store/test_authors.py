@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from homefeed.feed.authors import Authors
 from homefeed.feed.services import Services
+from homefeed.feed.store.authors import Authors
 
 
 async def test_authors_are_read_once_and_leave_out_their_counts(services: Services) -> None:

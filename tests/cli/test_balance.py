@@ -11,8 +11,8 @@ import websockets
 from websockets.typing import Subprotocol
 
 from homefeed.bench.server import ServedApi
+from homefeed.cli.balance import Balance
 from homefeed.feed import config
-from homefeed.feed.balance import Balance
 from homefeed.feed.config import Settings
 
 

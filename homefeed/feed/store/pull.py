@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from homefeed.feed.db import Lanes
+from homefeed.feed.store.pool import Lanes
 
 NO_UPPER_BOUND = 2**63 - 1
 

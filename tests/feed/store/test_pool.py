@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
-from homefeed.feed.db import Lanes, create_pool, lane_share
 from homefeed.feed.services import build_services
+from homefeed.feed.store.pool import Lanes, create_pool, lane_share
 
 
 @asynccontextmanager

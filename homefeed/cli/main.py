@@ -12,15 +12,15 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from homefeed.cli.embedded import servers_for
 from homefeed.feed import config
 from homefeed.feed.config import Settings, SettingsError
-from homefeed.feed.db import create_pool
-from homefeed.feed.embedded import servers_for
-from homefeed.feed.migrate import migrate
 from homefeed.feed.services import open_services
+from homefeed.feed.store.pool import create_pool
+from homefeed.migrations.runner import migrate
 
 if TYPE_CHECKING:
-    from homefeed.feed.balance import Balance
+    from homefeed.cli.balance import Balance
 
 log = logging.getLogger("homefeed")
 
@@ -44,7 +44,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _work(settings: Settings) -> None:
     # The CLI is the composition root: it alone may reach into the worker room.
-    from homefeed.workers.fanout import FanoutWorker
+    from homefeed.workers.fanout_worker import FanoutWorker
 
     services = await open_services(settings)
     stop = asyncio.Event()
@@ -108,7 +108,7 @@ def _serve_process(host: str, port: int, log_level: str, part: Balance) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    from homefeed.feed import balance
+    from homefeed.cli import balance
 
     balance.current = part
     options = _uvicorn_options(log_level) | {"http": balance.BalancedHttpProtocol}
@@ -142,7 +142,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         # process was in accept() took nearly every connection (bench read: 32 connections, one
         # process busy, the other idle).
         # ... and a process holding more connections than another hands new ones over (balance.py).
-        from homefeed.feed import balance
+        from homefeed.cli import balance
 
         ctx = multiprocessing.get_context("spawn")
         counts = ctx.Array("i", args.workers)
@@ -169,7 +169,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
     # Imported here: numpy and rich load only for this command.
-    from homefeed.feed import seed
+    from homefeed.seed import world as seed
 
     params = seed.SeedParams(
         users=args.users,

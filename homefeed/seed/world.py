@@ -51,8 +51,8 @@ from rich.progress import (
 )
 
 from homefeed.feed.config import Settings
-from homefeed.feed.db import create_pool
 from homefeed.feed.ids import EPOCH_MS, SEQUENCE_BITS
+from homefeed.feed.store.pool import create_pool
 
 log = logging.getLogger(__name__)
 
@@ -608,7 +608,7 @@ async def _fan_out(
     """
     if redis is None or settings is None:
         return "skipped (no Redis given): timelines are built on first read"
-    from homefeed.feed.seed_timelines import build_timelines
+    from homefeed.seed.timelines import build_timelines
 
     started = time.perf_counter()
     try:

@@ -1,0 +1,1 @@
+"""Redis, derived data only: timeline keys, their encoding, the bulk writer and the pipelined reader."""

@@ -1,0 +1,1 @@
+"""Synthetic worlds: a power-law social graph generated with numpy, bulk-loaded, with its timelines."""
