@@ -1,0 +1,242 @@
+"""homefeed.feed.ratelimit: fixed-window limits in a real Redis, shared by every process, failing open.
+
+The window clock is the module's `time`; tests that cross windows replace it with a fake
+clock, so nothing waits on the wall clock and no window boundary lands mid-test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from homefeed.feed import ratelimit
+from homefeed.feed.config import Settings
+from homefeed.feed.errors import RateLimited
+from homefeed.feed.ratelimit import RateLimiter
+
+
+class Clock:
+    """Stands in for the `time` module inside ratelimit."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def redis(settings_: Settings) -> AsyncIterator[Redis]:
+    assert settings_.redis_url
+    client = Redis.from_url(settings_.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    # The middle of a window of 60 s (and of 10 s), far from its edges.
+    fake = Clock(1_800_000_030.0)
+    monkeypatch.setattr(ratelimit, "time", fake)
+    return fake
+
+
+async def allowed(limiter: RateLimiter, key: str, hits: int) -> int:
+    """How many of `hits` hits on key went through."""
+    through = 0
+    for _ in range(hits):
+        with contextlib.suppress(RateLimited):
+            await limiter.hit(key)
+            through += 1
+    return through
+
+
+async def prefixed_keys(redis: Redis, prefix: str) -> list[bytes]:
+    return [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+
+
+async def test_the_limit_holds_exactly(redis: Redis, settings_: Settings, clock: Clock) -> None:
+    limiter = RateLimiter(redis, settings_.redis_prefix, limit=5)
+    for _ in range(5):
+        await limiter.hit("w:1")
+    for _ in range(3):
+        with pytest.raises(RateLimited) as caught:
+            await limiter.hit("w:1")
+        assert caught.value.code == "RATE_LIMITED"
+        assert "5 per 60s" in str(caught.value)
+
+
+async def test_concurrent_hits_from_many_processes_share_one_count(settings_: Settings, clock: Clock) -> None:
+    # Every API process has its own client; the count is Redis's, so the limit is global.
+    assert settings_.redis_url
+    clients = [Redis.from_url(settings_.redis_url) for _ in range(4)]
+    try:
+        limiters = [RateLimiter(c, settings_.redis_prefix, limit=20) for c in clients]
+        outcomes = await asyncio.gather(
+            *(limiters[i % 4].hit("w:shared") for i in range(60)), return_exceptions=True
+        )
+    finally:
+        for c in clients:
+            await c.aclose()
+    passed = [o for o in outcomes if o is None]
+    refused = [o for o in outcomes if isinstance(o, RateLimited)]
+    assert len(passed) == 20 and len(refused) == 40, outcomes
+
+
+async def test_a_new_window_starts_a_new_count(redis: Redis, settings_: Settings, clock: Clock) -> None:
+    limiter = RateLimiter(redis, settings_.redis_prefix, limit=3, window_seconds=10)
+    assert await allowed(limiter, "k", 5) == 3
+    clock.now += 9  # still the same window (it started at ...30 - 0 and lasts 10 s)
+    with pytest.raises(RateLimited):
+        await limiter.hit("k")
+    clock.now += 1  # the next window
+    assert await allowed(limiter, "k", 5) == 3
+    clock.now += 25  # windows later: nothing carried over
+    assert await allowed(limiter, "k", 4) == 3
+
+
+async def test_keys_expire_so_redis_does_not_fill_up(redis: Redis, settings_: Settings, clock: Clock) -> None:
+    limiter = RateLimiter(redis, settings_.redis_prefix, limit=100, window_seconds=60)
+    await limiter.hit("w:7")
+    (key,) = await prefixed_keys(redis, settings_.redis_prefix)
+    ttl = await redis.ttl(key)
+    assert 60 <= ttl <= 120  # outlives its window, not much longer
+    await limiter.hit("w:7")  # every hit refreshes it, still bounded
+    assert 0 < await redis.ttl(key) <= 120
+
+
+async def test_keys_are_isolated(redis: Redis, settings_: Settings, clock: Clock) -> None:
+    limiter = RateLimiter(redis, settings_.redis_prefix, limit=2)
+    assert await allowed(limiter, "w:1", 5) == 2
+    # Another user, another kind of action, a key that merely starts the same: untouched.
+    for other in ("w:2", "login:w:1", "w:1 ", "W:1", "w:10", "w"):
+        assert await allowed(limiter, other, 2) == 2, other
+
+
+async def test_prefixes_are_isolated(redis: Redis, settings_: Settings, clock: Clock) -> None:
+    # Tenants (and tests) sharing a Redis server do not share counts.
+    mine = RateLimiter(redis, settings_.redis_prefix, limit=1)
+    theirs = RateLimiter(redis, settings_.redis_prefix + "x", limit=1)
+    await mine.hit("w:1")
+    try:
+        await theirs.hit("w:1")
+    finally:
+        for key in await prefixed_keys(redis, settings_.redis_prefix + "x"):
+            await redis.delete(key)
+    with pytest.raises(RateLimited):
+        await mine.hit("w:1")
+
+
+@given(keys=st.lists(st.text(min_size=1, max_size=30), min_size=2, max_size=6, unique=True))
+async def test_distinct_keys_never_share_a_count(
+    redis: Redis, settings_: Settings, clock: Clock, keys: list[str]
+) -> None:
+    # Any text a caller builds a key from (handles, addresses, braces, colons) counts apart.
+    prefix = f"{settings_.redis_prefix}:{uuid.uuid4().hex[:8]}"
+    limiter = RateLimiter(redis, prefix, limit=1)
+    for key in keys:
+        await limiter.hit(key)
+    for key in keys:
+        with pytest.raises(RateLimited):
+            await limiter.hit(key)
+
+
+async def test_limit_zero_allows_everything_and_touches_nothing(
+    redis: Redis, settings_: Settings, clock: Clock
+) -> None:
+    limiter = RateLimiter(redis, settings_.redis_prefix, limit=0)
+    assert await allowed(limiter, "w:1", 50) == 50
+    assert await prefixed_keys(redis, settings_.redis_prefix) == []
+
+
+async def test_redis_down_fails_open_and_says_so(caplog: pytest.LogCaptureFixture, clock: Clock) -> None:
+    # Nothing listens on port 1: every hit fails to reach Redis, and every hit is let through.
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        limiter = RateLimiter(dead, "down", limit=1)
+        with caplog.at_level(logging.WARNING, logger=ratelimit.__name__):
+            assert await allowed(limiter, "w:1", 5) == 5
+    finally:
+        await dead.aclose()
+    assert any("Redis unavailable" in r.getMessage() for r in caplog.records)
+
+
+async def test_redis_hanging_fails_open_within_the_socket_timeout(clock: Clock) -> None:
+    # A Redis that accepts connections and never answers: the hit must not hang the request.
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.read(-1)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hung = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.3, socket_connect_timeout=0.3)
+    try:
+        limiter = RateLimiter(hung, "hung", limit=1)
+        async with asyncio.timeout(5):
+            await limiter.hit("w:1")
+            await limiter.hit("w:1")
+    finally:
+        await hung.aclose()
+        server.close()
+
+
+async def test_a_wrong_type_key_fails_open(redis: Redis, settings_: Settings, clock: Clock) -> None:
+    # Redis answering with an error (here: the counter's key holds a list) is an outage too.
+    limiter = RateLimiter(redis, settings_.redis_prefix, limit=1, window_seconds=60)
+    window = int(clock.now) // 60
+    await redis.rpush(f"{settings_.redis_prefix}:rl:{{w:1}}:{window}", "not a counter")
+    assert await allowed(limiter, "w:1", 3) == 3
+
+
+async def test_limiting_resumes_when_redis_comes_back(settings_: Settings, clock: Clock) -> None:
+    # Through a proxy we can cut: fail open while it is down, count again once it is back.
+    assert settings_.redis_url
+    real = Redis.from_url(settings_.redis_url)
+    target = real.connection_pool.connection_kwargs
+    host, port = str(target.get("host", "127.0.0.1")), int(target.get("port", 6379))
+    await real.aclose()
+    links: set[asyncio.StreamWriter] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(host, port)
+        links.update((writer, up_writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(forward, "127.0.0.1", 0)
+    proxy_port = proxy.sockets[0].getsockname()[1]
+    client = Redis.from_url(f"redis://127.0.0.1:{proxy_port}/0", socket_timeout=1, socket_connect_timeout=1)
+    limiter = RateLimiter(client, settings_.redis_prefix, limit=2)
+    try:
+        await limiter.hit("w:1")
+        proxy.close()
+        for link in links:
+            link.close()
+        await proxy.wait_closed()
+        assert await allowed(limiter, "w:1", 4) == 4  # open while down; nothing counted
+        proxy = await asyncio.start_server(forward, "127.0.0.1", proxy_port)
+        await limiter.hit("w:1")  # the second hit of this window
+        with pytest.raises(RateLimited):
+            await limiter.hit("w:1")
+    finally:
+        await client.aclose()
+        proxy.close()
+        for link in links:
+            link.close()
