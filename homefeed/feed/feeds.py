@@ -1,5 +1,9 @@
 """The feed manager: the one object that owns every timeline operation.
 
+Every write to a home timeline or a pulled author's recent list goes through a method
+of Feeds (fan-out's appends, backfills, removals, trims, rebuilds, seeding's bulk
+write); its callers pass user and post ids and never name a key or encode an entry.
+
 Reads merge the viewer's timeline with the recent lists of the pulled authors
 they follow, then filter in PostgreSQL (deleted, unfollowed, blocked, muted)
 and hydrate in the same query. Whatever Redis cannot vouch for (past the
@@ -30,11 +34,12 @@ from homefeed.feed.store.pull import NO_UPPER_BOUND, pull_ids, timeline_ids
 from homefeed.feed.store.users import Users
 from homefeed.feed.store.visible import CONNECTIONS as VISIBLE_CONNECTIONS
 from homefeed.feed.store.visible import VisibleReads
+from homefeed.feed.timeline.encoding import decode as decode_list
 from homefeed.feed.timeline.keys import Keys
 from homefeed.feed.timeline.lists import BOTTOM, IdLists, ListQuery, ListRead
 from homefeed.feed.timeline.lists import below as list_below
-from homefeed.feed.timeline.lists import decode as decode_list
 from homefeed.feed.timeline.reads import RedisReads
+from homefeed.feed.timeline.writes import BuiltTimeline, TimelineWrites
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +177,10 @@ class Feeds:
         self._pool = pool
         self._redis = redis
         self._posts = posts
-        self.keys = Keys(settings.redis_prefix)
+        self._keys = Keys(settings.redis_prefix)
         self.size = settings.timeline_size
-        self.lists = IdLists(redis, self.size)
-        # The hot read's GET bypasses redis-py (see redis_reads.py); without a URL (a client
+        self._lists = IdLists(redis, self.size)
+        # The hot read's GET bypasses redis-py (see reads.py); without a URL (a client
         # handed in by a test) it goes through the client.
         self.reads = RedisReads(settings.redis_url) if settings.redis_url else None
         # Its PostgreSQL statement is shared with concurrent reads (see visible.py); the pull
@@ -188,6 +193,14 @@ class Feeds:
         self.strategy = settings.feed_strategy
         self.timeline_ttl = max(120, settings.active_days * 86400 - 60)
         self.recent_ttl = 86400
+        self._writes = TimelineWrites(
+            redis,
+            settings.redis_url,
+            self._keys,
+            self._lists,
+            timeline_ttl=self.timeline_ttl,
+            recent_ttl=self.recent_ttl,
+        )
         self.recent_cache = RecentCache(settings.celebrity_cache_ms)
         self.pulled_authors = PulledAuthors(pool, settings.celebrity_cache_ms)
         # Per viewer, until when this process knows their timeline's expiry needs no refresh
@@ -196,9 +209,10 @@ class Feeds:
         self._fresh_until: dict[int, float] = {}
 
     async def close(self) -> None:
-        """Close the read path's own Redis connection and give its PostgreSQL ones back to the pool."""
+        """Close the read and write paths' own Redis connections; give PostgreSQL's back to the pool."""
         if self.reads is not None:
             self.reads.close()
+        await self._writes.close()
         await self.visible_reads.close()
         await self.authors.close()
         await self.lanes.close()
@@ -233,7 +247,7 @@ class Feeds:
         known, pulled = await self._viewer(viewer)
         if known is False:
             return Page([], False, viewer_known=False)
-        timeline = self.keys.timeline(viewer)
+        timeline = self._keys.timeline(viewer)
         found = _Found([], {}, set())
         # Everything from `covered` (inclusive) up to `before` is known: `found` holds exactly
         # the visible posts there. Below `covered`, the lists are read again or PostgreSQL answers.
@@ -319,8 +333,8 @@ class Feeds:
                 reads.append(below(whole, cursor, fetch))
             return reads
         queries = [ListQuery(timeline, cursor, fetch)]
-        queries += [ListQuery(self.keys.recent(a), None, self.size + 2) for a in missing]
-        reads = await self.lists.read(queries)
+        queries += [ListQuery(self._keys.recent(a), None, self.size + 2) for a in missing]
+        reads = await self._lists.read(queries)
         for author, read in zip(missing, reads[1:], strict=True):
             if not read.complete:
                 read = await self._recent_fallback(author)
@@ -368,7 +382,7 @@ class Feeds:
         remaining = timeline.ttl
         if remaining < due:
             await self.touch(viewer)
-            await self.lists.expire(self.keys.timeline(viewer), self.timeline_ttl)
+            await self._writes.keep_alive(viewer)
             remaining = self.timeline_ttl
         if len(self._fresh_until) >= 200_000:
             self._fresh_until.clear()
@@ -383,7 +397,7 @@ class Feeds:
     async def _cold(self, viewer: int, first: int, before: int | None) -> Page:
         """No timeline: rebuild it once (single-flight) and answer this read from PostgreSQL."""
         await self.touch(viewer)
-        lock = self.keys.rebuild_lock(viewer)
+        lock = self._keys.rebuild_lock(viewer)
         if await self._redis.set(lock, b"1", nx=True, px=REBUILD_LOCK_MS):
             try:
                 await self.rebuild_timeline(viewer)
@@ -394,23 +408,16 @@ class Feeds:
     async def rebuild_timeline(self, user_id: int) -> None:
         """Rebuild a user's timeline from PostgreSQL, merging with anything written meanwhile."""
         ids = await timeline_ids(self._pool, user_id, self.size + 1)
-        await self.lists.rebuild(
-            self.keys.timeline(user_id),
-            ids[: self.size],
-            self.timeline_ttl,
-            whole_history=len(ids) <= self.size,
-        )
+        await self._writes.rebuild(user_id, ids[: self.size], whole_history=len(ids) <= self.size)
 
     async def _recent_fallback(self, author: int) -> ListRead:
         """A pulled author's list is missing: rebuild it once, and read it from PostgreSQL now."""
         ids = await self._posts.by_author(author, None, self.size + 1)
-        lock = self.keys.recent_lock(author)
+        lock = self._keys.recent_lock(author)
         whole = len(ids) <= self.size
         if await self._redis.set(lock, b"1", nx=True, px=REBUILD_LOCK_MS):
             try:
-                await self.lists.rebuild(
-                    self.keys.recent(author), ids[: self.size], self.recent_ttl, whole_history=whole
-                )
+                await self._writes.rebuild_recent(author, ids[: self.size], whole_history=whole)
             finally:
                 await self._redis.delete(lock)
         listed = ids[: self.size] + ([BOTTOM] if whole else [])
@@ -420,19 +427,18 @@ class Feeds:
 
     async def sync_pair(self, follower: int, author: int) -> None:
         """Make follower's timeline agree with whether they follow author (backfill or remove)."""
-        key = self.keys.timeline(follower)
         if await self._follows(follower, author):
-            await self._backfill(key, author)
+            await self._backfill(follower, author)
             return
         ids = await self._posts.recent_ids(author, self.size + 1, include_deleted=True)
-        await self.lists.remove(key, ids)
+        await self._writes.remove(follower, ids)
         # A follow may have landed (and been backfilled) while we removed: put it back.
         if await self._follows(follower, author):
-            await self._backfill(key, author)
+            await self._backfill(follower, author)
 
-    async def _backfill(self, key: str, author: int) -> None:
+    async def _backfill(self, follower: int, author: int) -> None:
         ids = await self._posts.recent_ids(author, self.size + 1)
-        await self.lists.add(key, ids[: self.size], self.timeline_ttl, more_before=len(ids) > self.size)
+        await self._writes.add([follower], ids[: self.size], more_before=len(ids) > self.size)
 
     async def _follows(self, follower: int, author: int) -> bool:
         found: bool = await self._pool.fetchval(
@@ -448,3 +454,38 @@ class Feeds:
             await self.sync_pair(follower, author)
         except (RedisError, OSError) as exc:
             log.warning("timeline upkeep deferred to the worker: %s", exc)
+
+    # ---- fan-out and bulk writes --------------------------------------------------------------
+
+    async def push(self, user_ids: Sequence[int], post_id: int) -> None:
+        """Append a post to these users' timelines: the bulk fan-out write, trimming what outgrows its bound.
+
+        Calls are serialised on one dedicated connection; overlap them (one in flight while
+        the next batch of users is fetched) to keep both servers busy.
+        """
+        await self._writes.push(user_ids, post_id)
+
+    async def push_recent(self, author: int, post_id: int) -> None:
+        """Append a post to a pulled author's recent list, which readers merge into their feeds."""
+        await self._writes.push_recent(author, post_id)
+
+    async def unlist_recent(self, author: int, post_id: int) -> None:
+        """Take a deleted post out of its author's recent list.
+
+        Readers drop deleted posts anyway, and a deleted id leaves each timeline at its next
+        trim, so only the one list readers read whole (a pulled author's) is rewritten.
+        """
+        await self._writes.remove_recent(author, [post_id])
+
+    async def backfill(self, user_ids: Sequence[int], post_ids: Sequence[int], *, more_before: bool) -> None:
+        """Merge posts into these users' timelines (an author leaving PULL), one rewrite each.
+
+        A merge, not blind appends: appended ids would land below a trimmed timeline's oldest
+        entry, or in a timeline marked as holding all history while older posts are left out.
+        `more_before` says the author has older posts than these (see IdLists.add).
+        """
+        await self._writes.add(user_ids, post_ids, more_before=more_before)
+
+    async def write_built(self, timelines: Sequence[BuiltTimeline]) -> None:
+        """Store whole timelines computed elsewhere (a bulk load), replacing what is there."""
+        await self._writes.write_built(timelines)

@@ -7,10 +7,9 @@ import contextlib
 import logging
 import random
 
-from homefeed.feed.fanout import Fanout
+from homefeed.feed.job_runner import JobRunner
 from homefeed.feed.services import Services
 from homefeed.feed.store.outbox import Outbox
-from homefeed.feed.timeline.bulk_writer import BulkWriter
 
 log = logging.getLogger(__name__)
 
@@ -20,18 +19,19 @@ MAX_BACKOFF = 30.0
 
 
 class FanoutWorker:
-    """One worker: any number of them, in any processes, share the outbox safely."""
+    """One worker: any number of them, in any processes, share the outbox safely.
+
+    Its timeline writes go through the services' Feeds, whose fan-out connection is closed
+    with the services.
+    """
 
     def __init__(self, services: Services) -> None:
         settings = services.settings
-        assert settings.redis_url
         self.outbox = Outbox(services.pool, settings.job_lease_seconds)
-        self.writer = BulkWriter(settings.redis_url)
-        self.fanout = Fanout(
+        self.jobs = JobRunner(
             services.pool,
             services.feeds,
             self.outbox,
-            self.writer,
             services.notices,
             threshold=settings.celebrity_threshold,
             active_days=settings.active_days,
@@ -44,7 +44,7 @@ class FanoutWorker:
         done: list[int] = []
         for job in jobs:
             try:
-                await self.fanout.handle(job)
+                await self.jobs.handle(job)
                 done.append(job.id)
             except Exception:
                 delay = min(MAX_BACKOFF, 0.2 * 2 ** min(job.attempts, 8)) * random.uniform(0.5, 1.0)
@@ -69,7 +69,6 @@ class FanoutWorker:
                 await _sleep_or_stop(stop, 1.0)
             if not claimed:
                 await _sleep_or_stop(stop, IDLE_SLEEP)
-        await self.writer.close()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -9,7 +9,8 @@ from redis.asyncio import Redis
 
 from homefeed.feed.records import User
 from homefeed.feed.services import Services, build_services
-from homefeed.feed.timeline.lists import decode
+from homefeed.feed.timeline.encoding import decode
+from homefeed.feed.timeline.keys import Keys
 from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import FAST_PASSWORDS, ServicesFactory
 
@@ -71,7 +72,7 @@ async def test_celebrity_posts_are_pulled_not_fanned_out(make_services: Services
     friend_post = await services.posts.create(friend.id, "hi")
     await FanoutWorker(services).drain()
     # The star crossed the threshold: one write to their recent list, none to followers' timelines.
-    keys = services.feeds.keys
+    keys = Keys(services.settings.redis_prefix)
     assert star_post.id in decode(await raw(services, keys.recent(star.id))).ids
     assert star_post.id not in decode(await raw(services, keys.timeline(fan2.id))).ids
     assert await walk(services, fan1.id, 1) == [friend_post.id, star_post.id]
@@ -97,7 +98,7 @@ async def test_cold_rebuild_happens_once_for_concurrent_readers(services: Servic
     expected = [p.id for p in reversed(posts)]
     assert all(p.post_ids == expected for p in pages)
     # The next read is served from the rebuilt timeline.
-    assert await services.redis.exists(services.feeds.keys.timeline(alice.id))
+    assert await services.redis.exists(Keys(services.settings.redis_prefix).timeline(alice.id))
     assert (await services.feeds.home(alice.id, 10, None)).post_ids == expected
 
 
@@ -139,9 +140,9 @@ async def test_inactive_followers_are_skipped_and_rebuilt_on_return(services: Se
     )
     post = await services.posts.create(bob.id, "while you were away")
     await FanoutWorker(services).drain()
-    assert post.id not in decode(await raw(services, services.feeds.keys.timeline(alice.id))).ids
+    assert post.id not in decode(await raw(services, Keys(services.settings.redis_prefix).timeline(alice.id))).ids
     # Her timeline would have expired with her activity; simulate it, then she comes back.
-    await services.redis.delete(services.feeds.keys.timeline(alice.id))
+    await services.redis.delete(Keys(services.settings.redis_prefix).timeline(alice.id))
     assert (await services.feeds.home(alice.id, 5, None)).post_ids == [post.id]
 
 

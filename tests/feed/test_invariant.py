@@ -114,10 +114,9 @@ class World:
         await self.worker.drain()
 
     async def close(self) -> None:
-        if self.worker is not None:
-            await self.worker.writer.close()
         if self.services is not None:
-            await self.services.feeds.close()  # its lanes go back to the shared pool
+            # Its lanes go back to the shared pool; its fan-out connection closes.
+            await self.services.feeds.close()
 
 
 @contextlib.asynccontextmanager

@@ -10,7 +10,8 @@ import time
 
 from homefeed.feed.services import Services
 from homefeed.feed.store.outbox import POST_CHUNK
-from homefeed.feed.timeline.lists import decode
+from homefeed.feed.timeline.encoding import decode
+from homefeed.feed.timeline.keys import Keys
 from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import ServicesFactory
 
@@ -36,9 +37,10 @@ async def author_with_followers(services: Services, followers: int) -> int:
 async def missing_from(services: Services, author: int, post_id: int) -> int:
     """How many of the author's followers lack the post in their timeline."""
     rows = await services.pool.fetch("SELECT follower_id FROM followers WHERE followee_id = $1", author)
+    keys = Keys(services.settings.redis_prefix)
     async with services.redis.pipeline(transaction=False) as pipe:
         for r in rows:
-            pipe.get(services.feeds.keys.timeline(r["follower_id"]))
+            pipe.get(keys.timeline(r["follower_id"]))
         lists = await pipe.execute()
     return sum(post_id not in decode(raw).ids for raw in lists)
 

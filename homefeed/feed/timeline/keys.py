@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-# Post ids are stored as 7-byte big-endian integers (ids < 2**53 fit): fixed width, so
-# byte order is numeric order and a full 800-entry timeline is ~5.6 KB (see timelines.py).
-ID_BYTES = 7
+from collections.abc import Sequence
 
-
-def encode_id(post_id: int) -> bytes:
-    """A post id as stored in a list."""
-    return post_id.to_bytes(ID_BYTES, "big")
-
-
-def decode_id(member: bytes) -> int:
-    """The post id of a stored entry."""
-    return int.from_bytes(member, "big")
+# Entries are encoded in encoding.py; re-exported here, where the fan-out benchmark imports it.
+from homefeed.feed.timeline.encoding import encode_id as encode_id
 
 
 class Keys:
@@ -22,10 +13,17 @@ class Keys:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        # Fan-out names thousands of timelines per post: one %-format each, prefix escaped once.
+        self._timeline_template = prefix.encode().replace(b"%", b"%%") + b":{%d}:tl"
 
     def timeline(self, user_id: int) -> str:
-        """A user's home timeline: ids of pushed posts, newest last in lexicographic order."""
+        """A user's home timeline: ids of pushed posts."""
         return f"{self.prefix}:{{{user_id}}}:tl"
+
+    def timelines(self, user_ids: Sequence[int]) -> list[bytes]:
+        """Many users' timeline keys, as the bulk writer sends them (the same names as `timeline`)."""
+        template = self._timeline_template
+        return [template % u for u in user_ids]
 
     def recent(self, author_id: int) -> str:
         """A pulled author's recent posts."""

@@ -1,10 +1,13 @@
-"""Fan-out: carrying each outbox job into Redis.
+"""The outbox's job runner: carrying each job (post, delete, drain, follow upkeep) into the timelines.
 
 Posts of pushed authors go into every active follower's timeline; posts of
 pulled authors (celebrities) go into one recent list that readers merge.
 Follower lists bigger than a chunk are split into follower-id ranges that
 several workers share. Every step is idempotent, so a job redone after a
 crash changes nothing twice.
+
+This module decides who receives what, from PostgreSQL; every timeline write is a
+call to Feeds, given user and post ids.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from operator import itemgetter
 
 import asyncpg
 
@@ -23,15 +27,12 @@ from homefeed.feed.feeds import Feeds
 from homefeed.feed.live import Notices
 from homefeed.feed.store import outbox
 from homefeed.feed.store.outbox import Chunk, Job, Outbox
-from homefeed.feed.timeline.bulk_writer import BulkWriter
-from homefeed.feed.timeline.keys import encode_id
 
 log = logging.getLogger(__name__)
 
 # The range is repeated on users.id so the planner sees how many users a chunk spans: for a
 # dense chunk (a big author's) it merge-joins one index range of users instead of hashing a
-# sequential scan of the whole table (16 ms instead of 138 ms for 10k followers of 100k users).
-# Ordered, so a cursor streams it: rows come as the merge join makes them.
+# sequential scan of the whole table. Ordered, so a cursor streams it: rows come as the merge join makes them.
 _ACTIVE_FOLLOWERS = """
 SELECT f.follower_id
 FROM followers f JOIN users u ON u.id = f.follower_id
@@ -44,7 +45,7 @@ ORDER BY f.follower_id
 STREAM = 2048
 
 # Every step-th follower id: one ordered index-only scan folded into an array, then indexed
-# (3x faster than numbering every row with a window function: 15 ms instead of 45 for 88k).
+# (cheaper than numbering every row with a window function).
 _BOUNDARIES = """
 SELECT s.a[i] AS follower_id
 FROM (SELECT array_agg(follower_id ORDER BY follower_id) AS a FROM followers WHERE followee_id = $1) s,
@@ -53,15 +54,17 @@ ORDER BY i
 """
 
 
-class Fanout:
-    """Executes outbox jobs."""
+_FIRST = itemgetter(0)
+
+
+class JobRunner:
+    """Carries out outbox jobs."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         feeds: Feeds,
         queue: Outbox,
-        writer: BulkWriter,
         notices: Notices,
         *,
         threshold: float,
@@ -71,12 +74,10 @@ class Fanout:
         self._pool = pool
         self._feeds = feeds
         self._outbox = queue
-        self._writer = writer
         self._notices = notices
         self._threshold = threshold
         self._active_days = active_days
         self._chunk = chunk
-        self._keys = feeds.keys
 
     async def handle(self, job: Job) -> None:
         """Carry out one job."""
@@ -108,10 +109,10 @@ class Fanout:
         )
         if row is None or row["deleted"]:
             return
-        member = encode_id(post_id)
+        feeds = self._feeds
         if job.kind == outbox.POST_CHUNK:
             # The parent decided the mode; chunks only carry it out.
-            await self._each_follower(job, lambda keys: self._add(keys, member))
+            await self._each_follower(job, lambda users: feeds.push(users, post_id))
             lo, hi = job.range_lo, job.range_hi
             await self._notices.post_reached(
                 author, post_id, -1 if lo is None else lo, -1 if hi is None else hi, False
@@ -119,26 +120,15 @@ class Fanout:
             return
         mode = await self._settle_mode(author, row["fanout_mode"], row["follower_count"], post_id)
         if modes.is_pulled(mode):
-            await self._append([self._recent_key(author)], member, self._feeds.recent_ttl)
+            await feeds.push_recent(author, post_id)
         reached_all = True
         if modes.is_pushed(mode):
-            await self._add([self._timeline_key(author)], member)
+            await feeds.push([author], post_id)
             if await self._split_if_big(job, outbox.POST_CHUNK, row["follower_count"]):
                 reached_all = modes.is_pulled(mode)  # the chunks announce their own followers
             else:
-                await self._each_follower(job, lambda keys: self._add(keys, member))
+                await self._each_follower(job, lambda users: feeds.push(users, post_id))
         await self._notices.post_reached(author, post_id, -1, outbox.MAX_ID if reached_all else -1, True)
-
-    async def _add(self, keys: Sequence[bytes], member: bytes) -> None:
-        await self._append(keys, member, self._feeds.timeline_ttl)
-
-    async def _append(self, keys: Sequence[bytes], member: bytes, ttl: int) -> None:
-        # Safe even for a redone or slow job: an id landing below a list's floor is ignored by
-        # readers (the list does not vouch for that range), and a repeat is deduplicated.
-        lists = self._feeds.lists
-        appended = await self._writer.append(keys, member, ttl=ttl, max_bytes=lists.max_bytes)
-        for key in appended.overgrown:
-            await lists.trim(key.decode())
 
     @property
     def size(self) -> int:
@@ -177,9 +167,7 @@ class Fanout:
     # ---- deletes --------------------------------------------------------------------------------
 
     async def _delete(self, job: Job) -> None:
-        # Readers drop deleted posts, and a deleted id leaves each timeline at its next trim, so
-        # only the one list readers scan whole (a pulled author's) is rewritten.
-        await self._feeds.lists.remove(self._keys.recent(job.actor_id), [job.subject_id])
+        await self._feeds.unlist_recent(job.actor_id, job.subject_id)
 
     # ---- leaving PULL -------------------------------------------------------------------------------
 
@@ -196,19 +184,15 @@ class Fanout:
             )
             ids = [r["id"] for r in rows]
             more_before = len(ids) > self.size
-            lists = self._feeds.lists
+            feeds = self._feeds
 
-            # A merge, not blind appends: appended ids would land below a trimmed timeline's oldest
-            # entry, or in a timeline marked as holding all history while older posts made while
-            # pulled are left out. Leaving PULL is rare, so one rewrite per follower is affordable.
-            async def backfill(keys: Sequence[bytes]) -> None:
-                for key in keys:
-                    await lists.add(
-                        key.decode(), ids[: self.size], self._feeds.timeline_ttl, more_before=more_before
-                    )
+            # Leaving PULL is rare, so one rewrite per follower (a merge, see Feeds.backfill)
+            # is affordable.
+            async def backfill(users: Sequence[int]) -> None:
+                await feeds.backfill(users, ids[: self.size], more_before=more_before)
 
             if job.range_lo is None or job.range_lo < 0:
-                await backfill([self._timeline_key(author)])
+                await backfill([author])
             await self._each_follower(job, backfill)
         if await self._outbox.others_of(job) == 0:
             await self._finish_drain(author)
@@ -241,24 +225,23 @@ class Fanout:
         edges = [-1, *bounds, outbox.MAX_ID]
         return [Chunk(lo, hi) for lo, hi in itertools.pairwise(edges) if lo < hi]
 
-    async def _each_follower(self, job: Job, action: Callable[[Sequence[bytes]], Awaitable[object]]) -> None:
-        """Run action over the job's active followers' timeline keys, a cursor step at a time.
+    async def _each_follower(self, job: Job, action: Callable[[Sequence[int]], Awaitable[object]]) -> None:
+        """Run action over the job's active followers' user ids, a cursor step at a time.
 
-        The follower query and the Redis writes overlap: while one step's keys are being
-        written, the next step is fetched, so neither server waits for the other.
+        The follower query and the Redis writes overlap: while one step's followers are being
+        written to, the next step is fetched, so neither server waits for the other.
         """
         lo = job.range_lo if job.range_lo is not None else -1
         hi = job.range_hi if job.range_hi is not None else outbox.MAX_ID
-        template = self._keys.prefix.encode().replace(b"%", b"%%") + b":{%d}:tl"
         writing: asyncio.Task[object] | None = None
         try:
             async with self._pool.acquire() as conn, conn.transaction(readonly=True):
                 cursor = await conn.cursor(_ACTIVE_FOLLOWERS, job.actor_id, lo, hi, self._active_days)
                 while rows := await cursor.fetch(STREAM):
-                    keys = [template % r[0] for r in rows]
+                    users = list(map(_FIRST, rows))
                     if writing is not None:
                         await writing
-                    writing = asyncio.ensure_future(action(keys))
+                    writing = asyncio.ensure_future(action(users))
             if writing is not None:
                 await writing
         finally:
@@ -267,9 +250,3 @@ class Fanout:
             if writing is not None and not writing.done():
                 with contextlib.suppress(Exception):
                     await writing
-
-    def _timeline_key(self, user_id: int) -> bytes:
-        return self._keys.timeline(user_id).encode()
-
-    def _recent_key(self, author: int) -> bytes:
-        return self._keys.recent(author).encode()

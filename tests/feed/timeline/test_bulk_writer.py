@@ -1,0 +1,105 @@
+"""The fan-out writer: appends in pipelined batches, expiries of created lists, errors and reconnection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.exceptions import ResponseError
+
+from homefeed.feed.config import Settings
+from homefeed.feed.services import Services
+from homefeed.feed.timeline.bulk_writer import BATCH, BulkWriter
+from homefeed.feed.timeline.encoding import decode, encode_id
+from homefeed.feed.timeline.keys import Keys
+from homefeed.feed.timeline.lists import IdLists, ListQuery
+
+
+@pytest.fixture
+async def writer(settings_: Settings) -> AsyncIterator[BulkWriter]:
+    made = BulkWriter(settings_.redis_url or "")
+    yield made
+    await made.close()
+
+
+async def test_appends_are_idempotent_and_trimmed_back_to_the_newest(
+    services: Services, writer: BulkWriter
+) -> None:
+    lists = IdLists(services.redis, size=5)
+    key = Keys(services.settings.redis_prefix).timeline(2)
+    await lists.rebuild(key, [1, 2], ttl=60, whole_history=True)
+    # Out of order and repeated, as racing workers and redone jobs deliver them.
+    for post in [3, 4, 9, 5, 4, 6, 7, 8, 10, 11, 11, 12, 13, 14, 15]:
+        appended = await writer.append([key.encode()], encode_id(post), ttl=60, max_bytes=lists.max_bytes)
+        for overgrown in appended.overgrown:
+            await lists.trim(overgrown.decode())
+    (whole,) = await lists.read([ListQuery(key, None, 100)])
+    assert whole.complete and whole.ids[:5] == [15, 14, 13, 12, 11]
+    assert 0 not in whole.ids  # trimmed: it no longer holds all history
+    # A slow worker's post lands below the floor the trims raised: readers ignore it.
+    await services.redis.append(key, encode_id(1))
+    (late,) = await lists.read([ListQuery(key, None, 100)])
+    assert 1 not in late.ids
+    await lists.trim(key)
+    (trimmed,) = await lists.read([ListQuery(key, None, 100)])
+    assert trimmed.ids == [15, 14, 13, 12, 11]
+    assert 0 < trimmed.ttl <= 60
+
+
+async def test_appends_create_missing_lists_untrusted_and_expiring(
+    services: Services, writer: BulkWriter
+) -> None:
+    key = Keys(services.settings.redis_prefix).timeline(3)
+    await writer.append([key.encode()], encode_id(42), ttl=60, max_bytes=10_000)
+    (read,) = await IdLists(services.redis, 5).read([ListQuery(key, None, 5)])
+    # A write that beat the rebuild: kept (a rebuild merges it), but not trusted as a timeline.
+    assert not read.complete and read.ids == [42]
+    assert 0 < read.ttl <= 60
+    await IdLists(services.redis, 5).rebuild(key, [7], ttl=60, whole_history=True)
+    (built,) = await IdLists(services.redis, 5).read([ListQuery(key, None, 5)])
+    assert built.complete and built.ids == [42, 7, 0]
+
+
+async def test_many_batches_reach_every_key_and_report_the_overgrown(
+    services: Services, writer: BulkWriter
+) -> None:
+    keys = Keys(services.settings.redis_prefix).timelines(range(2 * BATCH + 17))
+    await services.redis.set(keys[5], encode_id(1) * 3, ex=600)  # already three entries long
+    appended = await writer.append(keys, encode_id(99), ttl=120, max_bytes=3 * 7)
+    assert appended.written == len(keys)
+    assert appended.overgrown == [keys[5]]
+    async with services.redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.get(key)
+            pipe.ttl(key)
+        replies = await pipe.execute()
+    values, ttls = replies[::2], replies[1::2]
+    assert all(decode(v).ids.tolist()[-1] == 99 for v in values)
+    # Only the lists this append created got its expiry; the existing one kept its own.
+    assert ttls[5] > 120
+    assert all(0 < t <= 120 for i, t in enumerate(ttls) if i != 5)
+
+
+async def test_an_error_reply_is_raised_after_the_rest_are_written(
+    services: Services, writer: BulkWriter
+) -> None:
+    keys = Keys(services.settings.redis_prefix).timelines([1, 2, 3])
+    await services.redis.rpush(keys[1], b"not a string")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await writer.append(keys, encode_id(5), ttl=60, max_bytes=10_000)
+    assert await services.redis.get(keys[0]) == encode_id(5)
+    assert await services.redis.get(keys[2]) == encode_id(5)
+    # The connection is still in step: the next append reads its own replies.
+    appended = await writer.append([keys[0]], encode_id(6), ttl=60, max_bytes=10_000)
+    assert appended.written == 1
+    assert decode(await services.redis.get(keys[0])).ids.tolist() == [5, 6]
+
+
+async def test_a_closed_connection_is_reopened_by_the_next_append(
+    services: Services, writer: BulkWriter
+) -> None:
+    key = Keys(services.settings.redis_prefix).timeline(9)
+    await writer.append([key.encode()], encode_id(1), ttl=60, max_bytes=10_000)
+    await writer.close()
+    await writer.append([key.encode()], encode_id(2), ttl=60, max_bytes=10_000)
+    assert decode(await services.redis.get(key)).ids.tolist() == [1, 2]
