@@ -2,8 +2,8 @@
 
 Seeded posts have no outbox rows (replaying a million fan-out jobs would take
 far longer than the load), so the timelines fan-out would have built are
-computed here with numpy from the in-memory arrays and written with pipelined
-SETs. Authors at or above the celebrity threshold are marked pulled, exactly as
+computed here with numpy from the in-memory arrays and handed to Feeds, which
+writes them (pipelined SETs). Authors at or above the celebrity threshold are marked pulled, exactly as
 the worker would have left them.
 """
 
@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import asyncpg
 import numpy as np
-from redis.asyncio import Redis
 
 from homefeed.feed import modes
 from homefeed.feed.config import Settings
-from homefeed.feed.timeline.keys import Keys
-from homefeed.feed.timeline.lists import built, encode
-from homefeed.seed.world import DAY_MS, I64, SeedProgress, World
+from homefeed.feed.feeds import Feeds
+from homefeed.feed.timeline.writes import BuiltTimeline
+from homefeed.seed.generate import DAY_MS, I64, World
+from homefeed.seed.progress import SeedProgress
 
+# Users whose timelines are computed, then written, at a time.
 BATCH = 500
 # A timeline expires this long before its owner would count as inactive (see Feeds.timeline_ttl).
 MARGIN_S = 60
 
 
 async def build_timelines(
-    pool: asyncpg.Pool, redis: Redis, world: World, settings: Settings, progress: SeedProgress
+    pool: asyncpg.Pool, feeds: Feeds, world: World, settings: Settings, progress: SeedProgress
 ) -> int:
     """Write the timeline of every active user of `world`; returns how many were written."""
     n, size = world.users, settings.timeline_size
@@ -42,27 +43,22 @@ async def build_timelines(
     # Seconds each user stays active from now on, by PostgreSQL's measure.
     left_s = (world.user_last_seen_ms + settings.active_days * DAY_MS - world.now_ms) // 1000 - MARGIN_S
     active = np.flatnonzero(left_s > 0)
-    keys = Keys(settings.redis_prefix)
     progress.start("fan-out", int(active.shape[0]))
     written = 0
     for batch_start in range(0, active.shape[0], BATCH):
         batch = active[batch_start : batch_start + BATCH]
-        async with redis.pipeline(transaction=False) as pipe:
-            for u in batch.tolist():
-                authors = np.append(world.follow_dst[first_followee[u] : last_followee[u]], u)
-                authors = authors[~pulled[authors]]
-                segments = [by_author[max(starts[a], ends[a] - size) : ends[a]] for a in authors.tolist()]
-                ids = np.concatenate(segments) if segments else np.zeros(0, dtype=np.int64)
-                if ids.shape[0] > size:
-                    ids = np.partition(ids, ids.shape[0] - size)[-size:]
-                ids.sort()
-                whole = int(counts[authors].sum()) <= size
-                pipe.set(
-                    keys.timeline(int(world.user_ids[u])),
-                    encode(built(ids, whole_history=whole)),
-                    ex=int(left_s[u]),
-                )
-            await pipe.execute()
+        timelines: list[BuiltTimeline] = []
+        for u in batch.tolist():
+            authors = np.append(world.follow_dst[first_followee[u] : last_followee[u]], u)
+            authors = authors[~pulled[authors]]
+            segments = [by_author[max(starts[a], ends[a] - size) : ends[a]] for a in authors.tolist()]
+            ids = np.concatenate(segments) if segments else np.zeros(0, dtype=np.int64)
+            if ids.shape[0] > size:
+                ids = np.partition(ids, ids.shape[0] - size)[-size:]
+            ids.sort()
+            whole = int(counts[authors].sum()) <= size
+            timelines.append(BuiltTimeline(int(world.user_ids[u]), ids, whole, int(left_s[u])))
+        await feeds.write_built(timelines)
         written += int(batch.shape[0])
         progress.advance(int(batch.shape[0]))
     progress.finish()
