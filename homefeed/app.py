@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -226,8 +226,14 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
-    """The app. Given services, it uses them; else its lifespan opens them from settings."""
+def create_app(
+    settings: Settings | None = None,
+    services: Services | None = None,
+    *,
+    opener: Callable[[Settings], Awaitable[Services]] = open_services,
+) -> Starlette:
+    """The app. Given services, it uses them; else its lifespan opens them from settings with
+    `opener` (another opener serves the same stack over other services, as a benchmark may)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -235,15 +241,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             app.state.services = services
             yield
             return
-        if effective.feed_strategy == "floor":
-            # `bench read`'s floor: the same stack over an in-memory snapshot, no storage, no worker.
-            from homefeed.bench.baseline import open_floor_services
-
-            app.state.services = open_floor_services(effective)
-            tune_gc()
-            yield
-            return
-        opened = await open_services(effective)
+        opened = await opener(effective)
         app.state.services = opened
         tune_gc()
         stop = asyncio.Event()

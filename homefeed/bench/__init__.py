@@ -1,7 +1,5 @@
-"""Benchmarks on the seeded graph: `homefeed bench fanout | live | read`."""
+"""Benchmarks on the seeded graph: `homefeed bench fanout | live | read`.
 
-from __future__ import annotations
-
-
-class BenchError(Exception):
-    """The bench cannot run; the message says why and what to do."""
+`writes` (fan-out), `reads` and `live` are the three benches; `baseline` is the in-memory
+API the read bench compares against; the other modules are what they share.
+"""

@@ -15,7 +15,7 @@ import urllib.request
 
 import psutil
 
-from homefeed.bench import BenchError
+from homefeed.bench.errors import BenchError
 from homefeed.feed.config import Settings
 
 
@@ -28,9 +28,15 @@ def free_port() -> int:
 
 
 class ServedApi:
-    """The API on a free port, against `settings`' servers, with extra environment."""
+    """The API on a free port, against `settings`' servers, with extra environment.
 
-    def __init__(self, settings: Settings, secret: str, workers: int, env: dict[str, str]) -> None:
+    `app` names another app factory ("module:function") for `homefeed serve` to run the same
+    way, as the read bench's baseline does.
+    """
+
+    def __init__(
+        self, settings: Settings, secret: str, workers: int, env: dict[str, str], app: str | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.worker_count = workers
@@ -47,6 +53,8 @@ class ServedApi:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop)
         cmd = [sys.executable, "-m", "homefeed.cli.main", "serve", "--port", str(self.port)]
         cmd += ["--workers", str(workers), "--log-level", "warning"]
+        if app is not None:
+            cmd += ["--app", app]
         self.proc = subprocess.Popen(cmd, env=full, stdout=self.log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:

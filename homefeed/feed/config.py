@@ -33,10 +33,8 @@ class Settings:
     # Namespace for every Redis key and channel, so tests and tenants can share a server.
     redis_prefix: str = "hf"
     allowed_origins: tuple[str, ...] = ()
-    # "hybrid" (timelines + pulled celebrities) or "pull" (PostgreSQL only: the reference, for benchmarks);
-    # "floor" answers from an in-memory snapshot (floor_snapshot), touching no storage: `bench read` only.
+    # "hybrid" (timelines + pulled celebrities) or "pull" (PostgreSQL only: the reference, for benchmarks).
     feed_strategy: str = "hybrid"
-    floor_snapshot: Path | None = None
     # How long a process reuses a pulled author's recent list before reading Redis again.
     celebrity_cache_ms: int = 500
     # Followers per fan-out job; bigger follower lists are split so several workers share them.
@@ -115,12 +113,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     origins = tuple(
         o.strip().rstrip("/") for o in env.get(PREFIX + "ALLOWED_ORIGINS", "").split(",") if o.strip()
     )
-    strategy = _choice(env, "FEED_STRATEGY", DEFAULTS.feed_strategy, ("hybrid", "pull", "floor"))
-    snapshot = Path(env[PREFIX + "FLOOR_SNAPSHOT"]) if env.get(PREFIX + "FLOOR_SNAPSHOT") else None
-    if strategy == "floor" and (snapshot is None or not snapshot.is_file()):
-        raise SettingsError(
-            f"{PREFIX}FEED_STRATEGY=floor needs {PREFIX}FLOOR_SNAPSHOT, a file `bench read` wrote"
-        )
+    strategy = _choice(env, "FEED_STRATEGY", DEFAULTS.feed_strategy, ("hybrid", "pull"))
     host = env.get(PREFIX + "HOST", DEFAULTS.host).strip()
     if not host:
         raise SettingsError(f"{PREFIX}HOST must not be empty")
@@ -139,7 +132,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         redis_prefix=prefix,
         allowed_origins=origins,
         feed_strategy=strategy,
-        floor_snapshot=snapshot,
         celebrity_cache_ms=_int(env, "CELEBRITY_CACHE_MS", DEFAULTS.celebrity_cache_ms, 0, 60_000),
         fanout_chunk=_int(env, "FANOUT_CHUNK", DEFAULTS.fanout_chunk, 100, 10_000_000),
         inprocess_worker=_choice(env, "INPROCESS_WORKER", "1", ("0", "1")) == "1",

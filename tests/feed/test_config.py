@@ -34,6 +34,7 @@ def test_every_setting_is_parsed() -> None:
         "HOMEFEED_RATE_LIMIT": "0",
         "HOMEFEED_REDIS_PREFIX": "tenant1",
         "HOMEFEED_ALLOWED_ORIGINS": "https://a.example/, https://b.example",
+        "HOMEFEED_FEED_STRATEGY": "pull",
     }
     s = config.load(env)
     assert s.database_url == "postgresql://u:p@db:5432/hf"
@@ -49,6 +50,7 @@ def test_every_setting_is_parsed() -> None:
     assert s.rate_limit_per_minute == 0
     assert s.redis_prefix == "tenant1"
     assert s.allowed_origins == ("https://a.example", "https://b.example")
+    assert s.feed_strategy == "pull"
 
 
 @pytest.mark.parametrize("raw", ["inf", "Infinity", "never"])
@@ -83,6 +85,9 @@ def test_threshold_zero_means_everyone_is_pulled() -> None:
         ("REDIS_PREFIX", "a:b"),
         ("REDIS_PREFIX", "{x}"),
         ("REDIS_PREFIX", "   "),
+        # The read bench's in-memory baseline is the bench's own app, not a strategy of the service.
+        ("FEED_STRATEGY", "floor"),
+        ("FEED_STRATEGY", "baseline"),
     ],
 )
 def test_invalid_setting_names_itself(name: str, value: str) -> None:

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from homefeed.bench import BenchError, live
+from homefeed.bench import live
+from homefeed.bench.errors import BenchError
 from homefeed.feed.config import Settings
 from homefeed.feed.store.pool import create_pool
-from homefeed.seed.world import SeedParams, seed
+from homefeed.seed import SeedParams
+from homefeed.seed.run import seed
 
 
 async def _seed(settings: Settings, users: int) -> None:

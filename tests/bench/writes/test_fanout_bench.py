@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from homefeed.bench import BenchError, fanout
+from homefeed.bench import writes
+from homefeed.bench.errors import BenchError
 from homefeed.feed.config import Settings
 from homefeed.feed.store.pool import create_pool
-from homefeed.seed.world import SeedParams, seed
+from homefeed.seed import SeedParams
+from homefeed.seed.run import seed
 
 
 async def _seed(settings: Settings, users: int) -> None:
@@ -26,7 +28,7 @@ async def _seed(settings: Settings, users: int) -> None:
         await pool.close()
 
 
-def _options(tmp_path: Path, **more: object) -> fanout.FanoutOptions:
+def _options(tmp_path: Path, **more: object) -> writes.FanoutOptions:
     base: dict[str, object] = {
         "posts": 30,
         "seconds": 0.05,
@@ -38,7 +40,7 @@ def _options(tmp_path: Path, **more: object) -> fanout.FanoutOptions:
         "json_path": tmp_path / "out" / "fanout.json",
     }
     base.update(more)
-    return fanout.FanoutOptions(**base)  # type: ignore[arg-type]
+    return writes.FanoutOptions(**base)  # type: ignore[arg-type]
 
 
 async def test_bench_runs_on_a_tiny_graph_and_writes_the_contract_keys(
@@ -47,10 +49,10 @@ async def test_bench_runs_on_a_tiny_graph_and_writes_the_contract_keys(
     # Small timelines, so the tiny graph fills them and trims happen.
     settings = settings_.with_(timeline_size=20)
     await _seed(settings, 400)
-    report = await fanout.run(settings, _options(tmp_path), log=lambda _: None)
+    report = await writes.run(settings, _options(tmp_path), log=lambda _: None)
 
     doc = json.loads((tmp_path / "out" / "fanout.json").read_text())
-    for key in fanout.CONTRACT_KEYS:
+    for key in writes.CONTRACT_KEYS:
         assert isinstance(doc[key], float), key
     assert report.writes_per_s > 0 and report.baseline_writes_per_s > 0
     assert report.bulkwriter_writes_per_s > 0
@@ -80,4 +82,4 @@ async def test_bench_refuses_a_graph_too_small_and_says_how_to_seed(
 ) -> None:
     await _seed(settings_, 50)
     with pytest.raises(BenchError, match="homefeed seed --users 100000"):
-        await fanout.run(settings_, _options(tmp_path, min_users=1000), log=lambda _: None)
+        await writes.run(settings_, _options(tmp_path, min_users=1000), log=lambda _: None)

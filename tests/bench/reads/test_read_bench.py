@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from homefeed.bench import BenchError, read
+from homefeed.bench import reads
+from homefeed.bench.errors import BenchError
 from homefeed.feed.config import Settings
 from homefeed.feed.store.pool import create_pool
-from homefeed.seed.world import SeedParams, seed
+from homefeed.seed import SeedParams
+from homefeed.seed.run import seed
 
 
 async def _seed(settings: Settings, users: int) -> None:
@@ -25,12 +27,12 @@ async def _seed(settings: Settings, users: int) -> None:
         await pool.close()
 
 
-async def test_bench_measures_hybrid_pull_and_floor_and_writes_its_files(
+async def test_bench_measures_hybrid_pull_and_baseline_and_writes_its_files(
     settings_: Settings, tmp_path: Path
 ) -> None:
     await _seed(settings_, 300)
     out = tmp_path / "out"
-    options = read.ReadOptions(
+    options = reads.ReadOptions(
         connections=4,
         seconds=2.0,
         warmup=0.5,
@@ -43,25 +45,30 @@ async def test_bench_measures_hybrid_pull_and_floor_and_writes_its_files(
         markdown_path=out / "read.md",
         chart_path=out / "read.png",
     )
-    report = await read.run(settings_.with_(data_dir=tmp_path), options, log=lambda _: None)
-    written = read.write_outputs(report, options)
+    report = await reads.run(settings_.with_(data_dir=tmp_path), options, log=lambda _: None)
+    written = reads.write_outputs(report, options)
 
     assert written == [out / "read.json", out / "read.md", out / "read.png"]
     doc = json.loads((out / "read.json").read_text())
-    for variant in read.VARIANTS:
+    for variant in reads.VARIANTS:
         assert set(doc[variant]) >= {"rps", "p50_ms", "p90_ms", "p99_ms", "max_ms"}, variant
         result = report.results[variant]
-        # Every answer was a full, error-free page: the floor found each page the cursors led to,
+        # Every answer was a full, error-free page: the baseline found each page the cursors led to,
         # and touched no storage (its stand-ins raise, which would show up as errors).
         assert result.requests > 0 and result.errors == 0, (variant, result.error_sample)
         assert result.first_pages > 0
         assert result.p50_ms <= result.p90_ms <= result.p99_ms <= result.max_ms
         assert result.loadgen_cpu_s > 0
-    assert sum(report.results[v].deeper_pages for v in read.VARIANTS) > 0
+    assert sum(report.results[v].deeper_pages for v in reads.VARIANTS) > 0
     # Measured in turn, each round starting with the next variant: drift meets them all alike.
-    assert doc["run"]["slices"] == ["hybrid", "pull", "floor", "pull", "floor", "hybrid"]
+    assert doc["run"]["slices"] == ["hybrid", "pull", "baseline", "pull", "baseline", "hybrid"]
+    assert set(doc["run"]["ratios"]) == {
+        "hybrid_p99_over_pull_p99",
+        "hybrid_rps_over_pull_rps",
+        "hybrid_rps_over_baseline_rps",
+    }
     table = (out / "read.md").read_text()
-    assert all(f"| {v} |" in table for v in read.VARIANTS)
+    assert all(f"| {v} |" in table for v in reads.VARIANTS)
     assert (out / "read.png").read_bytes().startswith(b"\x89PNG")
     assert any(line.startswith("target") for line in report.lines())
 
@@ -69,4 +76,4 @@ async def test_bench_measures_hybrid_pull_and_floor_and_writes_its_files(
 async def test_bench_refuses_a_graph_too_small_and_says_how_to_seed(settings_: Settings) -> None:
     await _seed(settings_, 50)
     with pytest.raises(BenchError, match="homefeed seed --users 100000"):
-        await read.run(settings_, read.ReadOptions(min_users=1000), log=lambda _: None)
+        await reads.run(settings_, reads.ReadOptions(min_users=1000), log=lambda _: None)

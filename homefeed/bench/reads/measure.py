@@ -1,0 +1,214 @@
+"""The read bench in this process: the sample, the snapshot, the servers, and the slices in turn."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import random
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from homefeed.bench.baseline import APP_FACTORY, SNAPSHOT_ENV
+from homefeed.bench.baseline.snapshot import capture
+from homefeed.bench.errors import SEED_HINT, BenchError
+from homefeed.bench.reads.load import LoadResult, Plan, load_generator
+from homefeed.bench.reads.options import VARIANTS, ReadOptions
+from homefeed.bench.reads.report import ReadReport, VariantResult
+from homefeed.bench.server import ServedApi
+from homefeed.bench.stats import interpolated
+from homefeed.feed import config
+from homefeed.feed.auth import Tokens
+from homefeed.feed.config import Settings
+from homefeed.feed.services import open_services
+from homefeed.feed.store.pool import create_pool
+
+
+async def run(settings: Settings, options: ReadOptions, log: Callable[[str], None] = print) -> ReadReport:
+    """Run the bench against `settings` (both URLs set) and return the figures."""
+    unknown = set(options.variants) - set(VARIANTS)
+    if unknown:
+        raise BenchError(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    assert settings.database_url and settings.redis_url
+    load_before = list(os.getloadavg())
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        graph_users = int(await pool.fetchval("SELECT count(*) FROM users"))
+        if graph_users < options.min_users:
+            raise BenchError(
+                f"the graph has {graph_users:,} users, fewer than {options.min_users:,}: {SEED_HINT}"
+            )
+        active = [
+            r["id"]
+            for r in await pool.fetch(
+                """SELECT id FROM users WHERE last_seen_at >= now() - make_interval(days => $1)
+                   ORDER BY id""",
+                settings.active_days,
+            )
+        ]
+        pulled = int(await pool.fetchval("SELECT count(*) FROM users WHERE fanout_mode <> 0"))
+    finally:
+        await pool.close()
+    if not active:
+        raise BenchError(f"no active users in the graph: {SEED_HINT}")
+    viewers = random.Random(options.seed).sample(active, min(options.users, len(active)))
+    secret = config.jwt_secret(settings)
+    tokens = Tokens(secret, 3600)
+    plan_viewers = [(v, tokens.issue(v)) for v in viewers]
+
+    with tempfile.TemporaryDirectory(prefix="homefeed-bench-read-") as tmp:
+        snapshot_path = Path(tmp) / "baseline.pickle"
+        log(f"reading {len(viewers):,} users' feeds once through the engine (the baseline's snapshot) …")
+        services = await open_services(settings)
+        try:
+            snap = await capture(services, viewers, options.first, options.depth)
+        finally:
+            await services.close()
+        snap.save(snapshot_path)
+        results, order = await _measure(settings, secret, snapshot_path, plan_viewers, options, log)
+    return ReadReport(
+        results=results,
+        connections=options.connections,
+        workers=options.workers,
+        graph_users=graph_users,
+        sampled_users=len(viewers),
+        pulled_authors=pulled,
+        snapshot_pages=len(snap.pages),
+        load_before=load_before,
+        load_after=list(os.getloadavg()),
+        cores=os.cpu_count() or 1,
+        order=order,
+    )
+
+
+async def _measure(
+    settings: Settings,
+    secret: str,
+    snapshot: Path,
+    viewers: list[tuple[int, str]],
+    options: ReadOptions,
+    log: Callable[[str], None],
+) -> tuple[dict[str, VariantResult], list[str]]:
+    """Every variant's figures, measured in turn slice by slice (see the module doc), and the order."""
+    variants = list(options.variants)
+    rounds = max(1, options.rounds)
+    servers: dict[str, ServedApi] = {}
+    slices: dict[str, list[_Slice]] = {v: [] for v in variants}
+    order: list[str] = []
+    try:
+        for variant in variants:
+            log(f"{variant}: starting the API (--workers {options.workers}) …")
+            servers[variant] = _served(variant, settings, secret, snapshot, options)
+        for server in servers.values():
+            await server.wait_healthy(options.server_timeout)
+        each = options.seconds / rounds
+        log(
+            f"measuring {', '.join(variants)} in turn: {rounds} slices of {each:.0f} s each"
+            f" ({options.warmup:.0f} s warm-up before the first, {options.rewarm:.1f} s before the others) …"
+        )
+        for r in range(rounds):
+            for variant in variants[r % len(variants) :] + variants[: r % len(variants)]:
+                warmup = options.warmup if r == 0 else min(options.warmup, options.rewarm)
+                slices[variant].append(await _slice(servers[variant], viewers, options, warmup, each))
+                order.append(variant)
+    finally:
+        for server in servers.values():
+            server.stop()
+    results = {v: _combine(slices[v]) for v in variants}
+    for variant, result in results.items():
+        log(
+            f"{variant}: {result.rps:,.0f} rps, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms,"
+            f" {result.errors} errors"
+        )
+    return results, order
+
+
+def _served(variant: str, settings: Settings, secret: str, snapshot: Path, options: ReadOptions) -> ServedApi:
+    """The API process tree of one variant: `homefeed serve`, on the baseline's factory for it."""
+    # Nothing is written during the bench: a fan-out worker would only poll the outbox.
+    env = {"HOMEFEED_INPROCESS_WORKER": "0"}
+    if variant == "baseline":
+        env[SNAPSHOT_ENV] = str(snapshot)
+        return ServedApi(settings, secret, options.workers, env, app=APP_FACTORY)
+    env["HOMEFEED_FEED_STRATEGY"] = variant
+    return ServedApi(settings, secret, options.workers, env)
+
+
+@dataclass
+class _Slice:
+    load: LoadResult
+    server_cpu_s: float
+    machine_busy: float
+
+
+async def _slice(
+    server: ServedApi, viewers: list[tuple[int, str]], options: ReadOptions, warmup: float, seconds: float
+) -> _Slice:
+    """One load generator against one server: `warmup`, then `seconds` measured."""
+    plan = Plan(
+        host="127.0.0.1",
+        port=server.port,
+        viewers=viewers,
+        connections=options.connections,
+        warmup=warmup,
+        seconds=seconds,
+        first=options.first,
+        depth=options.depth,
+        seed=options.seed,
+    )
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=load_generator, args=(child, plan), daemon=True)
+    proc.start()
+    child.close()
+    await asyncio.sleep(warmup)
+    cpu0, machine0 = server.cpu_seconds(), psutil.cpu_times()
+    await asyncio.sleep(seconds)
+    cpu1, machine1 = server.cpu_seconds(), psutil.cpu_times()
+    got = await asyncio.to_thread(_receive, parent, warmup + seconds + 60)
+    proc.join(10)
+    if isinstance(got, BaseException):
+        raise BenchError(f"the load generator failed: {got!r}")
+    assert isinstance(got, LoadResult)
+    return _Slice(got, cpu1 - cpu0, _busy_share(machine0, machine1))
+
+
+def _combine(slices: Sequence[_Slice]) -> VariantResult:
+    """One variant's figures over all its slices."""
+    ms = [x for s in slices for x in s.load.latencies_ms]
+    seconds = sum(s.load.seconds for s in slices)
+    return VariantResult(
+        rps=len(ms) / seconds if seconds else 0.0,
+        p50_ms=interpolated(ms, 50),
+        p90_ms=interpolated(ms, 90),
+        p99_ms=interpolated(ms, 99),
+        max_ms=max(ms) if ms else float("nan"),
+        requests=len(ms),
+        first_pages=sum(s.load.first_pages for s in slices),
+        deeper_pages=sum(s.load.deeper_pages for s in slices),
+        errors=sum(s.load.errors for s in slices),
+        error_sample=[e for s in slices for e in s.load.error_sample][:5],
+        seconds=seconds,
+        loadgen_cpu_s=sum(s.load.cpu_s for s in slices),
+        server_cpu_s=sum(s.server_cpu_s for s in slices),
+        machine_busy=sum(s.machine_busy * s.load.seconds for s in slices) / seconds if seconds else 0.0,
+        latencies_ms=ms,
+    )
+
+
+def _receive(conn: Connection, within: float) -> object:
+    if not conn.poll(within):
+        raise BenchError("the load generator sent nothing back")
+    return conn.recv()
+
+
+def _busy_share(before: Any, after: Any) -> float:
+    idle = (after.idle + getattr(after, "iowait", 0)) - (before.idle + getattr(before, "iowait", 0))
+    total = sum(after) - sum(before)
+    return 1 - idle / total if total > 0 else float("nan")

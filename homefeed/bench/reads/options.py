@@ -1,0 +1,30 @@
+"""Knobs of `homefeed bench read`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+VARIANTS = ("hybrid", "pull", "baseline")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Knobs of `homefeed bench read` (defaults finish in about three minutes on two cores)."""
+
+    connections: int = 32
+    seconds: float = 20.0  # measured, per variant
+    warmup: float = 5.0  # per variant, before its first slice
+    rounds: int = 4  # slices each variant's measured seconds are split into (see the module doc)
+    rewarm: float = 1.5  # warm-up before each later slice (new connections; the server is warm)
+    users: int = 2000  # sampled active users
+    first: int = 20
+    depth: int = 3  # deeper pages a session may follow
+    workers: int = 2  # API processes
+    variants: tuple[str, ...] = VARIANTS
+    min_users: int = 50_000  # smaller graphs are refused (the test passes a tiny number)
+    server_timeout: float = 120.0
+    json_path: Path | None = None
+    markdown_path: Path | None = None
+    chart_path: Path | None = None
+    seed: int = 0

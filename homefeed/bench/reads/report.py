@@ -1,0 +1,148 @@
+"""The read bench's figures: per variant, the run's ratios and targets, as text, markdown and JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class VariantResult:
+    """One variant's figures; the first five are the contract of `--json`."""
+
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    requests: int = 0
+    first_pages: int = 0
+    deeper_pages: int = 0
+    errors: int = 0
+    error_sample: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    loadgen_cpu_s: float = 0.0  # user + system CPU of the load-generator process while measuring
+    server_cpu_s: float = 0.0  # of every process of the API while measuring
+    machine_busy: float = 0.0  # share of all cores busy while measuring (everything on the machine)
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def server_cpu_ms_per_request(self) -> float:
+        return 1000 * self.server_cpu_s / self.requests if self.requests else float("nan")
+
+
+@dataclass
+class ReadReport:
+    """Every figure of one run."""
+
+    results: dict[str, VariantResult]
+    connections: int
+    workers: int
+    graph_users: int
+    sampled_users: int
+    pulled_authors: int
+    snapshot_pages: int
+    load_before: list[float]
+    load_after: list[float]
+    cores: int
+    order: list[str] = field(default_factory=list)  # the variants' slices, as they were measured
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"hybrid"|"pull"|"baseline": {"rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", …}, "run": {…}}`."""
+        doc: dict[str, Any] = {}
+        for name, r in self.results.items():
+            fields = asdict(r)
+            fields.pop("latencies_ms")
+            fields["server_cpu_ms_per_request"] = r.server_cpu_ms_per_request
+            doc[name] = fields
+        doc["run"] = {
+            "connections": self.connections,
+            "workers": self.workers,
+            "graph_users": self.graph_users,
+            "sampled_users": self.sampled_users,
+            "pulled_authors": self.pulled_authors,
+            "load_before": self.load_before,
+            "load_after": self.load_after,
+            "cores": self.cores,
+            "slices": self.order,
+            "ratios": self.ratios(),
+        }
+        return doc
+
+    def ratios(self) -> dict[str, float]:
+        r = self.results
+        out: dict[str, float] = {}
+        if "hybrid" in r and "pull" in r:
+            out["hybrid_p99_over_pull_p99"] = r["hybrid"].p99_ms / r["pull"].p99_ms
+            out["hybrid_rps_over_pull_rps"] = r["hybrid"].rps / r["pull"].rps
+        if "hybrid" in r and "baseline" in r:
+            out["hybrid_rps_over_baseline_rps"] = r["hybrid"].rps / r["baseline"].rps
+        return out
+
+    def checks(self) -> list[tuple[str, bool]]:
+        """The targets of the read path, each with whether this run met it."""
+        r, q = self.results, self.ratios()
+        out: list[tuple[str, bool]] = []
+        if "hybrid" in r:
+            out.append((f"hybrid p99 {r['hybrid'].p99_ms:.1f} ms < 50 ms", r["hybrid"].p99_ms < 50))
+        if "hybrid_p99_over_pull_p99" in q:
+            v = q["hybrid_p99_over_pull_p99"]
+            out.append((f"hybrid p99 / pull p99 = {v:.2f} <= 0.33", v <= 1 / 3))
+        if "hybrid_rps_over_baseline_rps" in q:
+            v = q["hybrid_rps_over_baseline_rps"]
+            out.append((f"hybrid rps / baseline rps = {v:.2f} >= 0.70", v >= 0.7))
+        if "hybrid_rps_over_pull_rps" in q:
+            v = q["hybrid_rps_over_pull_rps"]
+            out.append((f"hybrid rps / pull rps = {v:.2f} >= 2", v >= 2))
+        return out
+
+    def lines(self) -> list[str]:
+        """The human-readable figures."""
+        out = [
+            f"graph: {self.graph_users:,} users; {self.sampled_users:,} sampled active users"
+            f" ({self.pulled_authors} pulled authors in the graph); homeFeed(first: 20) at"
+            f" {self.connections} connections; server: --workers {self.workers}",
+            f"{'variant':<8} {'rps':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+            f" {'requests':>9} {'errors':>6} {'srv CPU/req':>11} {'loadgen CPU':>12}",
+        ]
+        for name, r in self.results.items():
+            out.append(
+                f"{name:<8} {r.rps:>8.0f} {r.p50_ms:>8.1f} {r.p90_ms:>8.1f} {r.p99_ms:>8.1f}"
+                f" {r.max_ms:>8.1f} {r.requests:>9,} {r.errors:>6} {r.server_cpu_ms_per_request:>9.2f}ms"
+                f" {r.loadgen_cpu_s:>6.1f} s/{r.seconds:.0f} s"
+            )
+        for text, ok in self.checks():
+            out.append(f"target {'met   ' if ok else 'MISSED'} {text}")
+        out.append(
+            "load average before: "
+            + " ".join(f"{x:.2f}" for x in self.load_before)
+            + "; after: "
+            + " ".join(f"{x:.2f}" for x in self.load_after)
+            + f" ({self.cores} cores; the load generator shares them)"
+        )
+        for name, r in self.results.items():
+            if r.error_sample:
+                out.append(f"{name} errors, e.g.: {r.error_sample[0][:300]}")
+        return out
+
+    def markdown(self) -> str:
+        """The figures as a markdown table."""
+        rows = [
+            "| variant | rps | p50 ms | p90 ms | p99 ms | max ms | requests | errors"
+            " | server CPU / request | load generator CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, r in self.results.items():
+            rows.append(
+                f"| {name} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f}"
+                f" | {r.max_ms:.1f} | {r.requests:,} | {r.errors} | {r.server_cpu_ms_per_request:.2f} ms"
+                f" | {r.loadgen_cpu_s:.1f} s in {r.seconds:.0f} s |"
+            )
+        rows.append("")
+        rows += [f"- {'met' if ok else '**missed**'}: {text}" for text, ok in self.checks()]
+        rows.append(
+            f"- {self.connections} connections, `--workers {self.workers}`, {self.sampled_users:,} users"
+            f" of {self.graph_users:,}; load average before {self.load_before[0]:.2f},"
+            f" after {self.load_after[0]:.2f} on {self.cores} cores"
+        )
+        return "\n".join(rows) + "\n"

@@ -1,0 +1,166 @@
+"""`homefeed bench fanout | live | read`: the benchmarks' arguments, and running them.
+
+The benchmarks load only for these commands (numpy, matplotlib, the worker room).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from homefeed.cli.servers import migrated_servers
+from homefeed.feed.config import Settings
+
+
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = commands.add_parser(
+        "bench", help="benchmarks against the seeded graph (run `homefeed seed` first)"
+    )
+    benches = bench.add_subparsers(dest="bench", required=True)
+    bf = benches.add_parser("fanout", help="fan-out rate, createPost latency, cold rebuild, lag, memory")
+    bf.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
+    bf.add_argument("--posts", type=int, default=40, help="samples for latency and lag figures (default 40)")
+    bf.add_argument(
+        "--seconds", type=float, default=6.0, help="time budget per throughput figure (default 6)"
+    )
+    bf.add_argument(
+        "--fanout-keys", type=int, default=120_000, help="timeline writes per fan-out round (default 120000)"
+    )
+    bf.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
+    bf.set_defaults(run=run_fanout)
+    bl = benches.add_parser(
+        "live", help="live-update delivery lag and memory with 1,000 websocket subscribers"
+    )
+    bl.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
+    bl.add_argument("--subscribers", type=int, default=1000, help="concurrent subscribers (default 1000)")
+    bl.add_argument(
+        "--posts", type=int, default=30, help="posts, alternately ordinary and celebrity (default 30)"
+    )
+    bl.add_argument(
+        "--legacy-share", type=float, default=0.1, help="share of subscribers on graphql-ws (default 0.1)"
+    )
+    bl.add_argument(
+        "--threshold",
+        type=int,
+        default=None,
+        help="the server's celebrity threshold (default: the top count)",
+    )
+    bl.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    bl.add_argument(
+        "--no-compression", action="store_true", help="subscribers do not offer permessage-deflate"
+    )
+    bl.add_argument("--min-users", type=int, default=1000, help="refuse smaller graphs (default 1000)")
+    bl.set_defaults(run=run_live)
+    br = benches.add_parser(
+        "read", help="homeFeed reads at 32 connections: hybrid vs pull vs the in-memory baseline"
+    )
+    br.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
+    br.add_argument("--markdown", metavar="PATH", default=None, help="table (default: beside the JSON)")
+    br.add_argument("--chart", metavar="PATH", default=None, help="PNG chart (default: beside the JSON)")
+    br.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    br.add_argument("--seconds", type=float, default=20.0, help="measured seconds per variant (default 20)")
+    br.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds per variant (default 5)")
+    br.add_argument(
+        "--rounds", type=int, default=4, help="slices the variants are measured in, in turn (default 4)"
+    )
+    br.add_argument("--users", type=int, default=2000, help="active users sampled (default 2000)")
+    br.add_argument("--workers", type=int, default=2, help="API processes (default 2)")
+    br.add_argument("--variants", default="hybrid,pull,baseline", help="which, in order (default all three)")
+    br.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
+    br.set_defaults(run=run_read)
+
+
+def run_fanout(settings: Settings, args: argparse.Namespace) -> int:
+    from homefeed.bench import writes
+
+    options = writes.FanoutOptions(
+        posts=args.posts,
+        seconds=args.seconds,
+        fanout_keys=args.fanout_keys,
+        min_users=args.min_users,
+        json_path=Path(args.json) if args.json else None,
+    )
+    if _bench("fanout", settings, lambda ready: writes.run(ready, options, log=_say)) is None:
+        return 1
+    if options.json_path is not None:
+        print(f"wrote {options.json_path}")
+    return 0
+
+
+def run_live(settings: Settings, args: argparse.Namespace) -> int:
+    from homefeed.bench import live
+
+    options = live.LiveOptions(
+        subscribers=args.subscribers,
+        posts=args.posts,
+        legacy_share=args.legacy_share,
+        threshold=args.threshold,
+        workers=args.workers,
+        compression=not args.no_compression,
+        min_users=args.min_users,
+        json_path=Path(args.json) if args.json else None,
+    )
+    if _bench("live", settings, lambda ready: live.run(ready, options, log=_say)) is None:
+        return 1
+    if options.json_path is not None:
+        print(f"wrote {options.json_path}")
+    return 0
+
+
+def run_read(settings: Settings, args: argparse.Namespace) -> int:
+    from homefeed.bench import reads
+
+    json_path = Path(args.json) if args.json else None
+    base = json_path.with_suffix("") if json_path else settings.data_dir / "bench-read"
+    options = reads.ReadOptions(
+        connections=args.connections,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        users=args.users,
+        workers=args.workers,
+        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+        min_users=args.min_users,
+        json_path=json_path,
+        markdown_path=Path(args.markdown) if args.markdown else base.with_suffix(".md"),
+        chart_path=Path(args.chart) if args.chart else base.with_suffix(".png"),
+    )
+    report = _bench("read", settings, lambda ready: reads.run(ready, options, log=_say))
+    if report is None:
+        return 1
+    for path in reads.write_outputs(report, options):
+        print(f"wrote {path}")
+    return 0
+
+
+class _Report(Protocol):
+    def lines(self) -> list[str]: ...
+
+
+R = TypeVar("R", bound=_Report)
+
+
+def _bench(
+    name: str, settings: Settings, run: Callable[[Settings], Coroutine[object, object, R]]
+) -> R | None:
+    """Run one bench against the configured (or embedded) servers and print its report."""
+    from homefeed.bench.errors import BenchError
+
+    try:
+        with migrated_servers(settings) as ready:
+            report: R = asyncio.run(run(ready))
+    except BenchError as exc:
+        print(f"homefeed bench {name}: {exc}", file=sys.stderr)
+        return None
+    print()
+    for line in report.lines():
+        print(line)
+    return report
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
