@@ -1,0 +1,142 @@
+"""Everything the planned executor needs of graphql-core's and Strawberry's internals, in one place.
+
+The plan and its run use graphql-core's public API; what is not public (field collection,
+argument values, the executor's attributes of this minor version, Strawberry's markers on its
+fields and types) is reached through here, so a release that moves it breaks this module alone.
+pyproject.toml pins graphql-core below its next minor release for the same reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from graphql import FieldNode, FragmentDefinitionNode, GraphQLField, GraphQLObjectType
+from graphql.execution.collect_fields import FieldDetails, collect_fields, collect_subfields
+from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path, inspect, is_iterable
+from graphql.type.definition import GraphQLResolveInfoHelpers
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+__all__ = [
+    "ExecutionContext",
+    "FieldDetails",
+    "Grouped",
+    "Path",
+    "argument_values",
+    "custom_is_type_of",
+    "default_attribute",
+    "fragment_definitions",
+    "inspect",
+    "is_iterable",
+    "only_plain_execution",
+    "released_after",
+    "resolve_info_builder",
+    "root_fields",
+    "subfields",
+    "uses_defer",
+]
+
+# The executor the planned one extends: Strawberry's, itself graphql-core's.
+ExecutionContext = StrawberryGraphQLCoreExecutionContext
+
+# Response keys with the field nodes selected under each, as graphql-core collects them.
+Grouped = dict[str, list[FieldDetails]]
+
+
+def fragment_definitions(executor: ExecutionContext) -> list[FragmentDefinitionNode]:
+    """The document's fragment definitions."""
+    return list(executor.fragment_definitions.values())
+
+
+def root_fields(executor: ExecutionContext, root_type: GraphQLObjectType) -> Grouped:
+    """The operation's top-level selection, fragments spread and fields merged."""
+    collected = collect_fields(
+        executor.schema, executor.fragments, executor.variable_values, root_type, executor.operation
+    )
+    return collected.grouped_field_set
+
+
+def subfields(executor: ExecutionContext, type_: GraphQLObjectType, details: list[FieldDetails]) -> Grouped:
+    """The merged selection under some field nodes, for one object type."""
+    sub = collect_subfields(
+        executor.schema, executor.fragments, executor.variable_values, executor.operation, type_, details
+    )
+    return sub.grouped_field_set
+
+
+def uses_defer(details: list[FieldDetails]) -> bool:
+    """Whether a field is deferred or selected through a fragment with variables (not planned)."""
+    return any(d.defer_usage is not None or d.fragment_variable_values is not None for d in details)
+
+
+def argument_values(executor: ExecutionContext, definition: GraphQLField, node: FieldNode) -> dict[str, Any]:
+    """A field's arguments, coerced from the literals of its node and the request's variables."""
+    return get_argument_values(definition, node, executor.variable_values)
+
+
+def resolve_info_builder(executor: ExecutionContext) -> Callable[..., Any]:
+    """The executor's own `build_resolve_info(definition, nodes, parent type, path)`."""
+    return executor.build_resolve_info
+
+
+def only_plain_execution(executor: ExecutionContext) -> bool:
+    """Whether the execution asks for nothing but the spec's semantics: no abort signal, hooks,
+    resolve middleware, or disabled error propagation (those run through graphql-core only)."""
+    middleware = executor.middleware_manager
+    return (
+        executor.abort_signal is None
+        and executor.hooks is None
+        and executor.error_propagation
+        and (middleware is None or not middleware.middlewares)
+    )
+
+
+def default_attribute(definition: GraphQLField) -> str | None:
+    """The attribute a field without resolver reads (Strawberry marks such resolvers `_is_default`)."""
+    if not getattr(definition.resolve, "_is_default", False):
+        return None
+    strawberry_field = (definition.extensions or {}).get("strawberry-definition")
+    name = getattr(strawberry_field, "python_name", None)
+    if not isinstance(name, str) or getattr(strawberry_field, "default_resolver", getattr) is not getattr:
+        return None
+    return name
+
+
+def custom_is_type_of(type_: GraphQLObjectType) -> bool:
+    """Whether the type's check on returned objects is not Strawberry's own (an isinstance check
+    needing no resolve info), and so may need what only graphql-core passes it."""
+    if type_.is_type_of is None:
+        return False
+    definition = (type_.extensions or {}).get("strawberry-definition")
+    return definition is None or getattr(definition, "is_type_of", None) is not None
+
+
+def _finished(*_args: Any, **_kwargs: Any) -> Any:
+    raise RuntimeError("this execution has finished")
+
+
+# What a finished executor holds in place of its async helpers (bound to itself, a cycle).
+_FINISHED = GraphQLResolveInfoHelpers(gather=_finished, track=_finished)
+
+
+def released_after(executor: ExecutionContext, result: Any) -> Any:
+    """The result, once the executor no longer refers to itself.
+
+    graphql-core's executor holds its own bound methods (`async_helpers`): a reference cycle,
+    so each request's executor, context and answer outlived the request until the cyclic GC
+    found them, and the API's rare young collections (app.tune_gc) then freed many requests'
+    worth at once, stalling the process (a tail-latency spike; docs/benchmarks.md). Dropped
+    when the operation is done, everything goes on the spot.
+    """
+    if not executor.is_awaitable(result):
+        executor.async_helpers = _FINISHED
+        return result
+
+    async def released() -> Any:
+        try:
+            return await result
+        finally:
+            executor.async_helpers = _FINISHED
+
+    return released()

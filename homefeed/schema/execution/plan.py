@@ -1,0 +1,194 @@
+"""Compiling a validated query into a plan: per object type, its response keys with their field
+definitions, resolvers and completions (leaf coercion, list, object, non-null), collected once
+with graphql-core's own field collection.
+
+An operation is refused (`Unplannable`) when it uses what a plan shared by every execution of
+the operation cannot hold: directives (@skip and @include depend on variables), @defer,
+introspection of the schema, interface and union fields, and custom `is_type_of`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    DirectiveNode,
+    FieldNode,
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    Node,
+    OperationDefinitionNode,
+    OperationType,
+    is_abstract_type,
+    is_leaf_type,
+    is_list_type,
+    is_non_null_type,
+    is_object_type,
+)
+
+from homefeed.schema.execution import compat
+
+# Compiled plans, by operation node: the parser cache hands out the same node for the same
+# document, so an operation is compiled once per process while it stays in that cache.
+MAX_PLANS = 512
+
+
+class Unplannable(Exception):
+    """The operation uses something only graphql-core executes."""
+
+
+# What completing a value of one output type does.
+@dataclass(slots=True)
+class Leaf:
+    type_: GraphQLLeafType
+
+
+@dataclass(slots=True)
+class ListOf:
+    item: Completion
+    item_non_null: bool
+
+
+@dataclass(slots=True)
+class ObjectOf:
+    type_: GraphQLObjectType
+    is_type_of: Callable[[Any, Any], Any] | None
+    fields: list[PlannedField] = field(default_factory=list)
+
+
+Completion = Leaf | ListOf | ObjectOf
+
+
+@dataclass(slots=True)
+class PlannedField:
+    key: str
+    name: str
+    nodes: list[FieldNode]
+    definition: GraphQLField
+    parent: GraphQLObjectType
+    non_null: bool
+    completion: Completion | None  # None: __typename
+    # A field without a resolver: read the attribute directly (Strawberry's default resolver).
+    attribute: str | None
+    has_arguments: bool
+
+
+@dataclass(slots=True)
+class Plan:
+    root: ObjectOf
+
+
+class Plans:
+    """The plans of recent operations (None for an unplannable one), least recently used dropped."""
+
+    def __init__(self, size: int = MAX_PLANS) -> None:
+        self.size = size
+        self._plans: OrderedDict[int, tuple[OperationDefinitionNode, Plan | None]] = OrderedDict()
+
+    def for_operation(self, executor: compat.ExecutionContext) -> Plan | None:
+        """The plan of the executor's operation, compiled on first sight."""
+        operation = executor.operation
+        key = id(operation)
+        cached = self._plans.get(key)
+        if cached is not None and cached[0] is operation:
+            self._plans.move_to_end(key)
+            return cached[1]
+        try:
+            plan: Plan | None = Compiler(executor).compile()
+        except Unplannable:
+            plan = None
+        self._plans[key] = (operation, plan)
+        if len(self._plans) > self.size:
+            self._plans.popitem(last=False)
+        return plan
+
+    def entries(self) -> list[tuple[OperationDefinitionNode, Plan | None]]:
+        """The cached operations with their plans, oldest first."""
+        return list(self._plans.values())
+
+
+class Compiler:
+    def __init__(self, executor: compat.ExecutionContext) -> None:
+        self.ex = executor
+        self.schema = executor.schema
+
+    def compile(self) -> Plan:
+        ex = self.ex
+        if _has_directives(ex.operation) or any(_has_directives(f) for f in compat.fragment_definitions(ex)):
+            raise Unplannable("directives")
+        root_type = self.schema.get_root_type(OperationType.QUERY)
+        if root_type is None:
+            raise Unplannable("no query type")
+        root = ObjectOf(root_type, None)
+        root.fields = self._fields(root_type, compat.root_fields(ex, root_type))
+        return Plan(root)
+
+    def _fields(self, parent: GraphQLObjectType, grouped: compat.Grouped) -> list[PlannedField]:
+        fields = []
+        for key, details in grouped.items():
+            if compat.uses_defer(details):
+                raise Unplannable("defer or fragment variables")
+            nodes = [d.node for d in details]
+            name = nodes[0].name.value
+            if name in ("__schema", "__type"):
+                raise Unplannable("introspection")
+            definition = self.schema.get_field(parent, name)
+            if definition is None:  # validation would have refused it
+                raise Unplannable(f"unknown field {name}")
+            if name == "__typename":
+                completion: Completion | None = None
+            else:
+                completion = self._completion(definition.type, details)
+            fields.append(
+                PlannedField(
+                    key=key,
+                    name=name,
+                    nodes=nodes,
+                    definition=definition,
+                    parent=parent,
+                    non_null=is_non_null_type(definition.type),
+                    completion=completion,
+                    attribute=compat.default_attribute(definition),
+                    has_arguments=bool(definition.args),
+                )
+            )
+        return fields
+
+    def _completion(self, type_: GraphQLOutputType, details: list[compat.FieldDetails]) -> Completion:
+        if isinstance(type_, GraphQLNonNull):
+            type_ = type_.of_type
+        if is_list_type(type_):
+            assert isinstance(type_, GraphQLList)
+            item = type_.of_type
+            return ListOf(self._completion(item, details), is_non_null_type(item))
+        if is_leaf_type(type_):
+            return Leaf(type_)
+        if is_abstract_type(type_) or not is_object_type(type_):
+            raise Unplannable("abstract type")
+        assert isinstance(type_, GraphQLObjectType)
+        if compat.custom_is_type_of(type_):
+            raise Unplannable("custom is_type_of")
+        completion = ObjectOf(type_, type_.is_type_of)
+        completion.fields = self._fields(type_, compat.subfields(self.ex, type_, details))
+        return completion
+
+
+def _has_directives(node: Node) -> bool:
+    """Whether any directive appears in a definition (a plan is shared by all variable values)."""
+    stack: list[Any] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, DirectiveNode):
+            return True
+        if isinstance(current, Node):
+            stack.extend(getattr(current, k) for k in current.keys if k != "loc")
+        elif isinstance(current, list | tuple):
+            stack.extend(current)
+    return False
