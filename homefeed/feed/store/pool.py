@@ -66,9 +66,9 @@ def lane_share(pool: asyncpg.Pool) -> int:
 class Lanes:
     """A few pool connections held for the read path's single statements, handed out without the pool.
 
-    asyncpg's `Pool.fetch` spends about 120 us of client CPU per statement on the checkout
-    (a queue, a timeout context, a shielded task per release) against about 60 us for the
-    statement itself on a held connection (measured here). The home-feed read is one statement,
+    asyncpg's `Pool.fetch` spends more client CPU per statement on the checkout (a queue, a
+    timeout context, a shielded task per release) than on the statement itself on a held
+    connection. The home-feed read is one statement,
     so it runs on one of a few connections taken from the pool on first need and kept; reads
     beyond `size` at once queue for the next free one. A connection whose statement was
     interrupted (cancelled, lost) goes back to the pool closed, and a new one is taken.

@@ -2,13 +2,13 @@
 
 Every hybrid read ends with one PostgreSQL statement that filters its candidates (deleted,
 unfollowed, muted, blocked either way) and hydrates the survivors with their authors and the
-viewer's likes. Measured alone, that statement cost PostgreSQL about 100 us of CPU however few
-candidates it had (locks on six tables and their indexes, executor start-up, the protocol),
-and the API process a round trip: at 32 connections the reads spent most of their time queued
-for it. Here concurrent reads share a statement: each read joins a queue; when the connection
-held for them is free, everything queued goes out as one statement that runs the same filter
-once per read (LATERAL), so the fixed costs are paid once per batch. A read that finds the
-connection free goes out at once, so a quiet server adds no wait.
+viewer's likes. That statement has a fixed PostgreSQL CPU cost however few candidates it has
+(locks on six tables and their indexes, executor start-up, the protocol), and the API process
+a round trip: with a statement per read, reads spent most of their time queued for it. Here
+concurrent reads share a statement: each read joins a queue; when the connection held for
+them is free, everything queued goes out as one statement that runs the same filter once per
+read (LATERAL), so the fixed costs are paid once per batch. A read that finds the connection
+free goes out at once, so a quiet server adds no wait.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from homefeed.feed.store.pool import Lanes
 # a read that finds any post has also authenticated them.
 # The muted and blocked authors are listed once per read, not probed once per candidate. The
 # follow check is a scalar subquery (true or null) so it stays one primary-key probe per row:
-# written as EXISTS, PostgreSQL hashed all of the viewer's follows for every read (9% more of
-# its CPU per read, measured with batches of 8).
+# written as EXISTS, PostgreSQL hashed all of the viewer's follows for every read.
 VISIBLE = """
 SELECT r.ord, x.*
 FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[]) WITH ORDINALITY AS r(viewer, lo, hi, lim, ord)
@@ -60,18 +59,17 @@ COLUMNS = (
     "liked",
 )
 # Statements in flight at once per process, and reads per statement. One connection makes the
-# largest batches (bench read: about 7 reads a statement); two gave 1,512-1,530 rps against
-# 1,560-1,625 with one (two runs each), the statement being far from the slowest step.
+# largest batches; a second did not raise throughput (docs/benchmarks.md), the statement being
+# far from the slowest step.
 CONNECTIONS = 1
 MAX_BATCH = 64
 # The statement's generic plan is the right one for every batch, but PostgreSQL would plan each
-# execution anew (about 1 ms): a custom plan, costed for the actual number of reads, always
-# looks cheaper than the generic plan's guess of ten.
+# execution anew, at a cost far above the execution's: a custom plan, costed for the actual
+# number of reads, always looks cheaper than the generic plan's guess of ten.
 #
 # Bitmap scans are off for it: costed for the generic plan's guess of 8 rows, the per-read look-ups
 # of mutes, blocks and likes were bitmap scans, whose set-up costs more than the few index entries
-# a viewer has there (PostgreSQL CPU per read about 118 -> 97 us in batches of 8; alternating
-# runs of each); they are index-only scans instead.
+# a viewer has there; they are index-only scans instead.
 SESSION = {"plan_cache_mode": "force_generic_plan", "enable_bitmapscan": "off"}
 
 

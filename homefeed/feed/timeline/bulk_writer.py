@@ -1,15 +1,15 @@
 """A fast pipelined writer for fan-out: one APPEND per timeline, many timelines per round trip.
 
 Two costs cap a fan-out worker, and this module removes both:
-- Redis side: inserting into a compact sorted set scans it (~20 us for 800 entries),
-  and a Lua script costs ~9 us a call. Timelines are strings of fixed-width ids
-  (timelines.py), so a write is a native `APPEND` (O(1)); the reply, the new length,
-  says when a list was just created (give it an expiry) or outgrew its bound
-  (the caller rewrites it, once per few hundred appends).
-- Client side: redis-py packs and parses each command in Python (~75k writes/s).
-  Fan-out sends one command shape to thousands of keys, so this writer builds the
-  RESP bytes from a template per post, keeps batches in flight while it builds
-  the next, and parses replies with hiredis.
+- Redis side: inserting into a compact sorted set scans it, and a Lua script has a
+  fixed cost per call. Timelines are strings of fixed-width ids (encoding.py), so a
+  write is a native `APPEND` (O(1)); the reply, the new length, says when a list was
+  just created (give it an expiry) or outgrew its bound (the caller rewrites it, once
+  per many appends).
+- Client side: redis-py packs and parses each command in Python, which caps the
+  write rate well below what Redis takes. Fan-out sends one command shape to
+  thousands of keys, so this writer builds the RESP bytes from a template per post,
+  keeps batches in flight while it builds the next, and parses replies with hiredis.
 Every command touches a single key (one user, one hash slot), so batches can be
 grouped by node on a Redis Cluster.
 """

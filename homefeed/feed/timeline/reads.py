@@ -1,7 +1,7 @@
 """Pipelined GETs for the read path: one connection per process, replies parsed by hiredis.
 
 A home-feed read asks Redis for one string (the timeline). Through redis-py's asyncio client
-that GET took 200 us of client CPU here (connection pool checkout, command packing, a timeout
+that GET cost more client CPU (connection pool checkout, command packing, a timeout
 context, the retry wrapper, the stream reader): more than Redis and the numpy decoding
 together. Here a GET is a preformatted command written to a shared connection and a future
 resolved by `data_received`: concurrent reads pipeline on the one connection for free.
