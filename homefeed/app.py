@@ -214,7 +214,7 @@ GC_THRESHOLD = (50_000, 20, 100)
 def tune_gc() -> None:
     """Make the cyclic GC cheap for a server holding thousands of long-lived websocket objects.
 
-    Profiled with 1,000 live subscribers, CPython's default thresholds spent about a third
+    Profiled with a thousand live subscribers, CPython's default thresholds spent a large share
     of the process's CPU in the collector while an update went out (each delivery keeps many
     objects in flight long enough to be promoted, so full collections over every
     subscription's objects ran again and again), which the delivery lag paid for. Freezing

@@ -2,9 +2,9 @@
 
 Each API process accepts on its own SO_REUSEPORT socket, and the kernel picks the socket by a
 hash of the connection's addresses. With thousands of clients that evens out; with a few dozen
-keep-alive connections (a reverse proxy's upstream pool, a load generator) it does not: 32
-connections were split 12/20 and 13/19, and the busier process answered every one of its
-requests later (bench read, hybrid p99 38.3 ms at 12/20 against 34.0 ms at 16/16).
+keep-alive connections (a reverse proxy's upstream pool, a load generator) it does not: the
+split is often lopsided, and the busier process answers every one of its requests later,
+which the tail latency of the whole service pays for (bench read).
 
 The processes share a table of how many connections each holds. A process that accepts a
 connection while holding more than the least loaded one passes the socket to that one over a

@@ -14,8 +14,8 @@ class FanoutOptions:
     seconds: float = 6.0  # time budget of each throughput measurement
     fanout_keys: int = 120_000  # timelines (active followers of the top authors) written per round
     cold_users: int = 120
-    # The baseline's sorted sets are default ones (skiplists, ~100 bytes an entry): a sample of the
-    # fan-out keys is enough for a rate, and keeps the shadow copies to ~1.5 GB.
+    # The baseline's sorted sets are default ones (skiplists, several times the bytes an entry of
+    # a timeline): a sample of the fan-out keys is enough for a rate, and bounds the shadow copies.
     baseline_keys: int = 20_000
     memory_keys: int = 200
     lag_followers: int = 10_000  # follower count of the author whose post-to-visible lag is measured

@@ -55,7 +55,7 @@ class Throughput(BenchBase):
         worker = FanoutWorker(self.s)
         writer = BulkWriter(self.s.settings.redis_url or "")
         # The baseline is the faster of redis-py's two clients: the blocking one packs and parses a
-        # pipeline about twice as fast as the asyncio one (run in a thread; nothing else runs then).
+        # pipeline faster than the asyncio one (run in a thread; nothing else runs then).
         sync_redis = SyncRedis.from_url(self.s.settings.redis_url or "")
         keep = self.size + 1
         try:
