@@ -7,6 +7,14 @@ from dataclasses import dataclass, field
 from homefeed.feed.records import Page, Post, User
 from homefeed.resolvers.context import Context
 
+# The page size when `first` is omitted or null; the contract types `first` as a nullable Int.
+DEFAULT_FIRST = 20
+
+
+def page_size(first: int | None) -> int:
+    """The page size a client asked for, or the default."""
+    return DEFAULT_FIRST if first is None else first
+
 
 @dataclass(frozen=True, slots=True)
 class PostSlice:

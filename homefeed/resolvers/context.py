@@ -68,3 +68,13 @@ class Context:
         if self._loaders is None:
             self._loaders = build(self.services, await self.viewer_id())
         return self._loaders
+
+    async def loaders_or(self, via: Loaders | None) -> Loaders:
+        """`via` if given (a live event's loaders, shared by its subscribers), else this request's."""
+        return via if via is not None else await self.loaders()
+
+    async def require_writer(self) -> int:
+        """The authenticated user's id, once the rate limit on writes lets them write."""
+        viewer = await self.require_viewer()
+        await self.services.limiter.hit(f"w:{viewer}")
+        return viewer

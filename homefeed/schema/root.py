@@ -5,9 +5,10 @@ from __future__ import annotations
 import strawberry
 from strawberry.tools import merge_types
 
-from homefeed.resolvers import query
+from homefeed.resolvers import posts, users
 from homefeed.resolvers.context import Context
-from homefeed.schema.feed import FeedQuery, FeedSubscription
+from homefeed.schema.feed import FeedQuery
+from homefeed.schema.live import FeedSubscription
 from homefeed.schema.node import Node, parse_global_id
 from homefeed.schema.posts import Post, PostMutation, PostQuery
 from homefeed.schema.users import User, UserMutation, UserQuery
@@ -21,10 +22,10 @@ class NodeQuery:
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, pk = parse_global_id(id)
         if type_name == "User":
-            user = await query.user_by_id(info.context, pk)
+            user = await users.user_by_id(info.context, pk)
             return User.of(user, info.context) if user else None
         if type_name == "Post":
-            post = await query.post(info.context, pk)
+            post = await posts.post(info.context, pk)
             return Post.of(post, info.context) if post else None
         return None
 

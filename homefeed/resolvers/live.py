@@ -1,4 +1,4 @@
-"""Subscription resolvers: live home-feed updates for the signed-in viewer."""
+"""Live home-feed updates for the signed-in viewer, as the subscription receives them."""
 
 from __future__ import annotations
 

@@ -1,13 +1,16 @@
-"""Mutation resolvers: authenticate, rate-limit, call the engine, return fresh records."""
+"""Users' resolvers: look-ups, sessions, relationships, and a user's posts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from homefeed.feed.auth import check_password
 from homefeed.feed.errors import NotFound, Unauthenticated
-from homefeed.feed.records import Post, User
-from homefeed.feed.store.users import clean_display_name, clean_handle
+from homefeed.feed.records import User
+from homefeed.feed.store.users import HANDLE, clean_display_name, clean_handle
+from homefeed.loaders import Loaders
+from homefeed.resolvers.connections import PostSlice, author_scope, decode_after, hydrate, page_size
 from homefeed.resolvers.context import Context
 
 
@@ -17,27 +20,47 @@ class Session:
     user: User
 
 
-async def _writer(ctx: Context) -> int:
-    viewer = await ctx.require_viewer()
-    await ctx.services.limiter.hit(f"w:{viewer}")
-    return viewer
+async def viewer(ctx: Context) -> User | None:
+    """The signed-in user, None when anonymous."""
+    viewer_id = await ctx.viewer_id()
+    if viewer_id is None:
+        return None
+    return await (await ctx.loaders()).users.load(viewer_id)
 
 
-async def _fresh_user(ctx: Context, user_id: int) -> User:
-    # Mutations change counters and flags: read them after the change, not from this request's cache.
-    ctx.forget_loaded()
-    user = await (await ctx.loaders()).users.load(user_id)
-    if user is None:
-        raise NotFound("no such user")
-    return user
+async def user_by_id(ctx: Context, user_id: int) -> User | None:
+    """A user by id."""
+    return await (await ctx.loaders()).users.load(user_id)
 
 
-async def _fresh_post(ctx: Context, post_id: int) -> Post:
-    ctx.forget_loaded()
-    post = await (await ctx.loaders()).posts.load(post_id)
-    if post is None:
-        raise NotFound("no such post")
-    return post
+async def user_by_handle(ctx: Context, handle: str) -> User | None:
+    """A user by handle (case-insensitive); None for a handle that cannot exist."""
+    handle = handle.strip().removeprefix("@")
+    if not HANDLE.match(handle):
+        return None
+    return await ctx.services.users.by_handle(handle)
+
+
+async def user_posts(ctx: Context, author_id: int, first: int | None, after: str | None) -> PostSlice:
+    """A page of one author's posts."""
+    scope = author_scope(author_id)
+    page = await ctx.services.feeds.author(author_id, page_size(first), decode_after(ctx, scope, after))
+    return await hydrate(ctx, scope, page, after=after)
+
+
+async def viewer_follows(ctx: Context, user_id: int, via: Loaders | None = None) -> bool:
+    """Whether the viewer follows user_id (False when anonymous)."""
+    return await (await ctx.loaders_or(via)).viewer_follows.load(user_id)
+
+
+async def user_count(
+    ctx: Context, user_id: int, pick: Callable[[User], int | None], via: Loaders | None = None
+) -> int:
+    """One of an existing user's counts as stored now (for a user record read without them)."""
+    user = await (await ctx.loaders_or(via)).users.load(user_id)
+    count = None if user is None else pick(user)
+    assert count is not None, f"user {user_id} is gone"
+    return count
 
 
 async def sign_up(ctx: Context, handle: str, password: str, display_name: str | None) -> Session:
@@ -60,17 +83,13 @@ async def log_in(ctx: Context, handle: str, password: str) -> Session:
     return Session(ctx.services.tokens.issue(found[0].id), found[0])
 
 
-async def create_post(ctx: Context, text: str) -> Post:
-    """Publish a post; fan-out happens after the answer."""
-    return await ctx.services.posts.create(await _writer(ctx), text)
-
-
-async def delete_post(ctx: Context, post_id: int) -> bool:
-    """Delete one of the viewer's posts."""
-    viewer = await _writer(ctx)
-    await ctx.services.posts.delete(viewer, post_id)
-    await ctx.services.notices.post_deleted(viewer, post_id)
-    return True
+async def _fresh_user(ctx: Context, user_id: int) -> User:
+    # Mutations change counters and flags: read them after the change, not from this request's cache.
+    ctx.forget_loaded()
+    user = await (await ctx.loaders()).users.load(user_id)
+    if user is None:
+        raise NotFound("no such user")
+    return user
 
 
 async def _announce(ctx: Context, viewer: int, other: int, verb: str, *, both: bool = False) -> None:
@@ -81,7 +100,7 @@ async def _announce(ctx: Context, viewer: int, other: int, verb: str, *, both: b
 
 
 async def follow(ctx: Context, user_id: int) -> User:
-    viewer = await _writer(ctx)
+    viewer = await ctx.require_writer()
     await ctx.services.relations.follow(viewer, user_id)
     # The followee's posts show on the very next read; the outbox job repeats this durably.
     await ctx.services.feeds.after_follow_change(viewer, user_id)
@@ -90,7 +109,7 @@ async def follow(ctx: Context, user_id: int) -> User:
 
 
 async def unfollow(ctx: Context, user_id: int) -> User:
-    viewer = await _writer(ctx)
+    viewer = await ctx.require_writer()
     await ctx.services.relations.unfollow(viewer, user_id)
     await ctx.services.feeds.after_follow_change(viewer, user_id)
     await _announce(ctx, viewer, user_id, "unfollow")
@@ -98,38 +117,28 @@ async def unfollow(ctx: Context, user_id: int) -> User:
 
 
 async def block(ctx: Context, user_id: int) -> User:
-    viewer = await _writer(ctx)
+    viewer = await ctx.require_writer()
     await ctx.services.relations.block(viewer, user_id)
     await _announce(ctx, viewer, user_id, "block", both=True)
     return await _fresh_user(ctx, user_id)
 
 
 async def unblock(ctx: Context, user_id: int) -> User:
-    viewer = await _writer(ctx)
+    viewer = await ctx.require_writer()
     await ctx.services.relations.unblock(viewer, user_id)
     await _announce(ctx, viewer, user_id, "unblock", both=True)
     return await _fresh_user(ctx, user_id)
 
 
 async def mute(ctx: Context, user_id: int) -> User:
-    viewer = await _writer(ctx)
+    viewer = await ctx.require_writer()
     await ctx.services.relations.mute(viewer, user_id)
     await _announce(ctx, viewer, user_id, "mute")
     return await _fresh_user(ctx, user_id)
 
 
 async def unmute(ctx: Context, user_id: int) -> User:
-    viewer = await _writer(ctx)
+    viewer = await ctx.require_writer()
     await ctx.services.relations.unmute(viewer, user_id)
     await _announce(ctx, viewer, user_id, "unmute")
     return await _fresh_user(ctx, user_id)
-
-
-async def like_post(ctx: Context, post_id: int) -> Post:
-    await ctx.services.likes.like(await _writer(ctx), post_id)
-    return await _fresh_post(ctx, post_id)
-
-
-async def unlike_post(ctx: Context, post_id: int) -> Post:
-    await ctx.services.likes.unlike(await _writer(ctx), post_id)
-    return await _fresh_post(ctx, post_id)
