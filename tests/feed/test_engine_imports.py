@@ -41,7 +41,22 @@ FORBIDDEN = (
 
 # Runs in the fresh interpreter: imports each module in turn and reports what each one added.
 PROBE = """
-import importlib, json, sys, traceback
+import builtins, importlib, json, sys, traceback
+
+# Who imported what: the module whose code ran the import statement that first loaded it.
+importer_of = {}
+real_import = builtins.__import__
+
+def spying_import(name, globals=None, locals=None, fromlist=(), level=0):
+    before = set(sys.modules)
+    try:
+        return real_import(name, globals, locals, fromlist, level)
+    finally:
+        by = (globals or {}).get("__name__", "?")
+        for new in set(sys.modules) - before:
+            importer_of.setdefault(new, by)
+
+builtins.__import__ = spying_import
 report = []
 for name in json.loads(sys.argv[1]):
     before = set(sys.modules)
@@ -50,7 +65,13 @@ for name in json.loads(sys.argv[1]):
         error = None
     except BaseException:
         error = traceback.format_exc()
-    report.append({"module": name, "added": sorted(set(sys.modules) - before), "error": error})
+    added = sorted(set(sys.modules) - before)
+    report.append({
+        "module": name,
+        "added": added,
+        "importers": {a: importer_of.get(a, name) for a in added},
+        "error": error,
+    })
 print(json.dumps(report))
 """
 
@@ -60,6 +81,7 @@ ROOT = Path(homefeed.feed.__file__).resolve().parents[2]
 class Imported(TypedDict):
     module: str
     added: list[str]
+    importers: dict[str, str]  # module added -> the module whose import statement loaded it
     error: str | None
 
 
@@ -103,7 +125,8 @@ def offenders(modules: list[str], also: Path | None = None) -> list[str]:
             lines.append(f"{entry['module']} failed to import:\n{entry['error']}")
         bad = sorted({a for a in entry["added"] if is_forbidden(a)})
         if bad:
-            lines.append(f"{entry['module']} pulled in {', '.join(bad)}")
+            how = "; ".join(f"{b} imported by {entry['importers'].get(b, '?')}" for b in bad)
+            lines.append(f"{entry['module']} pulled in {', '.join(bad)} ({how})")
     return lines
 
 
@@ -144,6 +167,7 @@ def test_the_check_catches_a_module_that_pulls_in_forbidden_things(tmp_path: Pat
     problems = offenders(["clean_part", "leaky_part"], also=tmp_path)
     assert len(problems) == 1, problems
     assert problems[0].startswith("leaky_part pulled in graphql")
+    assert "graphql imported by helper_part" in problems[0]  # the module that did it, not just the top
 
 
 def test_the_check_reports_a_module_that_fails_to_import() -> None:
