@@ -331,3 +331,18 @@ async def test_server_stays_healthy_after_abuse(api: Api, alice: Account) -> Non
     assert response.json()["status"] == "ok"
     post_id = await api.post(alice, "still here")
     assert await api.whole_feed(alice) == [post_id]
+
+
+async def test_text_postgres_cannot_store_is_the_clients_error(api: Api, alice: Account) -> None:
+    # A NUL reaches the API intact through JSON; PostgreSQL would refuse it as a server error.
+    assert_codes(await api.gql(CREATE, {"t": "a\u0000b"}, token=alice.token), "BAD_USER_INPUT")
+    signed = (
+        "mutation($h: String!, $n: String) "
+        '{ signUp(handle: $h, password: "password123", displayName: $n) { token } }'
+    )
+    assert_codes(await api.gql(signed, {"h": "nul", "n": "Nu\u0000ll"}), "BAD_USER_INPUT")
+    log_in = 'mutation($h: String!) { logIn(handle: $h, password: "password123") { token } }'
+    assert_codes(await api.gql(log_in, {"h": "alice\u0000"}), "UNAUTHENTICATED")
+    assert (await api.gql("query($h: String!) { user(handle: $h) { id } }", {"h": "alice\u0000"})).ok() == {
+        "user": None
+    }

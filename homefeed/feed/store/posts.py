@@ -8,6 +8,7 @@ import asyncpg
 
 from homefeed.feed.errors import Forbidden, InvalidInput, NotFound
 from homefeed.feed.records import Post
+from homefeed.feed.store.text import check_storable
 
 MAX_POST_LENGTH = 280
 _COLUMNS = "id, author_id, text, like_count"
@@ -25,7 +26,7 @@ def clean_text(text: str) -> str:
         raise InvalidInput("post text must not be empty")
     if len(text) > MAX_POST_LENGTH:
         raise InvalidInput(f"post text must be at most {MAX_POST_LENGTH} characters")
-    return text
+    return check_storable(text, "post text")
 
 
 class Posts:
@@ -51,7 +52,12 @@ class Posts:
         return post_from_row(row)
 
     async def delete(self, viewer_id: int, post_id: int) -> None:
-        """Soft-delete the viewer's own post. Deleting it again is a no-op."""
+        """Soft-delete the viewer's own post. Deleting it again is a no-op.
+
+        `p.deleted_at IS NULL` is checked on the updated row, not only on the CTE's snapshot:
+        PostgreSQL re-evaluates it after waiting for the row lock, so of two overlapping deletes
+        only the first queues a delete job.
+        """
         row = await self._pool.fetchrow(
             """WITH target AS (
                    SELECT author_id, id, deleted_at FROM posts WHERE id = $2
@@ -59,7 +65,7 @@ class Posts:
                    UPDATE posts p SET deleted_at = now()
                    FROM target t
                    WHERE p.author_id = t.author_id AND p.id = t.id
-                     AND t.author_id = $1 AND t.deleted_at IS NULL
+                     AND t.author_id = $1 AND p.deleted_at IS NULL
                    RETURNING p.author_id, p.id
                ), job AS (
                    INSERT INTO outbox (kind, actor_id, subject_id)

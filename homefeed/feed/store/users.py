@@ -9,6 +9,7 @@ import asyncpg
 
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.records import User
+from homefeed.feed.store.text import check_storable, storable
 
 HANDLE = re.compile(r"^[A-Za-z0-9_]{1,30}$")
 MAX_DISPLAY_NAME = 50
@@ -40,7 +41,7 @@ def clean_display_name(name: str | None, handle: str) -> str:
     name = (name or "").strip() or handle
     if len(name) > MAX_DISPLAY_NAME:
         raise InvalidInput(f"displayName must be at most {MAX_DISPLAY_NAME} characters")
-    return name
+    return check_storable(name, "displayName")
 
 
 class Users:
@@ -79,6 +80,8 @@ class Users:
 
     async def by_handle(self, handle: str) -> User | None:
         """The user with this handle, ignoring letter case."""
+        if not storable(handle):
+            return None  # no stored handle can contain it
         row = await self._pool.fetchrow(
             f"SELECT {_COLUMNS} FROM users WHERE lower(handle) = lower($1)", handle
         )
@@ -86,6 +89,8 @@ class Users:
 
     async def credentials(self, handle: str) -> tuple[User, str] | None:
         """The user and stored password hash for a handle."""
+        if not storable(handle):
+            return None
         row = await self._pool.fetchrow(
             f"SELECT {_COLUMNS}, password_hash FROM users WHERE lower(handle) = lower($1)",
             handle,
