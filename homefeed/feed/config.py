@@ -42,7 +42,10 @@ class Settings:
     # Whether `homefeed serve` runs a fan-out worker inside each API process.
     inprocess_worker: bool = True
     # How long a claimed job stays invisible to other workers; a dead worker's jobs return after it.
-    job_lease_seconds: int = 30
+    # Short, because a heartbeat renews it while the job runs (every third of it).
+    job_lease_seconds: int = 3
+    # Claims of one job before it moves to the dead-letter table (failed or abandoned each time).
+    job_max_attempts: int = 10
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed."""
@@ -136,6 +139,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         fanout_chunk=_int(env, "FANOUT_CHUNK", DEFAULTS.fanout_chunk, 100, 10_000_000),
         inprocess_worker=_choice(env, "INPROCESS_WORKER", "1", ("0", "1")) == "1",
         job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", DEFAULTS.job_lease_seconds, 1, 3600),
+        job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", DEFAULTS.job_max_attempts, 1, 1000),
     )
 
 
