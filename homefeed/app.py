@@ -26,6 +26,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
+import homefeed.feed.metrics  # noqa: F401  (registers the engine's series: see metrics())
 from homefeed.feed import config
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import FeedError
@@ -199,7 +200,10 @@ async def healthz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition of this process's metrics."""
+    """Prometheus exposition of this process's metrics: GraphQL's, the engine's, the process's."""
+    # The engine's series are module-level objects registered when homefeed.feed.metrics is
+    # imported; the import at the top lists every one from the first scrape, before the code
+    # that updates some of them (a dead job, a fallback read) has run in this process.
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

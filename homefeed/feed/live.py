@@ -9,6 +9,13 @@ The hub subscribes to the channels its connected viewers need (their followees,
 themselves), keeps each viewer's relationships in memory to decide who may see
 what, and gives each subscriber a bounded queue: a subscriber that falls behind
 has its backlog dropped for a single RESYNC, so memory stays bounded.
+
+Relationship notices are best effort like every notice, so the hub does not trust them
+alone: every REFRESH_SECONDS, and after it reconnects to Redis, it re-reads the
+relationships of all its viewers (one statement per batch of viewers), so a lost notice
+is healed within that interval. A change that hides authors sends REMOVED for their
+recent posts; a change that reveals authors (follow, unmute, unblock) sends RESYNC,
+since the client must refetch to see the posts they bring.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from homefeed.feed.metrics import LIVE_DELIVERED, LIVE_OVERFLOWS, LIVE_RESYNCS, LIVE_SUBSCRIBERS
 from homefeed.feed.records import Post
 from homefeed.feed.store.posts import Posts
 
@@ -36,6 +44,10 @@ QUEUE_SIZE = 64
 # How many of an author's newest posts a viewer may have on screen when they unfollow, block or mute.
 ON_SCREEN = 50
 MAX_ID = 2**63 - 1
+# How often a hub re-reads its viewers' relationships: the longest a lost "rel" notice goes unnoticed.
+REFRESH_SECONDS = 30.0
+# Viewers whose relationships one refresh statement reads.
+REFRESH_BATCH = 500
 
 
 class Kind(Enum):
@@ -55,6 +67,10 @@ class LiveEvent:
 
 
 RESYNC = LiveEvent(Kind.RESYNC)
+
+# Every kind is exported from the start, so a dashboard sees zeros rather than a missing series.
+for _kind in Kind:
+    LIVE_DELIVERED.labels(_kind.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +131,14 @@ class Notices:
         await self._publish(self.channels.user(user), Notice("rel", other=other, verb=verb))
 
 
+@dataclass(frozen=True, slots=True)
+class Relations:
+    """What a viewer's live stream depends on: whom they follow, and whom they may not see."""
+
+    followees: frozenset[int]
+    hidden: frozenset[int]  # muted or blocked either way
+
+
 @dataclass(eq=False)
 class Subscriber:
     viewer: int
@@ -122,14 +146,22 @@ class Subscriber:
     followees: set[int] = field(default_factory=set)
     hidden: set[int] = field(default_factory=set)  # muted or blocked either way
     overflowed: bool = False
+    resync_queued: bool = False
+    # Bumped whenever relationships are applied, so a read that another one overtook is not applied.
+    generation: int = 0
 
     def sees(self, author: int) -> bool:
+        """Whether posts by author belong in this viewer's feed."""
         return author not in self.hidden and (author == self.viewer or author in self.followees)
+
+    def visible(self) -> set[int]:
+        """The authors whose posts belong in this viewer's feed (as far as the hub knows)."""
+        return {a for a in self.followees | {self.viewer} if self.sees(a)}
 
     def offer(self, event: LiveEvent) -> None:
         """Queue an event; a full queue is dropped for one RESYNC (the client refetches)."""
-        if self.overflowed:
-            return
+        if self.overflowed or (event is RESYNC and self.resync_queued):
+            return  # the refetch a queued RESYNC asks for covers this too
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -137,24 +169,45 @@ class Subscriber:
                 self.queue.get_nowait()
             self.queue.put_nowait(RESYNC)
             self.overflowed = True
+            LIVE_OVERFLOWS.inc()
+            if not self.resync_queued:  # a RESYNC dropped with the backlog was counted already
+                LIVE_RESYNCS.inc()
+            self.resync_queued = True
+            return
+        if event is RESYNC:
+            self.resync_queued = True
+            LIVE_RESYNCS.inc()
 
     async def next(self) -> LiveEvent:
+        """The next event, waiting for one."""
         event = await self.queue.get()
         if event is RESYNC:
             self.overflowed = False
+            self.resync_queued = False
+        LIVE_DELIVERED.labels(event.kind.value).inc()
         return event
 
 
 class LiveHub:
     """This process's single Redis subscription, shared by all its live subscribers."""
 
-    def __init__(self, redis: Redis, pool: asyncpg.Pool, posts: Posts, prefix: str) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        pool: asyncpg.Pool,
+        posts: Posts,
+        prefix: str,
+        *,
+        refresh_seconds: float = REFRESH_SECONDS,
+    ) -> None:
         self._redis = redis
         self._pool = pool
         self._posts = posts
         self.channels = Channels(prefix)
+        self.refresh_seconds = refresh_seconds
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
         self._subscribers: set[Subscriber] = set()
         self._by_author: defaultdict[int, set[Subscriber]] = defaultdict(set)
         self._by_user: defaultdict[int, set[Subscriber]] = defaultdict(set)
@@ -172,25 +225,28 @@ class LiveHub:
     def channel_count(self) -> int:
         return len(self._subscribed)
 
-    async def _state(self, viewer: int) -> tuple[set[int], set[int]]:
-        row = await self._pool.fetchrow(
-            """SELECT
-                 ARRAY(SELECT followee_id FROM follows WHERE follower_id = $1) AS followees,
-                 ARRAY(SELECT muted_id FROM mutes WHERE muter_id = $1
-                       UNION SELECT blocked_id FROM blocks WHERE blocker_id = $1
-                       UNION SELECT blocker_id FROM blocks WHERE blocked_id = $1) AS hidden""",
-            viewer,
+    async def relations(self, viewers: Sequence[int]) -> dict[int, Relations]:
+        """The current relationships of many viewers, read in one statement."""
+        rows = await self._pool.fetch(
+            """SELECT v.id,
+                 ARRAY(SELECT followee_id FROM follows WHERE follower_id = v.id) AS followees,
+                 ARRAY(SELECT muted_id FROM mutes WHERE muter_id = v.id
+                       UNION SELECT blocked_id FROM blocks WHERE blocker_id = v.id
+                       UNION SELECT blocker_id FROM blocks WHERE blocked_id = v.id) AS hidden
+               FROM unnest($1::bigint[]) AS v(id)""",
+            list(viewers),
         )
-        assert row is not None
-        return set(row["followees"]), set(row["hidden"])
+        return {r["id"]: Relations(frozenset(r["followees"]), frozenset(r["hidden"])) for r in rows}
 
     @contextlib.asynccontextmanager
     async def subscribe(self, viewer: int) -> AsyncIterator[Subscriber]:
         """A live subscriber for viewer, registered for as long as the context lasts."""
         sub = Subscriber(viewer)
-        sub.followees, sub.hidden = await self._state(viewer)
+        state = (await self.relations([viewer]))[viewer]
+        sub.followees, sub.hidden = set(state.followees), set(state.hidden)
         async with self._lock:
             self._subscribers.add(sub)
+            LIVE_SUBSCRIBERS.inc()
             self._add(self._by_user, viewer, sub)
             for author in sub.followees | {viewer}:
                 self._add(self._by_author, author, sub)
@@ -200,6 +256,7 @@ class LiveHub:
         finally:
             async with self._lock:
                 self._subscribers.discard(sub)
+                LIVE_SUBSCRIBERS.dec()
                 self._drop(self._by_user, viewer, sub)
                 for author in sub.followees | {viewer}:
                     self._drop(self._by_author, author, sub)
@@ -247,6 +304,8 @@ class LiveHub:
         self._dirty.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._listen(), name="live-hub")
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh_forever(), name="live-hub-refresh")
 
     async def _listen(self) -> None:
         """Read notices forever; after a Redis failure, resubscribe and tell everyone to resync."""
@@ -284,6 +343,13 @@ class LiveHub:
                 self._subscribed = wanted
             except (RedisError, OSError):
                 return  # next loop iteration fails again and retries with backoff
+        # Relationship notices sent while we were away are lost too: re-read them before the
+        # RESYNC, so what the client refetches and what the hub then sends agree. The RESYNC
+        # covers any change found, so none is announced on its own.
+        try:
+            await self.refresh(announce=False)
+        except (asyncpg.PostgresError, RedisError, OSError) as exc:
+            log.warning("live hub could not re-read relationships after reconnecting: %s", exc)
         # Whatever happened while we were away is lost: every subscriber refetches.
         for sub in list(self._subscribers):
             sub.offer(RESYNC)
@@ -322,19 +388,61 @@ class LiveHub:
         subs = list(self._by_user.get(viewer, ()))
         if not subs:
             return
-        followees, hidden = await self._state(viewer)
+        generations = [s.generation for s in subs]
+        state = (await self.relations([viewer]))[viewer]
         async with self._lock:
-            for sub in subs:
-                for author in sub.followees - followees:
-                    self._drop(self._by_author, author, sub)
-                for author in followees - sub.followees:
-                    self._add(self._by_author, author, sub)
-                before = {a for a in sub.followees | {viewer} if sub.sees(a)}
-                sub.followees, sub.hidden = followees, hidden
-                gone = {a for a in before if not sub.sees(a)}
-                if gone:
-                    await self._removed(sub, gone)
+            for sub, generation in zip(subs, generations, strict=True):
+                if sub.generation == generation and sub in self._subscribers:
+                    await self._apply(sub, state, announce=True)
             await self._sync_channels()
+
+    async def refresh(self, *, announce: bool = True) -> None:
+        """Re-read every subscriber's relationships and act on what changed since the hub last knew.
+
+        Heals lost relationship notices. With announce, hidden authors' posts get REMOVED and
+        revealed authors a RESYNC, as if the notice had arrived.
+        """
+        subs = list(self._subscribers)
+        for start in range(0, len(subs), REFRESH_BATCH):
+            batch = subs[start : start + REFRESH_BATCH]
+            generations = [s.generation for s in batch]
+            states = await self.relations(sorted({s.viewer for s in batch}))
+            async with self._lock:
+                for sub, generation in zip(batch, generations, strict=True):
+                    # A notice handled meanwhile read newer relationships than ours: keep them.
+                    if sub.generation == generation and sub in self._subscribers:
+                        await self._apply(sub, states[sub.viewer], announce=announce)
+                await self._sync_channels()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live hub: failed to re-read relationships; retrying next round")
+
+    async def _apply(self, sub: Subscriber, state: Relations, *, announce: bool) -> None:
+        """Make the hub's view of sub's relationships state (under the lock), telling the client."""
+        sub.generation += 1
+        if sub.followees == state.followees and sub.hidden == state.hidden:
+            return
+        for author in sub.followees - state.followees:
+            self._drop(self._by_author, author, sub)
+        for author in state.followees - sub.followees:
+            self._add(self._by_author, author, sub)
+        before = sub.visible()
+        sub.followees, sub.hidden = set(state.followees), set(state.hidden)
+        after = sub.visible()
+        if not announce:
+            return
+        if before - after:
+            await self._removed(sub, before - after)
+        if after - before:
+            # Their earlier posts are now in the feed (a follow merges them at once): refetch.
+            sub.offer(RESYNC)
 
     async def _removed(self, sub: Subscriber, authors: Sequence[int] | set[int]) -> None:
         """Tell a subscriber that posts it may have on screen left its feed."""
@@ -350,11 +458,12 @@ class LiveHub:
             sub.offer(LiveEvent(Kind.REMOVED, r["id"], r["author_id"]))
 
     async def close(self) -> None:
-        """Stop listening and close the subscription connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        """Stop listening and refreshing, and close the subscription connection."""
+        for task in (self._task, self._refresher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
