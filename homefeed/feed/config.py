@@ -37,6 +37,12 @@ class Settings:
     feed_strategy: str = "hybrid"
     # How long a process reuses a pulled author's recent list before reading Redis again.
     celebrity_cache_ms: int = 500
+    # How long the read path waits for Redis before answering from PostgreSQL instead.
+    redis_read_timeout_ms: int = 250
+    # After Redis fails on reads, how long they go straight to PostgreSQL before one probe.
+    redis_breaker_ms: int = 1000
+    # Cold timelines one process rebuilds at a time; readers beyond it are answered from PostgreSQL.
+    cold_rebuild_limit: int = 4
     # Followers per fan-out job; bigger follower lists are split so several workers share them.
     fanout_chunk: int = 10_000
     # Whether `homefeed serve` runs a fan-out worker inside each API process.
@@ -136,6 +142,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         allowed_origins=origins,
         feed_strategy=strategy,
         celebrity_cache_ms=_int(env, "CELEBRITY_CACHE_MS", DEFAULTS.celebrity_cache_ms, 0, 60_000),
+        redis_read_timeout_ms=_int(env, "REDIS_READ_TIMEOUT_MS", DEFAULTS.redis_read_timeout_ms, 10, 10_000),
+        redis_breaker_ms=_int(env, "REDIS_BREAKER_MS", DEFAULTS.redis_breaker_ms, 10, 600_000),
+        cold_rebuild_limit=_int(env, "COLD_REBUILDS", DEFAULTS.cold_rebuild_limit, 1, 10_000),
         fanout_chunk=_int(env, "FANOUT_CHUNK", DEFAULTS.fanout_chunk, 100, 10_000_000),
         inprocess_worker=_choice(env, "INPROCESS_WORKER", "1", ("0", "1")) == "1",
         job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", DEFAULTS.job_lease_seconds, 1, 3600),
