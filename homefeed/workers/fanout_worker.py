@@ -6,16 +6,23 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
+import traceback
 
 from homefeed.feed.job_runner import JobRunner
+from homefeed.feed.metrics import JOBS
 from homefeed.feed.services import Services
-from homefeed.feed.store.outbox import Outbox
+from homefeed.feed.store.outbox import Job, Outbox
+from homefeed.workers.heartbeat import Heartbeat, LeaseLost
+from homefeed.workers.sampler import sample_forever
 
 log = logging.getLogger(__name__)
 
 CLAIM = 16
 IDLE_SLEEP = 0.02
 MAX_BACKOFF = 30.0
+# A dead letter keeps the end of the error: enough to recognise it, bounded in size.
+ERROR_CHARS = 2000
 
 
 class FanoutWorker:
@@ -27,7 +34,8 @@ class FanoutWorker:
 
     def __init__(self, services: Services) -> None:
         settings = services.settings
-        self.outbox = Outbox(services.pool, settings.job_lease_seconds)
+        self.max_attempts = settings.job_max_attempts
+        self.outbox = Outbox(services.pool, settings.job_lease_seconds, settings.job_max_attempts)
         self.jobs = JobRunner(
             services.pool,
             services.feeds,
@@ -39,19 +47,51 @@ class FanoutWorker:
         )
 
     async def run_once(self) -> int:
-        """Claim one batch and carry it out; returns how many jobs were claimed."""
+        """Claim one batch and carry it out under a heartbeat; returns how many jobs were claimed."""
+        claimed_at = time.monotonic()
         jobs = await self.outbox.claim(CLAIM)
-        done: list[int] = []
-        for job in jobs:
-            try:
-                await self.jobs.handle(job)
-                done.append(job.id)
-            except Exception:
-                delay = min(MAX_BACKOFF, 0.2 * 2 ** min(job.attempts, 8)) * random.uniform(0.5, 1.0)
-                log.exception("outbox job %d (%s) failed, retrying in %.1fs", job.id, job.kind, delay)
-                await self.outbox.retry_later(job, delay)
-        await self.outbox.complete(done)
+        if not jobs:
+            return 0
+        done: list[Job] = []
+        async with Heartbeat(self.outbox, [j.id for j in jobs], claimed_at) as beat:
+            for job in jobs:
+                if not beat.may_start(job.id):
+                    log.info("outbox job %d (%s) is no longer ours; skipped", job.id, job.kind)
+                    continue
+                try:
+                    await beat.run(job.id, self.jobs.handle(job))
+                except LeaseLost:
+                    log.warning(
+                        "outbox job %d (%s) was taken over mid-run; left to its new holder", job.id, job.kind
+                    )
+                except Exception as exc:
+                    await beat.release(job.id)
+                    await self._failed(job, exc)
+                else:
+                    done.append(job)
+            # Inside the heartbeat: finished jobs stay leased until they are deleted.
+            await self.outbox.complete([j.id for j in done])
+        for job in done:
+            JOBS.labels(job.kind, "done").inc()
         return len(jobs)
+
+    async def _failed(self, job: Job, exc: Exception) -> None:
+        error = "".join(traceback.format_exception(exc))[-ERROR_CHARS:]
+        if job.attempts >= self.max_attempts:
+            if await self.outbox.bury(job, error):
+                JOBS.labels(job.kind, "dead").inc()
+                log.error(
+                    "outbox job %d (%s) failed %d times; moved to dead_jobs (see `homefeed jobs list`)",
+                    job.id,
+                    job.kind,
+                    job.attempts,
+                    exc_info=exc,
+                )
+            return
+        delay = min(MAX_BACKOFF, 0.2 * 2 ** min(job.attempts, 8)) * random.uniform(0.5, 1.0)
+        log.warning("outbox job %d (%s) failed, retrying in %.1fs", job.id, job.kind, delay, exc_info=exc)
+        if await self.outbox.retry_later(job, delay, error):
+            JOBS.labels(job.kind, "failed").inc()
 
     async def drain(self) -> None:
         """Run until no job is left that can be claimed now (tests, seeding, benchmarks)."""
@@ -59,16 +99,25 @@ class FanoutWorker:
             pass
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set, sleeping briefly when idle; survives database and Redis outages."""
-        while not stop.is_set():
-            try:
-                claimed = await self.run_once()
-            except Exception:
-                log.exception("fan-out worker: claim failed")
-                claimed = 0
-                await _sleep_or_stop(stop, 1.0)
-            if not claimed:
-                await _sleep_or_stop(stop, IDLE_SLEEP)
+        """Work until `stop` is set, sleeping briefly when idle; survives database and Redis outages.
+
+        Beside it, the outbox sampler keeps this process's outbox gauges current.
+        """
+        sampler = asyncio.create_task(sample_forever(self.outbox, stop), name="outbox-sampler")
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = await self.run_once()
+                except Exception:
+                    log.exception("fan-out worker: claim failed")
+                    claimed = 0
+                    await _sleep_or_stop(stop, 1.0)
+                if not claimed:
+                    await _sleep_or_stop(stop, IDLE_SLEEP)
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

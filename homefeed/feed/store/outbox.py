@@ -4,10 +4,17 @@ A claim is a lease: the row stays in the table with `available_at` pushed into
 the future. A worker that finishes deletes it; one that dies lets the lease run
 out, and another worker claims the job again. Jobs are idempotent, so doing one
 twice is harmless.
+
+A lease is short and names its holder: the worker's heartbeat renews the jobs it still
+holds (`renew`), so a dead worker's jobs come back within one lease while a slow job is
+never handed to a second worker. A job claimed `max_attempts` times without finishing
+moves, with its last error, to the `dead_jobs` table in the statement that takes it out
+of the outbox (`bury`, `sample`): nothing is dropped silently, nothing retried forever.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,23 +50,59 @@ class Chunk:
     hi: int
 
 
-class Outbox:
-    """Claims, splits and completes jobs."""
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """What a heartbeat found: jobs whose lease it extended, and jobs another worker now holds.
 
-    def __init__(self, pool: asyncpg.Pool, lease_seconds: float = 30.0) -> None:
+    A job in neither is gone from the outbox (completed, split or buried by someone).
+    """
+
+    kept: frozenset[int]
+    taken: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """One sample of the outbox, and the kinds of abandoned jobs the sample buried."""
+
+    depth: int
+    oldest_age_seconds: float
+    dead: int
+    buried: tuple[str, ...]
+
+
+ABANDONED = "abandoned: its lease ran out on the last attempt (worker killed or stalled)"
+
+
+class Outbox:
+    """Claims, renews, splits, completes and buries jobs, as one lease holder."""
+
+    def __init__(self, pool: asyncpg.Pool, lease_seconds: float = 3.0, max_attempts: int = 10) -> None:
         self._pool = pool
         self._lease = lease_seconds
+        self._max_attempts = max_attempts
+        # Each Outbox is one holder: a worker, or a test standing for one.
+        self.holder = uuid.uuid4()
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim or a renewal holds a job."""
+        return self._lease
 
     async def claim(self, limit: int) -> list[Job]:
         """Lease up to `limit` available jobs, oldest first, skipping rows other workers hold."""
+        # A job out of attempts is not claimed again: `sample` buries it.
         rows = await self._pool.fetch(
-            """UPDATE outbox SET available_at = now() + make_interval(secs => $2), attempts = attempts + 1
+            """UPDATE outbox SET available_at = now() + make_interval(secs => $2), attempts = attempts + 1,
+                                 leased_by = $3
                WHERE id IN (
-                   SELECT id FROM outbox WHERE available_at <= now()
+                   SELECT id FROM outbox WHERE available_at <= now() AND attempts < $4
                    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
                RETURNING id, kind, actor_id, subject_id, range_lo, range_hi, attempts""",
             limit,
             self._lease,
+            self.holder,
+            self._max_attempts,
         )
         jobs = [Job(**dict(r)) for r in rows]
         jobs.sort(key=lambda j: j.id)
@@ -70,13 +113,86 @@ class Outbox:
         if job_ids:
             await self._pool.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", list(job_ids))
 
-    async def retry_later(self, job: Job, delay_seconds: float) -> None:
-        """Make a failed job available again after a delay."""
-        await self._pool.execute(
-            "UPDATE outbox SET available_at = now() + make_interval(secs => $2) WHERE id = $1",
+    async def retry_later(self, job: Job, delay_seconds: float, error: str | None = None) -> bool:
+        """Make a failed job available again after a delay, keeping its error; False if not ours now.
+
+        A job another worker took over (our lease ran out) is left to that worker.
+        """
+        status: str = await self._pool.execute(
+            """UPDATE outbox SET available_at = now() + make_interval(secs => $2),
+                                 last_error = coalesce($4, last_error)
+               WHERE id = $1 AND leased_by = $3""",
             job.id,
             delay_seconds,
+            self.holder,
+            error,
         )
+        return status != "UPDATE 0"
+
+    async def renew(self, job_ids: Sequence[int]) -> Renewal:
+        """Extend the lease of every given job this holder still holds, in one statement."""
+        if not job_ids:
+            return Renewal(frozenset(), frozenset())
+        # Both parts see the table as it was before the update: `taken` is what others hold.
+        row = await self._pool.fetchrow(
+            """WITH kept AS (
+                   UPDATE outbox SET available_at = now() + make_interval(secs => $3)
+                   WHERE id = ANY($1::bigint[]) AND leased_by = $2 RETURNING id)
+               SELECT array(SELECT id FROM kept) AS kept,
+                      array(SELECT id FROM outbox WHERE id = ANY($1::bigint[])
+                            AND leased_by IS DISTINCT FROM $2) AS taken""",
+            list(job_ids),
+            self.holder,
+            self._lease,
+        )
+        assert row is not None
+        return Renewal(frozenset(row["kept"]), frozenset(row["taken"]))
+
+    async def bury(self, job: Job, error: str) -> bool:
+        """Move a job this holder holds to the dead-letter table with its error; False if not ours."""
+        # One statement: the job leaves the outbox exactly when its dead letter is written.
+        buried: int = await self._pool.fetchval(
+            """WITH moved AS (
+                   DELETE FROM outbox WHERE id = $1 AND leased_by = $2
+                   RETURNING id, kind, actor_id, subject_id, range_lo, range_hi, created_at, attempts),
+               dead AS (
+                   INSERT INTO dead_jobs (id, kind, actor_id, subject_id, range_lo, range_hi,
+                                          created_at, attempts, last_error)
+                   SELECT id, kind, actor_id, subject_id, range_lo, range_hi, created_at, attempts, $3
+                   FROM moved RETURNING 1)
+               SELECT count(*) FROM dead""",
+            job.id,
+            self.holder,
+            error,
+        )
+        return buried > 0
+
+    async def sample(self) -> OutboxStats:
+        """Bury jobs abandoned on their last attempt, and measure the outbox, in one statement."""
+        row = await self._pool.fetchrow(
+            """WITH abandoned AS (
+                   SELECT id FROM outbox WHERE attempts >= $1 AND available_at <= now()
+                   FOR UPDATE SKIP LOCKED),
+               moved AS (
+                   DELETE FROM outbox o USING abandoned a WHERE o.id = a.id
+                   RETURNING o.id, o.kind, o.actor_id, o.subject_id, o.range_lo, o.range_hi,
+                             o.created_at, o.attempts, o.last_error),
+               dead AS (
+                   INSERT INTO dead_jobs (id, kind, actor_id, subject_id, range_lo, range_hi,
+                                          created_at, attempts, last_error)
+                   SELECT id, kind, actor_id, subject_id, range_lo, range_hi, created_at, attempts,
+                          coalesce(last_error || '; then ', '') || $2
+                   FROM moved RETURNING kind)
+               SELECT (SELECT count(*) FROM outbox) - (SELECT count(*) FROM dead) AS depth,
+                      coalesce(extract(epoch FROM now() - (SELECT min(created_at) FROM outbox)), 0)::float8
+                          AS oldest,
+                      (SELECT count(*) FROM dead_jobs) + (SELECT count(*) FROM dead) AS dead,
+                      array(SELECT kind FROM dead) AS buried""",
+            self._max_attempts,
+            ABANDONED,
+        )
+        assert row is not None
+        return OutboxStats(row["depth"], row["oldest"], row["dead"], tuple(row["buried"]))
 
     async def split(self, job: Job, kind: str, chunks: Sequence[Chunk]) -> None:
         """Replace a job by one job per chunk, atomically, so other workers can share them."""
