@@ -5,11 +5,16 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 PREFIX = "HOMEFEED_"
+
+
+# Characters a token-signing secret needs at least, from the environment or the data dir.
+MIN_SECRET = 16
 
 
 class SettingsError(ValueError):
@@ -114,8 +119,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every HOMEFEED_ setting; raise SettingsError naming the bad one."""
     env = os.environ if env is None else env
     secret = env.get(PREFIX + "JWT_SECRET") or None
-    if secret is not None and len(secret) < 16:
-        raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 16 characters")
+    if secret is not None and len(secret.strip()) < MIN_SECRET:
+        raise SettingsError(f"{PREFIX}JWT_SECRET must be at least {MIN_SECRET} characters")
     prefix = env.get(PREFIX + "REDIS_PREFIX", DEFAULTS.redis_prefix).strip()
     if not prefix or any(c in prefix for c in "{}: \t"):
         raise SettingsError(f"{PREFIX}REDIS_PREFIX must be non-empty, without braces, colons or spaces")
@@ -153,21 +158,42 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def jwt_secret(settings: Settings) -> str:
-    """The token-signing secret: the setting, else one generated once and kept in the data dir."""
+    """The token-signing secret: the setting, else one generated once and kept in the data dir.
+
+    The file is created whole or not at all (written under a temporary name, then hard-linked
+    into place, which fails if another process got there first), so no process ever reads a
+    half-written or empty secret; a file that is nonetheless too short is refused, not used.
+    """
     if settings.jwt_secret:
         return settings.jwt_secret
     path = settings.data_dir / "jwt_secret"
     try:
-        return path.read_text().strip()
+        return _checked_secret_file(path)
     except FileNotFoundError:
         pass
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
-    # O_EXCL: two processes starting together must agree on one secret.
+    fd, tmp = tempfile.mkstemp(dir=settings.data_dir, prefix=".jwt_secret.")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(secret)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            # Two processes starting together: the first link wins and both use its secret.
+            return _checked_secret_file(path)
+    finally:
+        os.unlink(tmp)
+    return secret
+
+
+def _checked_secret_file(path: Path) -> str:
+    secret = path.read_text().strip()
+    if len(secret) < MIN_SECRET:
+        raise SettingsError(
+            f"{path} holds a {len(secret)}-character secret, under the {MIN_SECRET} required: "
+            f"delete it to have a new one generated (signing everyone out), or set {PREFIX}JWT_SECRET"
+        )
     return secret

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,29 @@ def test_jwt_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     assert len(first) >= 32
     assert config.jwt_secret(s) == first
     assert config.jwt_secret(s.with_(jwt_secret="given-" + "x" * 20)) == "given-" + "x" * 20
+
+
+@pytest.mark.parametrize("content", ["", "   \n", "short", "x" * 15])
+def test_a_secret_file_too_short_is_refused_not_used(tmp_path: Path, content: str) -> None:
+    s = DEFAULTS.with_(data_dir=tmp_path)
+    (tmp_path / "jwt_secret").write_text(content)
+    with pytest.raises(SettingsError, match="jwt_secret"):
+        config.jwt_secret(s)
+
+
+def test_the_environment_secret_counts_characters_after_trimming() -> None:
+    with pytest.raises(SettingsError, match="JWT_SECRET"):
+        config.load({"HOMEFEED_JWT_SECRET": " " * 10 + "x" * 15})
+
+
+def test_processes_starting_together_agree_on_one_whole_secret(tmp_path: Path) -> None:
+    # Each process writes its candidate under a temporary name and links it into place: the
+    # first link wins, and nobody ever reads an empty or partial file.
+    s = DEFAULTS.with_(data_dir=tmp_path / "data")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = set(pool.map(lambda _: config.jwt_secret(s), range(32)))
+    assert len(found) == 1
+    (secret,) = found
+    assert len(secret) >= 32
+    assert (tmp_path / "data" / "jwt_secret").read_text() == secret
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["jwt_secret"]  # no temporary left
