@@ -1,8 +1,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Callable, Sequence
 
-from homefeed.feed.live import QUEUE_SIZE, RESYNC, Kind, LiveEvent, Notice, Subscriber
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
+
+from homefeed.feed.errors import FeedError
+from homefeed.feed.live import (
+    MAX_ID,
+    QUEUE_SIZE,
+    RESYNC,
+    Kind,
+    LiveEvent,
+    LiveHub,
+    Notice,
+    Relations,
+    Subscriber,
+)
 from homefeed.feed.services import Services
 
 
@@ -82,3 +101,208 @@ async def test_the_hub_listens_on_exactly_the_channels_its_viewers_need(services
         assert await _listened(services, every, wanted) == wanted
     assert hub.channel_count == 0
     assert await _listened(services, every, set()) == set()
+
+
+# ---- relationships: notices, lost notices, and the periodic re-read -------------------------
+
+
+def queued(sub: Subscriber) -> list[LiveEvent]:
+    """Everything waiting in a subscriber's queue, taken out."""
+    events = []
+    while not sub.queue.empty():
+        events.append(sub.queue.get_nowait())
+    if RESYNC in events:
+        sub.overflowed = sub.resync_queued = False  # as next() does when the client takes it
+    return events
+
+
+async def until(check: Callable[[], bool], seconds: float = 3.0) -> bool:
+    """Whether check() comes true within seconds."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+@contextlib.asynccontextmanager
+async def hub_for(services: Services, refresh_seconds: float) -> AsyncIterator[LiveHub]:
+    """A second hub over the test's servers, re-reading relationships every refresh_seconds."""
+    hub = LiveHub(
+        services.redis,
+        services.pool,
+        services.posts,
+        services.settings.redis_prefix,
+        refresh_seconds=refresh_seconds,
+    )
+    try:
+        yield hub
+    finally:
+        await hub.close()
+
+
+async def test_a_lost_relationship_notice_heals_within_the_refresh_interval(services: Services) -> None:
+    # No notice is published for any change below, as when Redis drops one: only the hub's
+    # periodic re-read can notice them.
+    viewer, bob = [await services.users.create(h, h, "x") for h in ("viewer", "bob")]
+    await services.relations.follow(viewer.id, bob.id)
+    older = [(await services.posts.create(bob.id, f"bob {i}")).id for i in range(3)]
+    async with hub_for(services, refresh_seconds=0.3) as hub, hub.subscribe(viewer.id) as sub:
+        await services.relations.unfollow(viewer.id, bob.id)
+        assert await until(lambda: not sub.queue.empty())
+        await asyncio.sleep(0.1)  # the rest of the batch
+        removed = queued(sub)
+        assert {(e.kind, e.post_id) for e in removed} == {(Kind.REMOVED, p) for p in older}
+        assert bob.id not in sub.followees and hub.channel_count == 2  # viewer's own two
+
+        await services.relations.follow(viewer.id, bob.id)  # a re-follow brings the posts back
+        assert await until(lambda: not sub.queue.empty())
+        assert queued(sub) == [RESYNC]
+        # And the hub listens to bob again: his next post reaches the viewer live.
+        assert await until(lambda: hub.channel_count == 3)
+        assert await _listened(services, [hub.channels.author(bob.id)], {hub.channels.author(bob.id)})
+        post = await services.posts.create(bob.id, "after the re-follow")
+        await services.notices.post_reached(bob.id, post.id, -1, MAX_ID, False)
+        assert await until(lambda: not sub.queue.empty())
+        assert [(e.kind, e.post_id) for e in queued(sub)] == [(Kind.ADDED, post.id)]
+
+        await services.relations.mute(viewer.id, bob.id)
+        assert await until(lambda: not sub.queue.empty())
+        await asyncio.sleep(0.1)
+        assert {e.kind for e in queued(sub)} == {Kind.REMOVED}
+        await services.relations.unmute(viewer.id, bob.id)
+        assert await until(lambda: not sub.queue.empty())
+        assert queued(sub) == [RESYNC]
+        await asyncio.sleep(0.7)  # two more rounds with nothing changed: nothing sent
+        assert queued(sub) == []
+
+
+@pytest.mark.parametrize("verb", ["follow", "unmute"])
+async def test_a_relationship_notice_that_reveals_an_author_sends_resync(
+    services: Services, verb: str
+) -> None:
+    viewer, bob = [await services.users.create(h, h, "x") for h in ("viewer", "bob")]
+    await services.posts.create(bob.id, "before")
+    if verb == "unmute":
+        await services.relations.follow(viewer.id, bob.id)
+        await services.relations.mute(viewer.id, bob.id)
+    async with hub_for(services, refresh_seconds=3600) as hub, hub.subscribe(viewer.id) as sub:
+        await asyncio.sleep(0.1)  # the hub's SUBSCRIBE reaches Redis before the notice
+        await getattr(services.relations, verb)(viewer.id, bob.id)
+        await services.notices.relation_changed(viewer.id, bob.id, verb)
+        assert await until(lambda: not sub.queue.empty())
+        assert queued(sub) == [RESYNC]
+        assert sub.sees(bob.id)
+
+
+async def test_a_stale_re_read_never_overwrites_a_newer_one(services: Services) -> None:
+    # A periodic re-read that reads before a notice's re-read but finishes after it must not put
+    # back what the notice took away (nor send a RESYNC for it).
+    viewer, bob = [await services.users.create(h, h, "x") for h in ("viewer", "bob")]
+    await services.relations.follow(viewer.id, bob.id)
+    await services.posts.create(bob.id, "bob")
+    async with hub_for(services, refresh_seconds=3600) as hub, hub.subscribe(viewer.id) as sub:
+        await asyncio.sleep(0.1)
+        read = hub.relations
+        release = asyncio.Event()
+        calls = 0
+
+        async def slow_first(viewers: Sequence[int]) -> dict[int, Relations]:
+            nonlocal calls
+            calls += 1
+            state = await read(viewers)
+            if calls == 1:
+                await release.wait()
+            return state
+
+        hub.relations = slow_first  # type: ignore[method-assign]
+        refreshing = asyncio.create_task(hub.refresh())
+        assert await until(lambda: calls == 1)
+        await services.relations.unfollow(viewer.id, bob.id)
+        await services.notices.relation_changed(viewer.id, bob.id, "unfollow")
+        assert await until(lambda: not sub.queue.empty())
+        release.set()
+        await refreshing
+        assert bob.id not in sub.followees
+        assert {e.kind for e in queued(sub)} == {Kind.REMOVED}
+        assert hub.channel_count == 2
+
+
+VERBS = ("follow", "unfollow", "mute", "unmute", "block", "unblock")
+EXAMPLES = itertools.count()
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 3), st.sampled_from(VERBS), st.booleans()),
+        min_size=1,
+        max_size=12,
+    )
+)
+@settings(max_examples=25)
+async def test_after_a_re_read_the_hub_agrees_with_postgresql_whatever_notices_were_lost(
+    services: Services, steps: list[tuple[int, int, str, bool]]
+) -> None:
+    # Relationship changes between four users, none announced; a re-read after some of them.
+    # After the last re-read each subscriber's relationships and the hub's channels are
+    # PostgreSQL's, and each subscriber was told: REMOVED for every hidden author's posts,
+    # RESYNC when an author was revealed.
+    n = next(EXAMPLES)  # the examples share one schema: fresh users for each
+    users = [(await services.users.create(f"e{n}u{i}", "u", "x")).id for i in range(4)]
+    for u in users:
+        await services.posts.create(u, "hello")
+    hub = services.live
+    async with hub.subscribe(users[0]) as first, hub.subscribe(users[1]) as second:
+        subs = (first, second)
+        seen = {s: s.visible() for s in subs}
+        for actor, target, verb, re_read in [*steps, (0, 0, "", True)]:
+            if verb and actor != target:
+                with contextlib.suppress(FeedError):  # following across a block is refused
+                    await getattr(services.relations, verb)(users[actor], users[target])
+            if not re_read:
+                continue
+            await hub.refresh()
+            truth = await hub.relations([s.viewer for s in subs])
+            for sub in subs:
+                assert Relations(frozenset(sub.followees), frozenset(sub.hidden)) == truth[sub.viewer]
+                events = queued(sub)
+                now = sub.visible()
+                assert (RESYNC in events) == bool(now - seen[sub])
+                assert {e.author_id for e in events if e.kind is Kind.REMOVED} == seen[sub] - now
+                seen[sub] = now
+            wanted = {a for s in subs for a in s.followees | {s.viewer}}
+            assert hub.channel_count == len(wanted) + len(subs)
+
+
+# ---- metrics -------------------------------------------------------------------------------
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_hub_counts_subscribers_deliveries_resyncs_and_overflows(services: Services) -> None:
+    viewer = await services.users.create("viewer", "viewer", "x")
+    open_before = sample("homefeed_live_subscribers")
+    async with services.live.subscribe(viewer.id) as sub:
+        assert sample("homefeed_live_subscribers") == open_before + 1
+        delivered = sample("homefeed_live_events_delivered_total", kind="ADDED")
+        resyncs = sample("homefeed_live_resyncs_total")
+        overflows = sample("homefeed_live_queue_overflows_total")
+        for i in range(3):
+            sub.offer(added(i))
+        for _ in range(3):
+            await sub.next()
+        assert sample("homefeed_live_events_delivered_total", kind="ADDED") == delivered + 3
+        sub.offer(RESYNC)
+        sub.offer(RESYNC)  # one queued already covers it: not sent twice
+        assert sample("homefeed_live_resyncs_total") == resyncs + 1
+        await sub.next()
+        for i in range(QUEUE_SIZE * 3):  # overflows once, then drops until the RESYNC is taken
+            sub.offer(added(i))
+        assert sample("homefeed_live_queue_overflows_total") == overflows + 1
+        assert sample("homefeed_live_resyncs_total") == resyncs + 2
+        assert await sub.next() is RESYNC
+        assert sample("homefeed_live_events_delivered_total", kind="RESYNC") >= 2
+    assert sample("homefeed_live_subscribers") == open_before
