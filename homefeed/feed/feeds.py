@@ -16,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from homefeed.feed.breaker import Breaker, within
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import InvalidInput
+from homefeed.feed.metrics import CELEBRITY_CACHE, COLD_REBUILDS, PULL_FALLBACKS
 from homefeed.feed.mixer import merge
 from homefeed.feed.records import Page, Post, User
 from homefeed.feed.store.authors import Authors
@@ -35,6 +38,7 @@ from homefeed.feed.store.users import Users
 from homefeed.feed.store.visible import CONNECTIONS as VISIBLE_CONNECTIONS
 from homefeed.feed.store.visible import VisibleReads
 from homefeed.feed.timeline.encoding import decode as decode_list
+from homefeed.feed.timeline.encoding import encode_id
 from homefeed.feed.timeline.keys import Keys
 from homefeed.feed.timeline.lists import BOTTOM, IdLists, ListQuery, ListRead
 from homefeed.feed.timeline.lists import below as list_below
@@ -42,6 +46,7 @@ from homefeed.feed.timeline.reads import RedisReads
 from homefeed.feed.timeline.writes import BuiltTimeline, TimelineWrites
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_PAGE = 100
 # Rounds of reading below the floor before handing the rest to PostgreSQL.
@@ -52,7 +57,21 @@ TOUCH_EVERY_SECONDS = 3600
 MAX_PULLED_LISTED = 1000
 # A single-flight rebuild lock outlives any sane rebuild, but not a crashed one by much.
 REBUILD_LOCK_MS = 10_000
+# How long a process remembers an author's posts that it could not put in their own timeline
+# (fan-out puts them there once Redis is back), and how many per author.
+UNSYNCED_SECONDS = 600
+UNSYNCED_PER_AUTHOR = 20
+MAX_UNSYNCED_AUTHORS = 10_000
 _new = tuple.__new__
+
+# Label children bound once: the hot path only increments.
+_HISTORY = PULL_FALLBACKS.labels("history")
+_COLD = PULL_FALLBACKS.labels("cold")
+_REBUILD_LIMIT = PULL_FALLBACKS.labels("rebuild_limit")
+_REDIS_ERROR = PULL_FALLBACKS.labels("redis_error")
+_BREAKER_OPEN = PULL_FALLBACKS.labels("breaker_open")
+_CACHE_HIT = CELEBRITY_CACHE.labels("hit")
+_CACHE_MISS = CELEBRITY_CACHE.labels("miss")
 
 _EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)"
 
@@ -180,9 +199,20 @@ class Feeds:
         self._keys = Keys(settings.redis_prefix)
         self.size = settings.timeline_size
         self._lists = IdLists(redis, self.size)
+        # Every Redis call of a read gives up after this, and the read is answered from PostgreSQL.
+        self.read_timeout = settings.redis_read_timeout_ms / 1000
+        self.breaker = Breaker(settings.redis_breaker_ms / 1000)
         # The hot read's GET bypasses redis-py (see reads.py); without a URL (a client
         # handed in by a test) it goes through the client.
-        self.reads = RedisReads(settings.redis_url) if settings.redis_url else None
+        self.reads = RedisReads(settings.redis_url, self.read_timeout) if settings.redis_url else None
+        # Cold rebuilds running in this process, and how many may: past it, readers without a
+        # timeline are answered from PostgreSQL and leave the rebuild to a later read.
+        self.rebuilding = 0
+        self.rebuild_limit = settings.cold_rebuild_limit
+        # Authors' posts this process could not put in their own timeline (Redis failed): per
+        # author, (ids newest first, until when kept). Reads merge them in, so the author sees
+        # the post on the next read even before fan-out writes it. Empty unless Redis failed.
+        self._unsynced: dict[int, tuple[list[int], float]] = {}
         # Its PostgreSQL statement is shared with concurrent reads (see visible.py); the pull
         # query skips the pool's checkout (see Lanes). Both hold connections, within one share.
         share = lane_share(pool)
@@ -225,12 +255,22 @@ class Feeds:
         if self.strategy == "pull":
             return await self.pull_page(viewer, first, before)
         self.authors.start()
+        breaker = self.breaker
+        if not breaker.allow():
+            # Redis failed just now: answer from PostgreSQL without waiting for it to fail again.
+            _BREAKER_OPEN.inc()
+            return await self.pull_page(viewer, first, before)
         try:
-            return await self._hybrid(viewer, first, before)
+            page = await self._hybrid(viewer, first, before)
         except (RedisError, OSError) as exc:
             # Redis holds only derived data: without it, answer from the source of truth.
+            if isinstance(exc, RedisError):
+                breaker.failure()
+            _REDIS_ERROR.inc()
             log.warning("home feed from PostgreSQL, Redis unavailable: %s", exc)
             return await self.pull_page(viewer, first, before)
+        breaker.success()
+        return page
 
     async def pull_page(self, viewer: int, first: int, before: int | None) -> Page:
         """The reference answer, straight from PostgreSQL."""
@@ -259,6 +299,8 @@ class Feeds:
             fetch = min(self.size + 2, need + need // 4 + 4)
             check_expiry = round_ == 0 and self._fresh_until.get(viewer, 0.0) <= time.monotonic()
             reads = await self._read_sources(timeline, pulled, covered, fetch, with_ttl=check_expiry)
+            if self._unsynced:
+                reads = self._with_unsynced(viewer, reads, covered)
             if round_ == 0:
                 if not reads[0].complete:
                     if known is None:
@@ -278,6 +320,7 @@ class Feeds:
                 break  # the lists vouch for nothing more below
             covered = merged.floor
         ids = [p.id for p in found.posts]
+        _HISTORY.inc()
         ids += await pull_ids(self.lanes, viewer, covered, want - len(ids))
         return await self._finish(found, ids[:first], len(ids) > first, viewer, known)
 
@@ -320,6 +363,9 @@ class Feeds:
         """
         cached = {a: self.recent_cache.get(a) for a in pulled}
         missing = [a for a in pulled if cached[a] is None]
+        if pulled:
+            _CACHE_HIT.inc(len(pulled) - len(missing))
+            _CACHE_MISS.inc(len(missing))
         if not missing and self.reads is not None:
             # The usual read: the timeline alone (and its expiry when due), on the lean connection.
             if with_ttl:
@@ -334,7 +380,7 @@ class Feeds:
             return reads
         queries = [ListQuery(timeline, cursor, fetch)]
         queries += [ListQuery(self._keys.recent(a), None, self.size + 2) for a in missing]
-        reads = await self._lists.read(queries)
+        reads = await self._redis_call(self._lists.read(queries))
         for author, read in zip(missing, reads[1:], strict=True):
             if not read.complete:
                 read = await self._recent_fallback(author)
@@ -382,7 +428,7 @@ class Feeds:
         remaining = timeline.ttl
         if remaining < due:
             await self.touch(viewer)
-            await self._writes.keep_alive(viewer)
+            await self._redis_call(self._writes.keep_alive(viewer))
             remaining = self.timeline_ttl
         if len(self._fresh_until) >= 200_000:
             self._fresh_until.clear()
@@ -395,33 +441,134 @@ class Feeds:
     # ---- cold path -----------------------------------------------------------------------
 
     async def _cold(self, viewer: int, first: int, before: int | None) -> Page:
-        """No timeline: rebuild it once (single-flight) and answer this read from PostgreSQL."""
-        await self.touch(viewer)
-        lock = self._keys.rebuild_lock(viewer)
-        if await self._redis.set(lock, b"1", nx=True, px=REBUILD_LOCK_MS):
-            try:
-                await self.rebuild_timeline(viewer)
-            finally:
-                await self._redis.delete(lock)
+        """No timeline: rebuild it once (single-flight) and answer this read from PostgreSQL.
+
+        At most `rebuild_limit` rebuilds run at once in a process: after a flush every reader
+        is cold, and PostgreSQL would take all their rebuilds at once on top of their reads.
+        Readers past the limit are answered without rebuilding; a later read rebuilds.
+        """
+        if self.rebuilding >= self.rebuild_limit:
+            _REBUILD_LIMIT.inc()
+            return await self.pull_page(viewer, first, before)
+        _COLD.inc()
+        self.rebuilding += 1
+        try:
+            await self.touch(viewer)
+            lock = self._keys.rebuild_lock(viewer)
+            if await self._single_flight(lock, lambda: self.rebuild_timeline(viewer)):
+                COLD_REBUILDS.inc()
+        finally:
+            self.rebuilding -= 1
         return await self.pull_page(viewer, first, before)
+
+    async def _single_flight(self, lock: str, rebuild: Callable[[], Awaitable[None]]) -> bool:
+        """Run a rebuild if this read wins its Redis lock; False if another holds it (and rebuilds)."""
+        if not await self._redis_call(self._redis.set(lock, b"1", nx=True, px=REBUILD_LOCK_MS)):
+            return False
+        try:
+            await rebuild()
+        finally:
+            await self._redis_call(self._redis.delete(lock))
+        return True
+
+    async def _redis_call(self, call: Awaitable[T]) -> T:
+        # redis-py's own timeout is the client's (seconds): a read waits no longer than the lean GET.
+        return await within(self.read_timeout, call)
 
     async def rebuild_timeline(self, user_id: int) -> None:
         """Rebuild a user's timeline from PostgreSQL, merging with anything written meanwhile."""
         ids = await timeline_ids(self._pool, user_id, self.size + 1)
-        await self._writes.rebuild(user_id, ids[: self.size], whole_history=len(ids) <= self.size)
+        await self._redis_call(
+            self._writes.rebuild(user_id, ids[: self.size], whole_history=len(ids) <= self.size)
+        )
 
     async def _recent_fallback(self, author: int) -> ListRead:
-        """A pulled author's list is missing: rebuild it once, and read it from PostgreSQL now."""
+        """A pulled author's list is missing: rebuild it once (within the limit); read PostgreSQL now."""
         ids = await self._posts.by_author(author, None, self.size + 1)
-        lock = self._keys.recent_lock(author)
         whole = len(ids) <= self.size
-        if await self._redis.set(lock, b"1", nx=True, px=REBUILD_LOCK_MS):
+        if self.rebuilding < self.rebuild_limit:
+            self.rebuilding += 1
             try:
-                await self._writes.rebuild_recent(author, ids[: self.size], whole_history=whole)
+                await self._single_flight(
+                    self._keys.recent_lock(author),
+                    lambda: self._redis_call(
+                        self._writes.rebuild_recent(author, ids[: self.size], whole_history=whole)
+                    ),
+                )
             finally:
-                await self._redis.delete(lock)
+                self.rebuilding -= 1
         listed = ids[: self.size] + ([BOTTOM] if whole else [])
         return ListRead(complete=True, ids=listed, ttl=self.recent_ttl, limit=self.size + 2)
+
+    # ---- read your own writes ---------------------------------------------------------------
+
+    async def own_post(self, author: int, post_id: int) -> bool:
+        """Put a just-committed post in its author's own timeline, so their very next read shows it.
+
+        Best effort, after the commit: the post's fan-out job appends it again (appends are
+        idempotent). If Redis fails, or the breaker keeps reads off it, this process remembers
+        the post and merges it into the author's reads until their timeline holds it; any read
+        answered from PostgreSQL has it anyway. True when the post reached the timeline.
+        """
+        if self.strategy == "pull":
+            return True  # every read comes from PostgreSQL
+        if self.breaker.allow():
+            try:
+                await self._append_own(author, post_id)
+            except RedisError as exc:
+                self.breaker.failure()
+                log.warning("own post %d kept in process, Redis unavailable: %s", post_id, exc)
+            else:
+                self.breaker.success()
+                return True
+        self._remember_unsynced(author, post_id)
+        return False
+
+    async def _append_own(self, author: int, post_id: int) -> None:
+        key, entry = self._keys.timeline(author), encode_id(post_id)
+        # One APPEND on the read path's own connection, not the bulk writer: that one is the
+        # fan-out worker's, and a post must not wait behind a big author's batch.
+        if self.reads is not None:
+            length = await self.reads.call(b"APPEND", key.encode(), entry)
+        else:
+            length = await self._redis_call(self._redis.append(key, entry))
+        assert isinstance(length, int)
+        if length == len(entry):
+            # This APPEND created the key (no header: untrusted, so the next read rebuilds it).
+            await self._redis_call(self._redis.expire(key, self.timeline_ttl))
+        elif length > self._lists.max_bytes:
+            await self._redis_call(self._lists.trim(key))
+
+    def _remember_unsynced(self, author: int, post_id: int) -> None:
+        now = time.monotonic()
+        if len(self._unsynced) >= MAX_UNSYNCED_AUTHORS:
+            self._unsynced = {a: e for a, e in self._unsynced.items() if e[1] > now}
+            if len(self._unsynced) >= MAX_UNSYNCED_AUTHORS:
+                self._unsynced.clear()  # bounded memory; fan-out still brings every post
+        ids = self._unsynced.get(author, ([], 0.0))[0]
+        kept = sorted({post_id, *ids}, reverse=True)[:UNSYNCED_PER_AUTHOR]
+        self._unsynced[author] = (kept, now + UNSYNCED_SECONDS)
+
+    def _with_unsynced(self, viewer: int, reads: list[ListRead], cursor: int | None) -> list[ListRead]:
+        """The reads plus, as one more source, the viewer's own posts that missed their timeline."""
+        entry = self._unsynced.get(viewer)
+        if entry is None:
+            return reads
+        ids, until = entry
+        timeline = reads[0]
+        if timeline.complete:
+            # Fan-out (or a rebuild) has written these since: the timeline vouches for them now.
+            ids = [i for i in ids if i not in timeline.ids]
+        if not ids or until < time.monotonic():
+            del self._unsynced[viewer]
+            return reads
+        if len(ids) < len(entry[0]):
+            self._unsynced[viewer] = (ids, until)
+        own = [i for i in ids if cursor is None or i < cursor]
+        if not own:
+            return reads
+        # Ends with BOTTOM: this source holds all there is of it, so it lowers no floor.
+        return [*reads, ListRead(complete=True, ids=[*own, BOTTOM], ttl=-1, limit=len(own) + 1)]
 
     # ---- upkeep of one user's timeline ------------------------------------------------------
 

@@ -35,8 +35,15 @@ async def _fresh_post(ctx: Context, post_id: int) -> Post:
 
 
 async def create_post(ctx: Context, text: str) -> Post:
-    """Publish a post; fan-out happens after the answer."""
-    return await ctx.services.posts.create(await ctx.require_writer(), text)
+    """Publish a post; fan-out to followers happens after the answer, the author's own feed before it."""
+    author = await ctx.require_writer()
+    post = await ctx.services.posts.create(author, text)
+    # Read your own writes: the author's next read (and live stream) shows the post without
+    # waiting for fan-out. Best effort after the commit; the fan-out job does both again.
+    if await ctx.services.feeds.own_post(author, post.id):
+        # Followers in (-1, -1]: none; only the author's own subscriptions.
+        await ctx.services.notices.post_reached(author, post.id, -1, -1, True)
+    return post
 
 
 async def delete_post(ctx: Context, post_id: int) -> bool:

@@ -172,6 +172,11 @@ class RedisReads:
         assert (got is None or isinstance(got, bytes)) and isinstance(seconds, int)
         return got, seconds
 
+    async def call(self, *args: bytes) -> object:
+        """Any command, pipelined with the reads (the author's own append after a post)."""
+        connection = await self._connection_for_use()
+        return await connection.send(command(args))
+
     async def _connection_for_use(self) -> _Connection:
         connection = self._connection
         if connection is None or connection.lost is not None:
