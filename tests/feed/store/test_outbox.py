@@ -260,3 +260,124 @@ async def test_concurrent_last_chunks_each_see_the_others_until_completed(new_po
     left = await asyncio.gather(*(finish(w, c[0]) for w, c in zip(workers, claimed, strict=True)))
     assert 0 in left
     assert await setup.pending() == 0
+
+
+# ---- leases with holders, heartbeats, dead letters --------------------------------------------
+
+
+async def dead_rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT id, kind, attempts, last_error FROM dead_jobs ORDER BY id")
+
+
+async def test_renew_extends_only_the_jobs_this_holder_still_holds(new_pool: PoolFactory) -> None:
+    mine = Outbox(await new_pool(), lease_seconds=0.5)
+    other = Outbox(await new_pool(), lease_seconds=30)
+    taken, kept, gone = await enqueue_many(mine, 3)
+    assert [j.id for j in await mine.claim(10)] == [taken, kept, gone]
+    await asyncio.sleep(0.7)  # every lease ran out: another worker takes one, one is finished
+    (stolen,) = await other.claim(1)
+    assert stolen.id == taken
+    await mine.complete([gone])
+    renewal = await mine.renew([taken, kept, gone])
+    assert renewal.kept == {kept} and renewal.taken == {taken}
+    assert await other.claim(10) == []  # the renewed one is hidden again
+    held = await mine._pool.fetchval("SELECT available_at - now() FROM outbox WHERE id = $1", kept)
+    assert held.total_seconds() > 0.3
+    assert await mine.renew([]) == type(renewal)(frozenset(), frozenset())
+
+
+async def test_renewals_keep_a_job_from_every_other_claimer(new_pool: PoolFactory) -> None:
+    holder = Outbox(await new_pool(), lease_seconds=0.4)
+    thieves = [Outbox(await new_pool(), lease_seconds=30) for _ in range(3)]
+    (job_id,) = await enqueue_many(holder, 1)
+    await holder.claim(1)
+    deadline = time.monotonic() + 1.6  # four leases
+    while time.monotonic() < deadline:
+        assert (await holder.renew([job_id])).kept == {job_id}
+        for thief in thieves:
+            assert await thief.claim(1) == []
+        await asyncio.sleep(0.1)
+
+
+async def test_a_worker_that_lost_its_lease_cannot_retry_or_bury_the_job(new_pool: PoolFactory) -> None:
+    late = Outbox(await new_pool(), lease_seconds=0.3)
+    current = Outbox(await new_pool(), lease_seconds=30)
+    await enqueue_many(late, 1)
+    (job,) = await late.claim(1)
+    await asyncio.sleep(0.5)
+    (again,) = await current.claim(1)
+    assert not await late.retry_later(job, 0, "boom")
+    assert not await late.bury(job, "boom")
+    assert await dead_rows(current._pool) == []
+    row = await current._pool.fetchrow("SELECT available_at > now() AS hidden, last_error FROM outbox")
+    assert row["hidden"] and row["last_error"] is None  # still leased to `current`, untouched
+    assert await current.retry_later(again, 0, "bang")
+
+
+async def test_bury_moves_the_job_and_its_error_in_one_step(services: Services) -> None:
+    outbox = Outbox(services.pool, lease_seconds=30)
+    first, second = await enqueue_many(outbox, 2, kind=DELETE, actor=5)
+    job, _ = await outbox.claim(2)
+    assert await outbox.bury(job, "Traceback ...\nValueError: nope")
+    assert await all_ids(outbox) == [second]
+    (dead,) = await services.pool.fetch("SELECT * FROM dead_jobs")
+    assert (dead["id"], dead["kind"], dead["actor_id"], dead["subject_id"]) == (first, DELETE, 5, 0)
+    assert dead["attempts"] == 1 and dead["last_error"].endswith("ValueError: nope")
+    assert not await outbox.bury(job, "again")  # gone: nothing written twice
+    assert len(await dead_rows(services.pool)) == 1
+
+
+async def test_a_failing_bury_leaves_the_job_in_the_outbox(services: Services) -> None:
+    outbox = Outbox(services.pool, lease_seconds=30)
+    (job_id,) = await enqueue_many(outbox, 1)
+    (job,) = await outbox.claim(1)
+    # The dead letter cannot be written (its id is taken): the job must not leave the outbox.
+    await services.pool.execute(
+        "INSERT INTO dead_jobs (id, kind, actor_id, subject_id, created_at, attempts, last_error)"
+        " VALUES ($1, 'x', 0, 0, now(), 0, 'x')",
+        job_id,
+    )
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await outbox.bury(job, "boom")
+    assert await all_ids(outbox) == [job_id]
+
+
+async def test_a_job_out_of_attempts_is_never_claimed_but_buried_by_the_sampler(services: Services) -> None:
+    outbox = Outbox(services.pool, lease_seconds=0.2, max_attempts=3)
+    (job_id,) = await enqueue_many(outbox, 1)
+    (job,) = await outbox.claim(1)
+    await outbox.retry_later(job, 0, "RuntimeError: first")
+    for _ in range(2):  # two more claims, each by a worker that dies with the lease
+        assert [j.id for j in await outbox.claim(1)] == [job_id]
+        await asyncio.sleep(0.3)
+    assert await outbox.claim(1) == []  # out of attempts
+    stats = await outbox.sample()
+    assert stats.buried == (POST,) and stats.dead == 1 and stats.depth == 0
+    (dead,) = await dead_rows(services.pool)
+    assert dead["id"] == job_id and dead["attempts"] == 3
+    assert dead["last_error"].startswith("RuntimeError: first; then abandoned")
+    assert (await outbox.sample()).buried == ()
+
+
+async def test_the_sampler_leaves_a_leased_last_attempt_alone(services: Services) -> None:
+    outbox = Outbox(services.pool, lease_seconds=30, max_attempts=1)
+    (job_id,) = await enqueue_many(outbox, 1)
+    await outbox.claim(1)  # the last attempt, still running
+    stats = await outbox.sample()
+    assert stats.buried == () and stats.depth == 1
+    assert await all_ids(outbox) == [job_id]
+
+
+async def test_sample_measures_depth_age_and_dead(services: Services) -> None:
+    outbox = Outbox(services.pool)
+    empty = await outbox.sample()
+    assert (empty.depth, empty.oldest_age_seconds, empty.dead) == (0, 0.0, 0)
+    await enqueue_many(outbox, 3)
+    await services.pool.execute(
+        "UPDATE outbox SET created_at = now() - interval '90 seconds' WHERE id = (SELECT min(id) FROM outbox)"
+    )
+    (job, *_) = await outbox.claim(1)
+    await outbox.bury(job, "x")
+    stats = await outbox.sample()
+    assert stats.depth == 2 and stats.dead == 1
+    assert stats.oldest_age_seconds < 60  # the 90-second-old job is dead, not waiting
