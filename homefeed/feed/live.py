@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -41,6 +41,9 @@ from homefeed.feed.store.posts import Posts
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 64
+# ADDED post ids a subscriber remembers, to send each once: a post can be announced twice (to its
+# author when created and again after fan-out, or by a fan-out job redone after a crash).
+RECENT_ADDED = 32
 # How many of an author's newest posts a viewer may have on screen when they unfollow, block or mute.
 ON_SCREEN = 50
 MAX_ID = 2**63 - 1
@@ -147,6 +150,7 @@ class Subscriber:
     hidden: set[int] = field(default_factory=set)  # muted or blocked either way
     overflowed: bool = False
     resync_queued: bool = False
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_ADDED))
     # Bumped whenever relationships are applied, so a read that another one overtook is not applied.
     generation: int = 0
 
@@ -162,6 +166,10 @@ class Subscriber:
         """Queue an event; a full queue is dropped for one RESYNC (the client refetches)."""
         if self.overflowed or (event is RESYNC and self.resync_queued):
             return  # the refetch a queued RESYNC asks for covers this too
+        if event.kind is Kind.ADDED:
+            if event.post_id in self.recent:
+                return
+            self.recent.append(event.post_id)
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:

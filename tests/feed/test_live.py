@@ -14,6 +14,7 @@ from homefeed.feed.errors import FeedError
 from homefeed.feed.live import (
     MAX_ID,
     QUEUE_SIZE,
+    RECENT_ADDED,
     RESYNC,
     Kind,
     LiveEvent,
@@ -45,6 +46,19 @@ async def test_a_subscriber_within_its_queue_gets_every_update_in_order() -> Non
     for i in range(QUEUE_SIZE):
         sub.offer(added(i))
     assert [(await sub.next()).post_id for _ in range(QUEUE_SIZE)] == list(range(QUEUE_SIZE))
+
+
+async def test_a_post_announced_twice_is_added_once() -> None:
+    # The author's own post is announced when created and again after fan-out; a redone job
+    # announces its posts again. Other updates in between do not make the second one pass.
+    sub = Subscriber(viewer=7)
+    sub.offer(added(1))
+    for i in range(2, RECENT_ADDED):
+        sub.offer(added(i))
+    sub.offer(LiveEvent(Kind.REMOVED, 5, 1))
+    sub.offer(added(1))
+    kinds = [(e.kind, e.post_id) for e in [await sub.next() for _ in range(sub.queue.qsize())]]
+    assert kinds == [(Kind.ADDED, i) for i in range(1, RECENT_ADDED)] + [(Kind.REMOVED, 5)]
 
 
 def test_visibility_follows_relationships() -> None:

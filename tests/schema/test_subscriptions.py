@@ -204,3 +204,58 @@ async def test_redis_reconnect_tells_every_subscriber_to_resync(
         # And it is live again after resubscribing.
         post = await http.post(bob, "after the reconnect")
         assert (await feed.next())["postId"] == post
+
+
+RESYNC = {"kind": "RESYNC", "postId": "", "cursor": None, "post": None}
+
+
+async def feed_ids(http: Api, who: Account) -> list[str]:
+    return [e["node"]["id"] for e in (await http.feed(who, 20)).ok()["homeFeed"]["edges"]]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_follow_refollow_and_unmute_send_resync(server: str, http: Api, protocol: str) -> None:
+    # Each brings posts into the feed that the client has never been sent: RESYNC makes it
+    # refetch them, and from then on the author's new posts arrive live.
+    alice, bob = await accounts(http, "alice", "bob")
+    before = await http.post(bob, "before the follow")
+    async with subscribed(server, protocol, alice) as feed:
+        (await http.act(alice, "follow", bob)).ok()
+        assert await feed.next() == RESYNC
+        assert before in await feed_ids(http, alice)  # what the refetch finds
+        after = await http.post(bob, "after the follow")
+        assert (await feed.next())["postId"] == after
+
+        (await http.act(alice, "unfollow", bob)).ok()
+        gone = {(await feed.next())["postId"] for _ in range(2)}
+        assert gone == {before, after}
+        (await http.act(alice, "follow", bob)).ok()  # re-follow
+        assert await feed.next() == RESYNC
+        assert set(await feed_ids(http, alice)) >= {before, after}
+
+        (await http.act(alice, "mute", bob)).ok()
+        assert {(await feed.next())["postId"] for _ in range(2)} == {before, after}
+        (await http.act(alice, "unmute", bob)).ok()
+        assert await feed.next() == RESYNC
+        again = await http.post(bob, "after the unmute")
+        assert (await feed.next())["postId"] == again
+        assert await feed.nothing_pending()
+
+
+async def test_a_follow_whose_notice_is_lost_heals_within_the_refresh(
+    server: str, http: Api, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The mutation's notice never reaches Redis (as when the publish fails): the hub finds the
+    # follow on its own periodic re-read, sends RESYNC, and listens to the new followee.
+    services.live.refresh_seconds = 0.5
+    alice, bob = await accounts(http, "alice", "bob")
+
+    async def lost(user: int, other: int, verb: str) -> None:
+        return None
+
+    monkeypatch.setattr(services.notices, "relation_changed", lost)
+    async with subscribed(server, PROTOCOLS[0], alice) as feed:
+        (await http.act(alice, "follow", bob)).ok()
+        assert await feed.next() == RESYNC
+        post = await http.post(bob, "heard once the hub caught up")
+        assert (await feed.next())["postId"] == post
