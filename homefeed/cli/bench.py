@@ -1,4 +1,4 @@
-"""`homefeed bench fanout | live | read`: the benchmarks' arguments, and running them.
+"""`homefeed bench fanout | live | read | chaos`: the benchmarks' arguments, and running them.
 
 The benchmarks load only for these commands (numpy, matplotlib, the worker room).
 """
@@ -72,6 +72,27 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     br.add_argument("--variants", default="hybrid,pull,baseline", help="which, in order (default all three)")
     br.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
     br.set_defaults(run=run_read)
+    bc = benches.add_parser(
+        "chaos", help="mixed traffic while workers, API processes and Valkey are killed; then nothing lost?"
+    )
+    bc.add_argument("--minutes", type=float, default=10.0, help="minutes under faults (default 10)")
+    bc.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
+    bc.add_argument("--cast", type=int, default=1000, help="users who act (default 1000)")
+    bc.add_argument("--subscribers", type=int, default=200, help="live subscribers (default 200)")
+    bc.add_argument("--apis", type=int, default=2, help="API processes (default 2)")
+    bc.add_argument("--workers", type=int, default=2, help="fan-out worker processes (default 2)")
+    bc.add_argument("--rate", type=float, default=15.0, help="API calls per second (default 15)")
+    bc.add_argument(
+        "--fault-every", type=float, default=12.0, help="mean seconds between faults (default 12)"
+    )
+    bc.add_argument("--threshold", type=int, default=None, help="celebrity threshold (default: 3rd largest)")
+    bc.add_argument(
+        "--configured-redis",
+        action="store_true",
+        help="use HOMEFEED_REDIS_URL instead of a Valkey of the run's own (Valkey faults are then skipped)",
+    )
+    bc.add_argument("--min-users", type=int, default=1000, help="refuse smaller graphs (default 1000)")
+    bc.set_defaults(run=run_chaos)
 
 
 def run_fanout(settings: Settings, args: argparse.Namespace) -> int:
@@ -135,6 +156,31 @@ def run_read(settings: Settings, args: argparse.Namespace) -> int:
     for path in reads.write_outputs(report, options):
         print(f"wrote {path}")
     return 0
+
+
+def run_chaos(settings: Settings, args: argparse.Namespace) -> int:
+    from homefeed.bench import chaos
+
+    options = chaos.ChaosOptions(
+        minutes=args.minutes,
+        cast=args.cast,
+        subscribers=args.subscribers,
+        apis=args.apis,
+        workers=args.workers,
+        ops_per_second=args.rate,
+        fault_every=args.fault_every,
+        threshold=args.threshold,
+        own_valkey=not args.configured_redis,
+        min_users=args.min_users,
+        json_path=Path(args.json) if args.json else None,
+    )
+    report = _bench("chaos", settings, lambda ready: chaos.run(ready, options, log=_say))
+    if report is None:
+        return 1
+    if options.json_path is not None:
+        print(f"wrote {options.json_path}")
+    clean = report.lost == report.duplicated == report.feeds_differing == report.subscriber_misses == 0
+    return 0 if clean else 3
 
 
 class _Report(Protocol):
