@@ -109,10 +109,12 @@ async def test_a_worker_sigkilled_while_holding_jobs_has_them_done_by_another_wi
         deadline = time.monotonic() + 60
         held = 0
         while time.monotonic() < deadline:
-            left, held = await services.pool.fetchrow(
+            row = await services.pool.fetchrow(
                 "SELECT count(*), count(*) FILTER (WHERE available_at > now()) FROM outbox WHERE kind = $1",
                 POST_CHUNK,
             )
+            assert row is not None
+            left, held = row[0], row[1]
             if 0 < left < 250 and held:
                 break
             await asyncio.sleep(0.005)
