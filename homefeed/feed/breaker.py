@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -26,8 +26,11 @@ FAILURES = 3
 class Breaker:
     """Closed (use Redis), open (skip it until a deadline), then one probe."""
 
-    def __init__(self, open_seconds: float, failures: int = FAILURES) -> None:
+    def __init__(
+        self, open_seconds: float, failures: int = FAILURES, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.open_seconds = open_seconds
+        self._clock = clock
         self.threshold = failures
         self.failures = 0
         # 0.0 while closed; else when the next probe may go.
@@ -42,7 +45,7 @@ class Breaker:
         """Whether this read may use Redis: always while closed; once per open period after it opens."""
         if self.open_until == 0.0:
             return True
-        now = time.monotonic()
+        now = self._clock()
         if now < self.open_until:
             return False
         # This caller is the probe. Re-arming (instead of a "probing" flag) means a probe that
@@ -61,7 +64,7 @@ class Breaker:
         """Redis failed or timed out: open after enough in a row (at once for a failed probe)."""
         self.failures += 1
         if self.open_until or self.failures >= self.threshold:
-            self.open_until = time.monotonic() + self.open_seconds
+            self.open_until = self._clock() + self.open_seconds
 
 
 async def within(seconds: float, call: Awaitable[T]) -> T:
