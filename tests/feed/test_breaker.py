@@ -213,7 +213,9 @@ async def test_a_refusing_redis_opens_the_breaker_and_a_probe_closes_it(settings
 # ---- p99 with Redis hung, against the pull path's, in the same run --------------------------------
 
 
-async def _latencies(read: Callable[[int], Awaitable[object]], viewers: list[int], n: int, c: int) -> list[float]:
+async def _latencies(
+    read: Callable[[int], Awaitable[object]], viewers: list[int], n: int, c: int
+) -> list[float]:
     rng = random.Random(11)
     picks = [rng.choice(viewers) for _ in range(n)]
     out: list[float] = []
