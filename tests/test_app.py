@@ -79,4 +79,7 @@ async def test_graphiql_is_served_to_browsers(api: Api) -> None:
 async def test_queries_work_over_get(api: Api) -> None:
     response = await api.http.get("/graphql", params={"query": "{ viewer { id } }"})
     assert response.status_code == 200
-    assert response.json() == {"data": {"viewer": None}}
+    assert response.json() == {
+        "data": {"viewer": None},
+        "extensions": {"cost": {"requested": 1, "budget": 1000}},
+    }

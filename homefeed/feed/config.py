@@ -57,6 +57,8 @@ class Settings:
     job_lease_seconds: int = 3
     # Claims of one job before it moves to the dead-letter table (failed or abandoned each time).
     job_max_attempts: int = 10
+    # Most objects one GraphQL operation may ask for, counted before it runs (docs/api.md, "Limits").
+    query_cost_budget: int = 1000
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed."""
@@ -154,6 +156,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         inprocess_worker=_choice(env, "INPROCESS_WORKER", "1", ("0", "1")) == "1",
         job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", DEFAULTS.job_lease_seconds, 1, 3600),
         job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", DEFAULTS.job_max_attempts, 1, 1000),
+        query_cost_budget=_int(env, "QUERY_COST_BUDGET", DEFAULTS.query_cost_budget, 1),
     )
 
 

@@ -11,6 +11,7 @@ from aiodataloader import DataLoader
 
 from homefeed.feed.records import Post, User
 from homefeed.feed.services import Services
+from homefeed.feed.store.posts import AuthorPage
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -20,11 +21,13 @@ KC = TypeVar("KC", contravariant=True)
 class Loader(Generic[K, V]):
     """A typed face on aiodataloader's DataLoader: one batch call per tick, values aligned with keys."""
 
-    def __init__(self, batch: Callable[[Sequence[K]], Awaitable[Sequence[V]]]) -> None:
+    def __init__(self, batch: Callable[[Sequence[K]], Awaitable[Sequence[V]]], *, cache: bool = True) -> None:
+        """`cache=False`: batched but not remembered, for values a long-lived context must read fresh."""
+
         async def run(keys: list[K]) -> list[V]:
             return list(await batch(keys))
 
-        self._loader = DataLoader(batch_load_fn=run, max_batch_size=500)
+        self._loader = DataLoader(batch_load_fn=run, max_batch_size=500, cache=cache)
 
     async def load(self, key: K) -> V:
         """The value for key, batched with every other load in this tick."""
@@ -74,6 +77,21 @@ class Loaders:
     posts: KeyLoader[int, Post | None]
     viewer_follows: KeyLoader[int, bool]
     viewer_liked: KeyLoader[int, bool]
+    # Pages of authors' posts, read fresh each time: a websocket's context outlives many events.
+    author_posts: KeyLoader[AuthorPage, list[Post]]
+
+
+def author_pages(services: Services) -> Loader[AuthorPage, list[Post]]:
+    """Pages of authors' posts: every page asked for in one tick is one statement."""
+
+    async def pages(keys: Sequence[AuthorPage]) -> list[list[Post]]:
+        # Uncached loaders pass repeated keys on (a page of one author's posts, each post asking
+        # for its author's posts): read each distinct page once.
+        distinct = list(dict.fromkeys(keys))
+        read = dict(zip(distinct, await services.posts.by_authors(distinct), strict=True))
+        return [read[k] for k in keys]
+
+    return Loader(pages, cache=False)
 
 
 def build(services: Services, viewer_id: int | None) -> Loaders:
@@ -96,6 +114,7 @@ def build(services: Services, viewer_id: int | None) -> Loaders:
         posts=Loader(services.posts.by_ids),
         viewer_follows=Loader(follows),
         viewer_liked=Loader(liked),
+        author_posts=author_pages(services),
     )
 
 
@@ -107,10 +126,13 @@ class SharedLoaders:
     posts: Loader[int, Post | None]
     follows: Loader[tuple[int, int], bool]
     liked: Loader[tuple[int, int], bool]
+    author_posts: Loader[AuthorPage, list[Post]]
 
     def for_viewer(self, viewer: int) -> Loaders:
         """This event's loaders as one subscriber sees them."""
-        return Loaders(self.users, self.posts, Bound(self.follows, viewer), Bound(self.liked, viewer))
+        return Loaders(
+            self.users, self.posts, Bound(self.follows, viewer), Bound(self.liked, viewer), self.author_posts
+        )
 
 
 _per_event: weakref.WeakKeyDictionary[object, SharedLoaders] = weakref.WeakKeyDictionary()
@@ -134,6 +156,7 @@ def shared_for(services: Services, event: object) -> SharedLoaders:
             posts=Loader(services.posts.by_ids),
             follows=Loader(follows),
             liked=Loader(liked),
+            author_posts=author_pages(services),
         )
         _per_event[event] = found
     return found

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from homefeed.feed.auth import check_password
 from homefeed.feed.errors import NotFound, Unauthenticated
-from homefeed.feed.records import User
+from homefeed.feed.feeds import check_first
+from homefeed.feed.records import Page, User
+from homefeed.feed.store.posts import AuthorPage
 from homefeed.feed.store.users import HANDLE, clean_display_name, clean_handle
 from homefeed.loaders import Loaders
 from homefeed.resolvers.connections import PostSlice, author_scope, decode_after, hydrate, page_size
@@ -42,9 +44,15 @@ async def user_by_handle(ctx: Context, handle: str) -> User | None:
 
 
 async def user_posts(ctx: Context, author_id: int, first: int | None, after: str | None) -> PostSlice:
-    """A page of one author's posts."""
+    """A page of one author's posts, batched with every other author's page asked for in the same tick
+    (a page of posts asking for their authors' posts is one statement, not one per author)."""
     scope = author_scope(author_id)
-    page = await ctx.services.feeds.author(author_id, page_size(first), decode_after(ctx, scope, after))
+    size = check_first(page_size(first))
+    before = decode_after(ctx, scope, after)
+    # One more than the page, to tell whether another page follows.
+    read = await (await ctx.loaders()).author_posts.load(AuthorPage(author_id, before, size + 1))
+    shown = read[:size]
+    page = Page([p.id for p in shown], len(read) > size, posts=tuple(shown))
     return await hydrate(ctx, scope, page, after=after)
 
 

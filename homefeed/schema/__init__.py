@@ -16,6 +16,7 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext
 
+from homefeed.schema.cost import CostLimit
 from homefeed.schema.errors import ErrorCodes, log_errors
 from homefeed.schema.execution import PlannedExecutionContext
 from homefeed.schema.metrics import OperationMetrics
@@ -68,6 +69,8 @@ def build_schema(**kwargs: Any) -> strawberry.Schema:
             lambda: ValidationCache(maxsize=1024),
             QueryLimits,
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            # After the validation cache: it needs the document's validation errors, if any.
+            CostLimit,
         ],
         **kwargs,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -27,6 +28,17 @@ def clean_text(text: str) -> str:
     if len(text) > MAX_POST_LENGTH:
         raise InvalidInput(f"post text must be at most {MAX_POST_LENGTH} characters")
     return check_storable(text, "post text")
+
+
+# A page of an author's live posts: keyset cursor (`before`, exclusive; None from the newest) and size.
+@dataclass(frozen=True, slots=True)
+class AuthorPage:
+    author_id: int
+    before: int | None
+    limit: int
+
+
+_NO_UPPER_BOUND = 2**63 - 1
 
 
 class Posts:
@@ -108,7 +120,34 @@ class Posts:
                WHERE author_id = $1 AND deleted_at IS NULL AND id < $2
                ORDER BY id DESC LIMIT $3""",
             author_id,
-            before if before is not None else 2**63 - 1,
+            before if before is not None else _NO_UPPER_BOUND,
             limit,
         )
         return [r["id"] for r in rows]
+
+    async def by_authors(self, pages: Sequence[AuthorPage]) -> list[list[Post]]:
+        """Live posts of many authors' pages, newest first, aligned with `pages`: one statement.
+
+        Each page is its own index range scan (LATERAL over the unnested pages), so many
+        authors' pages cost one round trip, and each page reads only its own rows.
+        """
+        if not pages:
+            return []
+        rows = await self._pool.fetch(
+            f"""SELECT k.i, p.id, p.author_id, p.text, p.like_count
+                FROM unnest($1::bigint[], $2::bigint[], $3::int[])
+                     WITH ORDINALITY AS k(author_id, before, lim, i)
+                CROSS JOIN LATERAL (
+                    SELECT {_COLUMNS} FROM posts
+                    WHERE author_id = k.author_id AND deleted_at IS NULL AND id < k.before
+                    ORDER BY id DESC LIMIT k.lim
+                ) p
+                ORDER BY k.i, p.id DESC""",
+            [p.author_id for p in pages],
+            [p.before if p.before is not None else _NO_UPPER_BOUND for p in pages],
+            [p.limit for p in pages],
+        )
+        found: list[list[Post]] = [[] for _ in pages]
+        for row in rows:
+            found[row["i"] - 1].append(post_from_row(row))
+        return found
