@@ -8,31 +8,38 @@ pyproject.toml pins graphql-core below its next minor release for the same reaso
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from graphql import FieldNode, FragmentDefinitionNode, GraphQLField, GraphQLObjectType
+from graphql import FieldNode, FragmentDefinitionNode, GraphQLField, GraphQLList, GraphQLObjectType
 from graphql.execution.collect_fields import FieldDetails, collect_fields, collect_subfields
+from graphql.execution.executor import CollectedErrors, collect_iterator_awaitables
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path, inspect, is_iterable
+from graphql.pyutils.gather_with_cancel import gather_with_cancel
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 __all__ = [
+    "CollectedErrors",
     "ExecutionContext",
     "FieldDetails",
     "Grouped",
     "Path",
     "argument_values",
+    "async_list",
+    "collected_errors",
     "custom_is_type_of",
     "default_attribute",
     "fragment_definitions",
+    "gather_with_cancel",
     "inspect",
     "is_iterable",
     "only_plain_execution",
     "released_after",
     "resolve_info_builder",
     "root_fields",
+    "settle_in_background",
     "subfields",
     "uses_defer",
 ]
@@ -72,7 +79,48 @@ def uses_defer(details: list[FieldDetails]) -> bool:
 
 def argument_values(executor: ExecutionContext, definition: GraphQLField, node: FieldNode) -> dict[str, Any]:
     """A field's arguments, coerced from the literals of its node and the request's variables."""
-    return get_argument_values(definition, node, executor.variable_values)
+    return get_argument_values(
+        definition, node, executor.variable_values, None, hide_suggestions=executor.hide_suggestions
+    )
+
+
+def collected_errors(executor: ExecutionContext) -> CollectedErrors:
+    """The executor's error list, with the places error propagation nulled.
+
+    The plan records its errors there too: an error is reported unless a place at or above it
+    is already nulled, by the same rule and in the same store as graphql-core's own completions
+    (which the plan hands async iterables to).
+    """
+    return executor.collected_errors
+
+
+def settle_in_background(
+    executor: ExecutionContext, awaitables: list[Awaitable[Any]], rest: Iterator[Any] | None = None
+) -> None:
+    """Let awaitables a failure abandons settle (and record their errors) without waiting for them;
+    `rest`: a list's items not reached yet, drained for awaitables as graphql-core does."""
+    if rest is not None:
+        awaitables = [*awaitables, *collect_iterator_awaitables(rest, executor.is_awaitable)]
+    if awaitables:
+        executor.settle_in_background(awaitables)
+
+
+def async_list(executor: ExecutionContext, value: Any) -> bool:
+    """Whether a list field's value is an async iterable (completed by graphql-core's own code)."""
+    return bool(executor.is_async_iterable(value))
+
+
+def complete_async_list(
+    executor: ExecutionContext,
+    type_: GraphQLList[Any],
+    details: list[FieldDetails],
+    info: Any,
+    path: Path,
+    value: Any,
+) -> Awaitable[list[Any]]:
+    """A list from an async iterable, completed by graphql-core itself: items, their subfields and
+    errors exactly as graphql-core's (rare enough not to be worth a planned version)."""
+    return executor.complete_list_value(type_, details, info, path, value, None)  # type: ignore[return-value]
 
 
 def resolve_info_builder(executor: ExecutionContext) -> Callable[..., Any]:
@@ -93,12 +141,30 @@ def only_plain_execution(executor: ExecutionContext) -> bool:
 
 
 def default_attribute(definition: GraphQLField) -> str | None:
-    """The attribute a field without resolver reads (Strawberry marks such resolvers `_is_default`)."""
-    if not getattr(definition.resolve, "_is_default", False):
+    """The attribute a field reads when reading it is all its resolver does, else None.
+
+    Strawberry's `_is_default` marker is no evidence: it is also set on the resolver that runs
+    a field's extensions (permission classes are one) around the attribute read. Only
+    Strawberry's basic resolver (`_get_basic_result`, used for a field without resolver,
+    extensions and exception handlers) reads the attribute and nothing else; a field with
+    permissions, extensions or directives is never read directly, whatever its resolver says.
+    """
+    resolve = definition.resolve
+    if (
+        not getattr(resolve, "_is_default", False)
+        or getattr(resolve, "__name__", None) != "_get_basic_result"
+    ):
         return None
     strawberry_field = (definition.extensions or {}).get("strawberry-definition")
     name = getattr(strawberry_field, "python_name", None)
-    if not isinstance(name, str) or getattr(strawberry_field, "default_resolver", getattr) is not getattr:
+    if (
+        not isinstance(name, str)
+        or getattr(strawberry_field, "base_resolver", True)
+        or getattr(strawberry_field, "extensions", True)
+        or getattr(strawberry_field, "permission_classes", True)
+        or getattr(strawberry_field, "directives", True)
+        or getattr(strawberry_field, "default_resolver", None) is not getattr
+    ):
         return None
     return name
 

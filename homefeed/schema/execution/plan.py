@@ -2,6 +2,13 @@
 definitions, resolvers and completions (leaf coercion, list, object, non-null), collected once
 with graphql-core's own field collection.
 
+The cache of plans belongs to one schema (`plans_for`): the parser cache hands the same document
+node to every schema in the process, and one schema's plan is no answer for another.
+
+A field is read as a plain attribute only when Strawberry's resolver does nothing else
+(compat.default_attribute); any other field, including one with permissions or extensions,
+runs its own resolver, as graphql-core would call it.
+
 An operation is refused (`Unplannable`) when it uses what a plan shared by every execution of
 the operation cannot hold: directives (@skip and @include depend on variables), @defer,
 introspection of the schema, interface and union fields, and custom `is_type_of`.
@@ -9,6 +16,7 @@ introspection of the schema, interface and union fields, and custom `is_type_of`
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +31,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLSchema,
     Node,
     OperationDefinitionNode,
     OperationType,
@@ -35,8 +44,8 @@ from graphql import (
 
 from homefeed.schema.execution import compat
 
-# Compiled plans, by operation node: the parser cache hands out the same node for the same
-# document, so an operation is compiled once per process while it stays in that cache.
+# Compiled plans of one schema, by operation node: the parser cache hands out the same node for
+# the same document, so an operation is compiled once per schema while it stays in that cache.
 MAX_PLANS = 512
 
 
@@ -52,6 +61,7 @@ class Leaf:
 
 @dataclass(slots=True)
 class ListOf:
+    type_: GraphQLList[Any]
     item: Completion
     item_non_null: bool
 
@@ -71,6 +81,7 @@ class PlannedField:
     key: str
     name: str
     nodes: list[FieldNode]
+    details: list[compat.FieldDetails]
     definition: GraphQLField
     parent: GraphQLObjectType
     non_null: bool
@@ -114,6 +125,17 @@ class Plans:
         return list(self._plans.values())
 
 
+_SCHEMA_PLANS: weakref.WeakKeyDictionary[GraphQLSchema, Plans] = weakref.WeakKeyDictionary()
+
+
+def plans_for(schema: GraphQLSchema) -> Plans:
+    """The plan cache of one schema (made on first use, gone with the schema)."""
+    plans = _SCHEMA_PLANS.get(schema)
+    if plans is None:
+        plans = _SCHEMA_PLANS[schema] = Plans()
+    return plans
+
+
 class Compiler:
     def __init__(self, executor: compat.ExecutionContext) -> None:
         self.ex = executor
@@ -151,12 +173,13 @@ class Compiler:
                     key=key,
                     name=name,
                     nodes=nodes,
+                    details=details,
                     definition=definition,
                     parent=parent,
                     non_null=is_non_null_type(definition.type),
                     completion=completion,
                     attribute=compat.default_attribute(definition),
-                    has_arguments=bool(definition.args),
+                    has_arguments=bool(definition.args or nodes[0].arguments),
                 )
             )
         return fields
@@ -167,7 +190,7 @@ class Compiler:
         if is_list_type(type_):
             assert isinstance(type_, GraphQLList)
             item = type_.of_type
-            return ListOf(self._completion(item, details), is_non_null_type(item))
+            return ListOf(type_, self._completion(item, details), is_non_null_type(item))
         if is_leaf_type(type_):
             return Leaf(type_)
         if is_abstract_type(type_) or not is_object_type(type_):

@@ -2,34 +2,35 @@
 
 What a run keeps of graphql-core's semantics: resolvers (Strawberry's, with its argument
 conversion and `Info`), argument and variable coercion (graphql-core's functions), leaf
-coercion, error locations and paths, null propagation to the nearest nullable parent, and
-DataLoader batching: awaitables met during a pass are gathered together, then their subtrees
-completed in the next pass.
+coercion, error locations and paths, null propagation to the nearest nullable parent, and the
+error list itself. For the last one the asynchronous part of a run has graphql-core's shape
+exactly: a coroutine per awaited field or item, completed as soon as it settles, gathered per
+object and per list with graphql-core's `gather_with_cancel` (one awaitable awaited directly),
+and siblings of a synchronous failure settled in the background. Errors go to the executor's
+own `CollectedErrors`. Awaitables therefore settle, fail and null places in the same order as
+under graphql-core, and the same errors are reported; what the plan saves is the synchronous
+work around them (field collection, type dispatch, resolve infos for plain attributes).
 
 Anything a plan does not cover runs through graphql-core unchanged: mutations and
 subscriptions, the operations plan.py refuses, resolve middleware, abort signals and execution
-hooks.
+hooks; and, within a plan, a list field whose value is an async iterable.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
-from dataclasses import dataclass
-from functools import partial
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Coroutine
+from types import CoroutineType
+from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, OperationType, Undefined, located_error
 
 from homefeed.schema.execution import compat
 from homefeed.schema.execution.compat import Path, inspect, is_iterable
-from homefeed.schema.execution.plan import Completion, Leaf, ListOf, ObjectOf, Plan, PlannedField, Plans
+from homefeed.schema.execution.plan import Completion, Leaf, ListOf, ObjectOf, Plan, PlannedField, plans_for
 
 
 class PlannedExecutionContext(compat.ExecutionContext):
     """Strawberry's executor, running queries from a compiled plan when the operation allows one."""
-
-    plans: ClassVar[Plans] = Plans()
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         if self.operation.operation is OperationType.SUBSCRIPTION:
@@ -40,137 +41,114 @@ class PlannedExecutionContext(compat.ExecutionContext):
             or not compat.only_plain_execution(self)
         ):
             return compat.released_after(self, super().execute_operation(serially))
-        plan = self.plans.for_operation(self)
+        plan = plans_for(self.schema).for_operation(self)
         if plan is None:
             return compat.released_after(self, super().execute_operation(serially))
         return compat.released_after(self, Run(self).execute(plan))
 
 
-class _Null(Exception):
-    """A non-null position failed (its error is already recorded): null the nearest nullable parent."""
-
-
-# A place in the response that an error of a deferred completion may have to null: a dict and a
-# key, or a list and an index, with the place's path (None: the data itself).
-_Anchor = tuple[Any, Any, Path | None]
-
-
-@dataclass(slots=True)
-class _Deferred:
-    awaitable: Awaitable[Any]
-    field: PlannedField
-    completion: Completion | None
-    non_null: bool
-    path: Path
-    info: Any
-    container: Any
-    key: Any
-    anchor: _Anchor
+def _field_path(path: Path) -> Path:
+    """The path of the field a (possibly nested) list item belongs to."""
+    while path.typename is None and path.prev is not None:
+        path = path.prev
+    return path
 
 
 class Run:
     """One execution of a plan."""
 
+    __slots__ = ("arguments", "errors", "ex", "is_awaitable", "resolve_info")
+
     def __init__(self, executor: PlannedExecutionContext) -> None:
         self.ex = executor
         self.is_awaitable = executor.is_awaitable
         self.resolve_info = compat.resolve_info_builder(executor)
-        self.errors: list[GraphQLError] = []
-        # Places nulled by an error, as graphql-core's `CollectedErrors` keeps them: an error met
-        # below one of them (by a completion still pending when it was nulled) is not reported.
-        self.nulled: set[Path | None] = set()
-        self.deferred: list[_Deferred] = []
+        self.errors = compat.collected_errors(executor)
         self.arguments: dict[int, dict[str, Any]] = {}
 
     def execute(self, plan: Plan) -> ExecutionResult | Awaitable[ExecutionResult]:
         """The result; awaitable only when a resolver returned an awaitable (as graphql-core's)."""
-        response: dict[str, Any] = {"data": None}
         try:
-            response["data"] = self._object(plan.root, self.ex.root_value, None, (response, "data", None))
-        except _Null:
-            response["data"] = None
-            self.nulled.add(None)
-        if not self.deferred:
-            return ExecutionResult(response["data"], self.errors or None)
-        return self._execute_deferred(response)
+            data = self._object(plan.root, self.ex.root_value, None)
+        except GraphQLError as error:
+            self.errors.add(error, None)
+            return self._response(None)
+        if type(data) is CoroutineType:
+            return self._await_data(data)
+        return self._response(data)
 
-    async def _execute_deferred(self, response: dict[str, Any]) -> ExecutionResult:
-        while self.deferred:
-            batch, self.deferred = self.deferred, []
-            if len(batch) == 1:
-                self._resume(batch[0], await _settle(batch[0].awaitable))
-                continue
-            # Completed in the order the awaitables settled, as graphql-core does: of two failures
-            # that null the same place, the first one is reported. (A future's done callbacks run
-            # in the order they were added, so all of these run before gather's last one.)
-            futures = [asyncio.ensure_future(d.awaitable) for d in batch]
-            order: list[int] = []
-            for index, future in enumerate(futures):
-                future.add_done_callback(partial(_settled, order, index))
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            for index in order:
-                self._resume(batch[index], results[index])
-        return ExecutionResult(response["data"], self.errors or None)
-
-    def _resume(self, item: _Deferred, result: Any) -> None:
-        if isinstance(result, BaseException) and not isinstance(result, Exception):
-            raise result  # cancellation: not a field error
-        if self._is_nulled(item.path):
-            return  # an error nulled a place above it meanwhile
+    async def _await_data(self, data: Awaitable[dict[str, Any]]) -> ExecutionResult:
         try:
-            value = self._complete(
-                item.field, item.completion, item.non_null, item.path, item.info, result, item.anchor
-            )
-        except _Null:
-            self._null_deferred(item)
-            return
-        except Exception as exc:
-            self._error(exc, item.field, item.path)
-            self._null_deferred(item)
-            return
-        item.container[item.key] = value
+            completed = await data
+        except GraphQLError as error:
+            self.errors.add(error, None)
+            return self._response(None)
+        return self._response(completed)
 
-    def _null_deferred(self, item: _Deferred) -> None:
-        """Null a failed deferred place, or the nearest nullable place above it."""
-        container, key, path = item.anchor if item.non_null else (item.container, item.key, item.path)
-        container[key] = None
-        self.nulled.add(path)
+    def _response(self, data: dict[str, Any] | None) -> ExecutionResult:
+        return ExecutionResult(data, self.errors.errors or None)
 
-    def _object(self, plan: ObjectOf, source: Any, path: Path | None, anchor: _Anchor) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def _error(self, raw: Exception, f: PlannedField, non_null: bool, path: Path) -> None:
+        """Record a failure at a nullable place; at a non-null one, raise it to the parent."""
+        error = located_error(raw, f.nodes, path.as_list())
+        if non_null:
+            raise error
+        self.errors.add(error, path)
+
+    def _object(self, plan: ObjectOf, source: Any, path: Path | None) -> Any:
+        """The object's fields: a dict, or a coroutine of it when some field is pending."""
+        results: dict[str, Any] = {}
+        pending: list[str] | None = None
         typename = plan.type_.name
-        for f in plan.fields:
-            if f.completion is None:
-                out[f.key] = typename
-                continue
-            f_path = Path(path, f.key, typename)
-            f_anchor = anchor if f.non_null else (out, f.key, f_path)
-            try:
-                info = None
-                if f.attribute is not None:
-                    value = getattr(source, f.attribute)
-                else:
-                    info = self.resolve_info(f.definition, f.nodes, f.parent, f_path)
-                    args = self._arguments(f) if f.has_arguments else {}
-                    value = f.definition.resolve(source, info, **args)  # type: ignore[misc]
-                if self.is_awaitable(value):
-                    out[f.key] = None
-                    self.deferred.append(
-                        _Deferred(value, f, f.completion, f.non_null, f_path, info, out, f.key, f_anchor)
-                    )
+        try:
+            for f in plan.fields:
+                if f.completion is None:
+                    results[f.key] = typename
                     continue
-                out[f.key] = self._complete(f, f.completion, f.non_null, f_path, info, value, f_anchor)
-            except _Null:
-                if f.non_null:
-                    raise
-                out[f.key] = None
-                self.nulled.add(f_path)
-            except Exception as exc:
-                self._error(exc, f, f_path)
-                if f.non_null:
-                    raise _Null from None
-                out[f.key] = None
-        return out
+                value = self._field(f, source, Path(path, f.key, typename))
+                results[f.key] = value
+                if type(value) is CoroutineType:
+                    if pending is None:
+                        pending = [f.key]
+                    else:
+                        pending.append(f.key)
+        except Exception:
+            if pending is not None:
+                compat.settle_in_background(self.ex, [results[key] for key in pending])
+            raise
+        if pending is None:
+            return results
+        return self._object_pending(results, pending)
+
+    async def _object_pending(self, results: dict[str, Any], pending: list[str]) -> dict[str, Any]:
+        if len(pending) == 1:
+            key = pending[0]
+            results[key] = await results[key]
+        else:
+            awaited = await compat.gather_with_cancel(*(results[key] for key in pending))
+            results.update(zip(pending, awaited, strict=True))
+        return results
+
+    def _field(self, f: PlannedField, source: Any, path: Path) -> Any:
+        info = None
+        try:
+            if f.attribute is not None:
+                value = getattr(source, f.attribute)
+            else:
+                info = self.resolve_info(f.definition, f.nodes, f.parent, path)
+                if f.has_arguments:
+                    value = f.definition.resolve(source, info, **self._arguments(f))  # type: ignore[misc]
+                else:
+                    value = f.definition.resolve(source, info)  # type: ignore[misc]
+            if self.is_awaitable(value):
+                return self._await_value(f, f.completion, f.non_null, info, path, value)
+            completed = self._complete(f, f.completion, f.non_null, info, path, value)
+            if type(completed) is CoroutineType:
+                return self._await_completed(f, f.non_null, path, completed)
+            return completed
+        except Exception as raw:
+            self._error(raw, f, f.non_null, path)
+            return None
 
     def _arguments(self, f: PlannedField) -> dict[str, Any]:
         key = id(f)
@@ -180,24 +158,52 @@ class Run:
             self.arguments[key] = found
         return found
 
+    async def _await_value(
+        self,
+        f: PlannedField,
+        completion: Completion | None,
+        non_null: bool,
+        info: Any,
+        path: Path,
+        value: Awaitable[Any],
+    ) -> Any:
+        """An awaitable field value or list item, completed as soon as it settles."""
+        try:
+            completed = self._complete(f, completion, non_null, info, path, await value)
+            if type(completed) is CoroutineType:
+                completed = await completed
+        except Exception as raw:
+            self._error(raw, f, non_null, path)
+            return None
+        return completed
+
+    async def _await_completed(
+        self, f: PlannedField, non_null: bool, path: Path, completed: Coroutine[Any, Any, Any]
+    ) -> Any:
+        try:
+            return await completed
+        except Exception as raw:
+            self._error(raw, f, non_null, path)
+            return None
+
     def _complete(
         self,
         f: PlannedField,
         completion: Completion | None,
         non_null: bool,
-        path: Path,
         info: Any,
+        path: Path,
         value: Any,
-        anchor: _Anchor,
     ) -> Any:
-        """A resolved value completed to its type; raises for a non-null position left null."""
+        """A resolved value completed to its type (a coroutine when some of it is pending);
+        raises for a failure, including a non-null position left null."""
         if isinstance(value, Exception):
             raise value
         if value is None or value is Undefined:
             if non_null:
                 raise TypeError(f"Cannot return null for non-nullable field {f.parent.name}.{f.name}.")
             return None
-        if isinstance(completion, Leaf):
+        if type(completion) is Leaf:
             coerced = completion.type_.coerce_output_value(value)
             if coerced is Undefined or coerced is None:
                 raise TypeError(
@@ -205,77 +211,76 @@ class Run:
                     f" to return non-nullable value, returned: {inspect(coerced)}"
                 )
             return coerced
-        if isinstance(completion, ObjectOf):
+        if type(completion) is ObjectOf:
             if completion.is_type_of is not None and not completion.is_type_of(value, info):
                 raise GraphQLError(
                     f"Expected value of type '{completion.type_.name}' but got: {inspect(value)}.", f.nodes
                 )
-            return self._object(completion, value, path, anchor)
+            return self._object(completion, value, path)
         assert isinstance(completion, ListOf)
+        return self._list(f, completion, info, path, value)
+
+    def _list(self, f: PlannedField, completion: ListOf, info: Any, path: Path, value: Any) -> Any:
+        if type(value) is not list and compat.async_list(self.ex, value):
+            if info is None:
+                info = self.resolve_info(f.definition, f.nodes, f.parent, _field_path(path))
+            return compat.complete_async_list(self.ex, completion.type_, f.details, info, path, value)
         if not is_iterable(value):
             raise GraphQLError(
                 f"Expected Iterable, but did not find one for field '{f.parent.name}.{f.name}'."
             )
-        return self._list(f, completion, path, info, value, anchor)
-
-    def _list(
-        self, f: PlannedField, completion: ListOf, path: Path, info: Any, value: Any, anchor: _Anchor
-    ) -> list[Any]:
         out: list[Any] = []
+        pending: list[int] | None = None
         item_completion = completion.item
         item_non_null = completion.item_non_null
-        for index, item in enumerate(value):
-            item_path = Path(path, index, None)
-            item_anchor = anchor if item_non_null else (out, index, item_path)
-            try:
-                if self.is_awaitable(item):
-                    out.append(None)
-                    self.deferred.append(
-                        _Deferred(
-                            item, f, item_completion, item_non_null, item_path, info, out, index, item_anchor
-                        )
-                    )
+        is_awaitable = self.is_awaitable
+        items = iter(value)
+        try:
+            for index, item in enumerate(items):
+                item_path = Path(path, index, None)
+                if is_awaitable(item):
+                    out.append(self._await_value(f, item_completion, item_non_null, info, item_path, item))
+                elif not self._list_item(f, item_completion, item_non_null, info, item_path, item, out):
                     continue
-                out.append(
-                    self._complete(f, item_completion, item_non_null, item_path, info, item, item_anchor)
-                )
-            except _Null:
-                if item_non_null:
-                    raise
-                out.append(None)
-                self.nulled.add(item_path)
-            except Exception as exc:
-                self._error(exc, f, item_path)
-                if item_non_null:
-                    raise _Null from None
-                out.append(None)
-        return out
+                if pending is None:
+                    pending = [index]
+                else:
+                    pending.append(index)
+        except Exception:
+            compat.settle_in_background(self.ex, [out[i] for i in pending or ()], items)
+            raise
+        if pending is None:
+            return out
+        return self._list_pending(out, pending)
 
-    def _error(self, exc: Exception, f: PlannedField, path: Path) -> None:
-        if self._is_nulled(path):
-            return
-        self.nulled.add(path)
-        self.errors.append(located_error(exc, f.nodes, path.as_list()))
-
-    def _is_nulled(self, start: Path) -> bool:
-        """Whether an error nulled this place or one above it."""
-        nulled = self.nulled
-        if not nulled:
-            return False
-        path: Path | None = start
-        while path is not None:
-            if path in nulled:
+    def _list_item(
+        self,
+        f: PlannedField,
+        completion: Completion,
+        non_null: bool,
+        info: Any,
+        path: Path,
+        item: Any,
+        out: list[Any],
+    ) -> bool:
+        """Append a completed item; whether it is still pending."""
+        try:
+            completed = self._complete(f, completion, non_null, info, path, item)
+            if type(completed) is CoroutineType:
+                out.append(self._await_completed(f, non_null, path, completed))
                 return True
-            path = path.prev
-        return None in nulled
+            out.append(completed)
+        except Exception as raw:
+            self._error(raw, f, non_null, path)
+            out.append(None)
+        return False
 
-
-async def _settle(awaitable: Awaitable[Any]) -> Any:
-    try:
-        return await awaitable
-    except Exception as exc:
-        return exc
-
-
-def _settled(order: list[int], index: int, _future: asyncio.Future[Any]) -> None:
-    order.append(index)
+    async def _list_pending(self, out: list[Any], pending: list[int]) -> list[Any]:
+        if len(pending) == 1:
+            index = pending[0]
+            out[index] = await out[index]
+        else:
+            awaited = await compat.gather_with_cancel(*(out[i] for i in pending))
+            for index, completed in zip(pending, awaited, strict=True):
+                out[index] = completed
+        return out

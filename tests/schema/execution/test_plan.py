@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from homefeed.schema.execution import PlannedExecutionContext, run
-from homefeed.schema.execution.plan import Plan
-from tests.schema.execution.sample import assert_same
+from homefeed.schema.execution import run
+from homefeed.schema.execution.plan import Plan, plans_for
+from tests.schema.execution.sample import PLANNED, assert_same
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
 def _plans_for(query_fragment: str) -> list[object]:
     """The cached plans of operations whose source contains the fragment."""
     found: list[object] = []
-    for operation, plan in PlannedExecutionContext.plans.entries():
+    for operation, plan in plans_for(PLANNED._schema).entries():
         loc = operation.loc
         if loc is not None and query_fragment in loc.source.body:
             found.append(plan)

@@ -1,9 +1,5 @@
-"""The planned executor answers exactly as graphql-core does (see sample.py for how they are compared).
-
-Two known differences are kept as strict xfails: async iterables for lists, and which errors
-below a nulled place are reported when they settle in a different order (the planned executor
-settles a whole pass of awaitables before completing any of them).
-"""
+"""The planned executor answers exactly as graphql-core does (see sample.py for how they are compared):
+the same data and the same errors, including which errors below a nulled place are reported."""
 
 from __future__ import annotations
 
@@ -149,25 +145,45 @@ async def test_same_as_graphql_core(query: str, variables: dict[str, Any] | None
     await assert_same(query, variables)
 
 
-# Known differences, kept failing on purpose: if one goes away, the strict xfail says so.
-@pytest.mark.xfail(strict=True, reason="the planned executor refuses async iterables for lists")
 async def test_async_iterable_for_a_list() -> None:
-    """graphql-core completes a list from an async iterable; the plan wants an Iterable."""
-    await assert_same("{ items { id streamedTags } }")
+    """graphql-core completes a list from an async iterable; so does the plan (through graphql-core)."""
+    data, errors = await assert_same("{ items { id streamedTags } }")
+    assert errors == []
+    assert [item["streamedTags"] for item in data["items"]] == [
+        ["t0"],
+        ["t0", "t1"],
+        [],
+        ["t0"],
+        ["t0", "t1"],
+    ]
+    await assert_same(
+        "{ items(first: 2) { asyncFails streamedTags asyncCheck } nullableItems { streamedTags check } }"
+    )
 
 
-@pytest.mark.xfail(strict=True, reason="errors of a later pass are dropped once an ancestor is nulled")
 async def test_errors_settled_before_an_ancestor_is_nulled() -> None:
     """Which errors below a nulled place are reported depends on when they settle.
 
-    graphql-core completes each subtree as soon as its awaitable settles: the `asyncFails` errors
-    under `r1` (two ticks deep) are recorded before `asyncCheck` under `r0` fails (three ticks)
-    and nulls the data. The planned executor settles a whole pass before starting the next: the
-    data is nulled at the end of the first pass, and the second pass's errors are dropped.
-    Both follow the rule "an error below a place already nulled is not reported"; they differ
-    in the order in which awaitables settle.
+    The `asyncFails` errors under `r1` (two ticks deep) are recorded before `asyncCheck` under
+    `r0` fails (three ticks) and nulls the data: both executors report all of them.
     """
-    await assert_same("{ r0: items { asyncCheck } r1: asyncItems { asyncFails } }")
+    data, errors = await assert_same("{ r0: items { asyncCheck } r1: asyncItems { asyncFails } }")
+    assert data is None
+    assert len(errors) == 6  # five asyncFails, then the asyncCheck that nulls the data
+
+
+async def test_errors_of_one_pass_beside_a_nulled_root() -> None:
+    """The issue's `{ homeFeed(first: 0) … p: post(id: "bad") }`: a non-null root field fails
+    beside a nullable one failing in the same pass; graphql-core reports both."""
+    data, errors = await assert_same(
+        '{ r0: requiredItem(id: "3") { asyncCheck } p: asyncItem(id: "3") { asyncFails } }'
+    )
+    assert data is None
+    assert [m for m, _, _ in errors] == ["async check 3", "async fails 3"]
+    # Synchronously, the failure ends the root's selection before `p` runs: graphql-core's answer.
+    data, errors = await assert_same('{ r0: requiredItem(id: "3") { check } p: item(id: "3") { fails } }')
+    assert data is None
+    assert [m for m, _, _ in errors] == ["check 3"]
 
 
 async def test_execute_sync() -> None:
@@ -225,21 +241,21 @@ async def test_dataloader_batches_a_list(schema: strawberry.Schema, field_name: 
     assert context.batches == [[n + offset for n in range(1, 6)]]
 
 
-async def test_shared_loader_future_survives_a_failure() -> None:
-    """A failure nulling the data does not cancel a DataLoader future other fields still await.
+@pytest.mark.parametrize("schema", [PLANNED, PLAIN], ids=["planned", "plain"])
+async def test_shared_loader_future_cancelled_by_a_failure(schema: strawberry.Schema) -> None:
+    """A failure cancels its pending siblings, as graphql-core does, in both executors.
 
-    graphql-core cancels the pending siblings of a failed non-null field. When one of them awaits a
-    future the DataLoader's cache shares with another field, that future is cancelled, and the
-    other field's `CancelledError` ends the whole request. The planned executor cancels nothing.
+    When a cancelled sibling awaits a future the DataLoader's cache shares with another field,
+    that future is cancelled, and the other field's `CancelledError` ends the whole request.
+    The planned executor keeps graphql-core's cancellation (its timing decides which errors are
+    reported), so it shares this behaviour; loaders that must survive it shield their futures.
     """
     query = "{ items { asyncCheck asyncFriends { asyncChild { loaded } } } }"
-    result = await PLANNED.execute(query, context_value=Context())
+    with pytest.raises(asyncio.CancelledError):
+        await schema.execute(query, context_value=Context())
+    result = await schema.execute(query, context_value=Context(cache=False))
     assert result.data is None
     assert errors_of(result) == [("async check 3", ["items", 2, "asyncCheck"], [(1, 11)])]
-    with pytest.raises(asyncio.CancelledError):
-        await PLAIN.execute(query, context_value=Context())
-    # Without the loader's cache, the two executors agree.
-    assert errors_of(await PLAIN.execute(query, context_value=Context(cache=False))) == errors_of(result)
 
 
 async def test_dataloader_batches_across_levels_and_lists() -> None:
