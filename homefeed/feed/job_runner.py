@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 
@@ -24,7 +25,9 @@ import asyncpg
 
 from homefeed.feed import modes
 from homefeed.feed.feeds import Feeds
+from homefeed.feed.ids import id_ms
 from homefeed.feed.live import Notices
+from homefeed.feed.metrics import FANOUT_LAG
 from homefeed.feed.store import outbox
 from homefeed.feed.store.outbox import Chunk, Job, Outbox
 
@@ -55,6 +58,12 @@ ORDER BY i
 
 
 _FIRST = itemgetter(0)
+
+
+def _observe_lag(post_id: int) -> None:
+    """Fan-out lag: from the post's commit (its id is minted then) to now, once per job."""
+    # Ids come from PostgreSQL's clock: a worker's clock a little behind must not go negative.
+    FANOUT_LAG.observe(max(0.0, time.time() - id_ms(post_id) / 1000))
 
 
 class JobRunner:
@@ -113,6 +122,7 @@ class JobRunner:
         if job.kind == outbox.POST_CHUNK:
             # The parent decided the mode; chunks only carry it out.
             await self._each_follower(job, lambda users: feeds.push(users, post_id))
+            _observe_lag(post_id)
             lo, hi = job.range_lo, job.range_hi
             await self._notices.post_reached(
                 author, post_id, -1 if lo is None else lo, -1 if hi is None else hi, False
@@ -128,6 +138,9 @@ class JobRunner:
                 reached_all = modes.is_pulled(mode)  # the chunks announce their own followers
             else:
                 await self._each_follower(job, lambda users: feeds.push(users, post_id))
+        if reached_all:
+            # Followers read it now (their timelines, or the pulled list); split chunks observe their own.
+            _observe_lag(post_id)
         await self._notices.post_reached(author, post_id, -1, outbox.MAX_ID if reached_all else -1, True)
 
     @property
@@ -135,34 +148,57 @@ class JobRunner:
         return self._feeds.size
 
     async def _settle_mode(self, author: int, mode: int, followers: int, post_id: int) -> int:
-        """Move the author to the mode their follower count calls for; returns the mode now in force."""
-        wanted = modes.next_mode(mode, followers, self._threshold)
-        if wanted == modes.DRAINING and mode == modes.DRAINING:
-            if not await self._drain_pending(author):
-                await self._finish_drain(author)
-                return modes.PUSH
-            return mode
-        if wanted == mode:
-            return mode
-        if wanted == modes.PULL:
-            # Entering PULL from PUSH: posts from this one on are pulled, so a later drain knows
-            # where to start. Back from DRAINING, keep the earlier start: those posts still count.
-            await self._pool.execute(
-                """UPDATE users SET fanout_mode = 1,
-                       pull_from = CASE WHEN fanout_mode = 0 THEN $2 ELSE coalesce(pull_from, $2) END
-                   WHERE id = $1""",
-                author,
-                post_id,
+        """Move the author to the mode their follower count calls for; returns the mode placing this post.
+
+        Every change commits with what it needs, under the author's row lock, so racing workers
+        take turns and a fault between two statements rolls all of them back: the move to
+        DRAINING inserts its drain jobs in the same transaction, and a drain ends only when its
+        last chunk finds no other left (`_drain_done`).
+        """
+        if mode == modes.PUSH and modes.next_mode(mode, followers, self._threshold) == modes.PUSH:
+            # The common case, read without a lock: a post in followers' timelines is where readers
+            # look in every mode, so a transition racing this job cannot strand it.
+            return modes.PUSH
+        # Boundaries read before the lock, so follows of a big author wait for no array_agg; the
+        # ranges cover every follower id whatever changes meanwhile.
+        chunks = None
+        if modes.next_mode(mode, followers, self._threshold) == modes.DRAINING:
+            chunks = await self._chunks(author, followers)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # NO KEY UPDATE: the author's own inserts (posts, follows: foreign-key checks) go on.
+            locked = await conn.fetchrow(
+                "SELECT fanout_mode, follower_count FROM users WHERE id = $1 FOR NO KEY UPDATE", author
             )
-            return modes.PULL
-        # PULL -> DRAINING: backfill what was pulled into followers' timelines, then PUSH.
-        await self._pool.execute("UPDATE users SET fanout_mode = 2 WHERE id = $1 AND fanout_mode = 1", author)
-        await self._outbox.split(
-            Job(0, outbox.DRAIN_CHUNK, author, 0, None, None, 0),
-            outbox.DRAIN_CHUNK,
-            await self._chunks(author, followers),
-        )
-        return modes.DRAINING
+            if locked is None:
+                return mode
+            mode, followers = locked["fanout_mode"], locked["follower_count"]
+            wanted = modes.next_mode(mode, followers, self._threshold)
+            if wanted == modes.PULL:
+                # This post is placed by pulling alone, so the drain that ends this pulled period
+                # must copy it: lower pull_from to it, whatever the order jobs run in. A retried
+                # earlier post found PULL after a later one started it; its id is then below the
+                # start, and only lowering (not the first job's id) covers it. A drain copies
+                # from PostgreSQL, and starts after this commit (its jobs are inserted under this
+                # lock), so it sees the lowered start and the post.
+                await conn.execute(
+                    """UPDATE users SET fanout_mode = 1,
+                           pull_from = CASE WHEN fanout_mode = 0 THEN $2 ELSE least(pull_from, $2) END
+                       WHERE id = $1 AND (fanout_mode <> 1 OR pull_from IS NULL OR pull_from > $2)""",
+                    author,
+                    post_id,
+                )
+                return modes.PULL
+            if wanted == modes.DRAINING:
+                # From PULL: start the drain. Already DRAINING with no drain job left (a chunk
+                # buried as a dead letter): drain again rather than declare it done, since
+                # nothing says the pulled posts were copied.
+                if mode == modes.PULL or not await outbox.any_of(conn, author, outbox.DRAIN_CHUNK):
+                    await conn.execute("UPDATE users SET fanout_mode = 2 WHERE id = $1", author)
+                    if chunks is None:
+                        chunks = await self._chunks(author, followers, conn)
+                    await outbox.insert_chunks(conn, outbox.DRAIN_CHUNK, author, 0, chunks)
+                return modes.DRAINING
+            return wanted
 
     # ---- deletes --------------------------------------------------------------------------------
 
@@ -194,21 +230,26 @@ class JobRunner:
             if job.range_lo is None or job.range_lo < 0:
                 await backfill([author])
             await self._each_follower(job, backfill)
-        if await self._outbox.others_of(job) == 0:
-            await self._finish_drain(author)
+        await self._drain_done(job)
 
-    async def _drain_pending(self, author: int) -> bool:
-        pending: bool = await self._pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM outbox WHERE actor_id = $1 AND kind = $2)",
-            author,
-            outbox.DRAIN_CHUNK,
-        )
-        return pending
+    async def _drain_done(self, job: Job) -> None:
+        """Delete a finished drain chunk; if none of the author's is left, the author is pushed again.
 
-    async def _finish_drain(self, author: int) -> None:
-        await self._pool.execute(
-            "UPDATE users SET fanout_mode = 0, pull_from = NULL WHERE id = $1 AND fanout_mode = 2", author
-        )
+        Decided from the table, under the author's row lock: the chunk deletes itself (not at its
+        batch's end, where finished siblings would still count and no chunk would see itself
+        last), and a move to DRAINING inserts its chunks under the same lock, so "none left"
+        means every chunk of every drain since the last pulled post has copied its followers.
+        """
+        author = job.actor_id
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", author)
+            await outbox.remove(conn, job.id)
+            # A fresh snapshot, taken after the lock: it sees what racing chunks committed.
+            if not await outbox.any_of(conn, author, outbox.DRAIN_CHUNK):
+                await conn.execute(
+                    "UPDATE users SET fanout_mode = 0, pull_from = NULL WHERE id = $1 AND fanout_mode = 2",
+                    author,
+                )
 
     # ---- followers --------------------------------------------------------------------------------
 
@@ -219,9 +260,10 @@ class JobRunner:
         await self._outbox.split(job, chunk_kind, await self._chunks(job.actor_id, followers))
         return True
 
-    async def _chunks(self, author: int, followers: int) -> list[Chunk]:
+    async def _chunks(self, author: int, followers: int, conn: outbox.Conn | None = None) -> list[Chunk]:
         step = max(self._chunk, math.ceil(followers / 10_000))
-        bounds = [r["follower_id"] for r in await self._pool.fetch(_BOUNDARIES, author, step)]
+        rows = await (self._pool if conn is None else conn).fetch(_BOUNDARIES, author, step)
+        bounds = [r["follower_id"] for r in rows]
         edges = [-1, *bounds, outbox.MAX_ID]
         return [Chunk(lo, hi) for lo, hi in itertools.pairwise(edges) if lo < hi]
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 POST = "post"
 POST_CHUNK = "post_chunk"
@@ -216,7 +217,12 @@ class Outbox:
         return count
 
     async def others_of(self, job: Job) -> int:
-        """How many other jobs of the same kind and actor remain (for chunked work finishing)."""
+        """How many other jobs of the same kind and actor are still in the outbox.
+
+        Not a test of chunked work having finished: a worker deletes its batch's jobs only at the
+        batch's end, so finished siblings still count. A drain's end is decided by `any_of` under
+        the author's row lock, after the finishing chunk deleted itself (see job_runner).
+        """
         count: int = await self._pool.fetchval(
             "SELECT count(*) FROM outbox WHERE actor_id = $1 AND kind = $2 AND id <> $3",
             job.actor_id,
@@ -224,3 +230,35 @@ class Outbox:
             job.id,
         )
         return count
+
+
+# ---- inside a caller's transaction -----------------------------------------------------------------
+# A change of an author's fan-out mode commits together with the jobs it needs (job_runner):
+# these run on the caller's connection, inside its transaction, so the jobs exist exactly
+# when the change does, and a failure between the two rolls both back.
+
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+
+async def insert_chunks(
+    conn: Conn, kind: str, actor_id: int, subject_id: int, chunks: Sequence[Chunk]
+) -> None:
+    """Queue one job per chunk in the caller's transaction."""
+    await conn.executemany(
+        """INSERT INTO outbox (kind, actor_id, subject_id, range_lo, range_hi)
+           VALUES ($1, $2, $3, $4, $5)""",
+        [(kind, actor_id, subject_id, c.lo, c.hi) for c in chunks],
+    )
+
+
+async def remove(conn: Conn, job_id: int) -> None:
+    """Delete a job in the caller's transaction: a chunk that finished, so its siblings stop counting it."""
+    await conn.execute("DELETE FROM outbox WHERE id = $1", job_id)
+
+
+async def any_of(conn: Conn, actor_id: int, kind: str) -> bool:
+    """Whether a job of this kind and actor is in the outbox (waiting, leased or running)."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE actor_id = $1 AND kind = $2)", actor_id, kind
+    )
+    return found
