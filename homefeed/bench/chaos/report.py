@@ -207,6 +207,23 @@ def build(ledger: Ledger, findings: Findings, faults_out: list[dict[str, Any]]) 
     )
 
 
+def _misses_by_post(ledger: Ledger, findings: Findings) -> list[dict[str, Any]]:
+    by_post: dict[int, list[int]] = {}
+    for m in findings.subscriber_misses:
+        by_post.setdefault(m["post"], []).append(m["subscriber"])
+    return [
+        {
+            "post": pk,
+            "author": ledger.posts[pk].author,
+            "acked_at_s": round(ledger.posts[pk].acked_at - ledger.started, 2),
+            "subscribers_missed": len(subs),
+            "some": subs[:5],
+            "faults": near(ledger.faults, ledger.posts[pk].acked_at),
+        }
+        for pk, subs in sorted(by_post.items())
+    ]
+
+
 def recoveries(ledger: Ledger) -> list[dict[str, Any]]:
     """Each fault with its recovery times: to the first good read (on the killed API's slot for
     kill-api) and to the first post acknowledged after it being seen in a follower's feed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from homefeed.bench.chaos.checks import check, settle
@@ -93,6 +94,9 @@ async def run(settings: Settings, options: ChaosOptions, log: Callable[[str], No
     report.subscriber_duplicates = sum(s.duplicates for s in subscribers.seen)
     report.server_resyncs = sum(len(s.resyncs) for s in subscribers.seen)
     report.reconnects = sum(len(s.reconnects) for s in subscribers.seen)
+    drops = Counter(d for s in subscribers.seen for d in s.drops)
+    if drops:
+        notes.append("subscriber connections ended: " + ", ".join(f"{k} {v}" for k, v in drops.most_common()))
     report.outbox_left = left
     report.settle_seconds = settled
     report.minutes = options.minutes

@@ -32,6 +32,7 @@ class Seen:
     duplicates: int = 0  # ADDED again for a post already added
     resyncs: list[float] = field(default_factory=list)  # server RESYNCs
     reconnects: list[float] = field(default_factory=list)  # the refetch after each reconnect
+    drops: list[str] = field(default_factory=list)  # why each connection ended or failed
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -45,6 +46,7 @@ class Subscribers:
         self.rng = random.Random(seed + 2)
         self.seen = [Seen(u) for u in world.subscribers]
         self.tasks: list[asyncio.Task[None]] = []
+        self.refetches: set[asyncio.Task[None]] = set()  # referenced, or the loop may drop them
         self.stopping = False
 
     async def start(self, redis_url: str, prefix: str, within: float) -> int:
@@ -67,9 +69,9 @@ class Subscribers:
 
     async def stop(self) -> None:
         self.stopping = True
-        for task in self.tasks:
+        for task in [*self.tasks, *self.refetches]:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*self.tasks, *self.refetches, return_exceptions=True)
 
     async def _subscriber(self, seen: Seen, gate: asyncio.Semaphore) -> None:
         import websockets
@@ -103,11 +105,19 @@ class Subscribers:
                     first = False
                     seen.connected.set()
                 else:
-                    asyncio.get_running_loop().create_task(self._refetch(seen, url, token))
-                await self._receive(seen, ws)
+                    task = asyncio.create_task(self._refetch(seen, url, token))
+                    self.refetches.add(task)
+                    task.add_done_callback(self.refetches.discard)
+                try:
+                    await self._receive(seen, ws)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(ws.close(), 2)
+                seen.drops.append("closed")
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                seen.drops.append(type(exc).__name__)
                 await asyncio.sleep(self.rng.uniform(0.1, 0.5))
 
     async def _receive(self, seen: Seen, ws: object) -> None:
