@@ -180,7 +180,8 @@ def _page_size(walk: _Walk, field: GraphQLField, node: FieldNode) -> int:
 def _field_of(parent: GraphQLNamedType, name: str) -> GraphQLField | None:
     if name.startswith("__") or not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
         return None
-    return parent.fields.get(name)
+    field: GraphQLField | None = parent.fields.get(name)
+    return field
 
 
 def _type_named(walk: _Walk, name: str | None) -> GraphQLNamedType | None:

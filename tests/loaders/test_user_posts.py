@@ -76,7 +76,7 @@ async def _world(api: Api, authors: int, posts_each: int) -> tuple[Account, list
 
 async def test_user_posts_with_authors_posts_cost_constant_statements(counted: Counted) -> None:
     api = counted.api
-    viewer, authors = await _world(api, authors=3, posts_each=25)
+    _, authors = await _world(api, authors=3, posts_each=25)
     sizes = (20, 5, 1)
     for first in sizes:  # warm-up: statements prepared, types introspected
         (await api.gql(USER_POSTS, {"h": authors[0].handle, "f": first, "g": 5})).ok()
@@ -125,7 +125,9 @@ async def test_batched_pages_equal_the_unbatched_read(services: Services, api: A
     authors = [await api.sign_up(f"a{i}") for i in range(5)]
     ids: dict[str, list[str]] = {}
     for author in authors:
-        ids[author.handle] = [await api.post(author, f"{author.handle} {n}") for n in range(rng.randint(0, 9))]
+        ids[author.handle] = [
+            await api.post(author, f"{author.handle} {n}") for n in range(rng.randint(0, 9))
+        ]
     for author in authors[:3]:  # some deleted posts, which neither read may show
         for post in rng.sample(ids[author.handle], k=min(2, len(ids[author.handle]))):
             gone = await api.gql("mutation($p: ID!) { deletePost(id: $p) }", {"p": post}, token=author.token)
