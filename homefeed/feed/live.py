@@ -14,7 +14,7 @@ Relationship notices are best effort like every notice, so the hub does not trus
 alone: every REFRESH_SECONDS, and after it reconnects to Redis, it re-reads the
 relationships of all its viewers (one statement per batch of viewers), so a lost notice
 is healed within that interval. A change that hides authors sends REMOVED for their
-recent posts; a change that reveals authors (follow, unmute, unblock) sends RESYNC,
+recent posts; a change that reveals authors (follow, re-follow, unmute) sends RESYNC,
 since the client must refetch to see the posts they bring.
 """
 
@@ -71,9 +71,9 @@ class LiveEvent:
 
 RESYNC = LiveEvent(Kind.RESYNC)
 
-# Every kind is exported from the start, so a dashboard sees zeros rather than a missing series.
-for _kind in Kind:
-    LIVE_DELIVERED.labels(_kind.value)
+# One child per kind, made up front: every kind is exported from the first scrape (a dashboard
+# sees zeros, not a missing series), and delivering an event skips the label look-up.
+_DELIVERED = {kind: LIVE_DELIVERED.labels(kind.value) for kind in Kind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +192,7 @@ class Subscriber:
         if event is RESYNC:
             self.overflowed = False
             self.resync_queued = False
-        LIVE_DELIVERED.labels(event.kind.value).inc()
+        _DELIVERED[event.kind].inc()
         return event
 
 
