@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 import strawberry
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from strawberry.types import ExecutionResult
 
+from tests.schema.execution import generate
 from tests.schema.execution.sample import PLAIN, PLANNED, Context, ErrorKey, assert_same, errors_of
 
 ITEM_FIELDS = """
@@ -385,3 +386,13 @@ async def test_random_selections(query: str) -> None:
     planned = _compared(await PLANNED.execute(query, context_value=Context(cache=False)))
     plain = _compared(await PLAIN.execute(query, context_value=Context(cache=False)))
     assert planned == plain, f"{query}\nplanned: {planned}\nplain: {plain}"
+
+
+@settings(max_examples=150)
+@given(generate.queries(PLANNED._schema, extra={"ID": ['"3"', '"5"', '"99"']}))
+async def test_generated_queries(case: tuple[str, dict[str, Any]]) -> None:
+    """Queries generated from the schema give exactly graphql-core's data and errors."""
+    query, variables = case
+    planned = await PLANNED.execute(query, variable_values=variables, context_value=Context(cache=False))
+    plain = await PLAIN.execute(query, variable_values=variables, context_value=Context(cache=False))
+    assert (planned.data, errors_of(planned)) == (plain.data, errors_of(plain)), query

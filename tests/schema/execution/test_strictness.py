@@ -122,7 +122,9 @@ async def test_plan_cache_belongs_to_one_schema() -> None:
     """Two schemas, one document (the parser cache hands both the same node): each its own plan."""
     schemas = [
         strawberry.Schema(
-            query=query, execution_context_class=PlannedExecutionContext, extensions=[ParserCache(maxsize=64)]
+            query=query,
+            execution_context_class=PlannedExecutionContext,
+            extensions=[lambda: ParserCache(maxsize=64)],
         )
         for query in (QueryA, QueryB)
     ]
