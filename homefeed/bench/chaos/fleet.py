@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from homefeed.bench.chaos.valkey import OwnedValkey
+from homefeed.bench.errors import BenchError
 from homefeed.bench.server import ServedApi
 from homefeed.feed.config import Settings
 
@@ -37,6 +38,7 @@ class Fleet:
         self.valkey = valkey
         self.apis: list[ServedApi | None] = [None] * apis
         self.workers: list[subprocess.Popen[bytes] | None] = [None] * workers
+        self.failed_starts: list[str] = []  # API starts that failed and were tried again
         self._logs = [tempfile.TemporaryFile() for _ in range(workers)]  # noqa: SIM115  (closed in stop)
 
     def urls(self) -> list[tuple[int, str]]:
@@ -52,10 +54,25 @@ class Fleet:
         await asyncio.gather(*(s.wait_healthy(within) for s in self.apis if s is not None))
 
     async def restart_api(self, slot: int, within: float) -> None:
-        """A new API process in the slot (on a new port, as behind a load balancer)."""
-        server = ServedApi(self.settings, self.secret, 1, self.env)
-        await server.wait_healthy(within)
-        self.apis[slot] = server
+        """A new API process in the slot (on a new port, as behind a load balancer).
+
+        A start that fails (PostgreSQL out of connections while the killed process's are still
+        being reaped, say) is tried again until `within` runs out, as a supervisor would.
+        """
+        deadline = time.monotonic() + within
+        while True:
+            server = ServedApi(self.settings, self.secret, 1, self.env)
+            try:
+                await server.wait_healthy(max(5.0, deadline - time.monotonic()))
+            except BenchError as exc:
+                server.stop()
+                self.failed_starts.append(str(exc)[-300:])
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(1.0)
+                continue
+            self.apis[slot] = server
+            return
 
     def kill_api(self, slot: int) -> None:
         """SIGKILL the slot's API process: no shutdown, in-flight requests and sockets cut."""

@@ -73,6 +73,9 @@ async def run(settings: Settings, options: ChaosOptions, log: Callable[[str], No
         await asyncio.sleep(max(1.0, settings.celebrity_cache_ms / 1000 * 2))
         await subscribers.stop()
         notes += fleet.exited()
+        notes += [
+            f"an API process failed to start and was started again: {e}" for e in fleet.failed_starts[:3]
+        ]
         log("checking feeds against the pull query ...")
         findings = await check(
             pool, client, fleet, world, ledger, subscribers.seen,
