@@ -1,7 +1,8 @@
 """The faults: SIGKILL of workers and API processes, Valkey killed and restarted, one FLUSHALL.
 
-One fault at a time, at exponential gaps; each restarts what it killed before the next. Faults
-on servers the run does not own are recorded as skipped, with the reason.
+One fault at a time, at exponential gaps, every kind in each round; each restarts what it
+killed before the next. Faults on servers the run does not own are recorded as skipped, with
+the reason.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 from homefeed.bench.chaos.fleet import Fleet
 from homefeed.bench.chaos.ledger import Fault, Ledger
@@ -32,8 +34,11 @@ class Faults:
         """Faults at random until `until` (monotonic); the flush once, somewhere in the middle."""
         flush_at = time.monotonic() + (until - time.monotonic()) * self.rng.uniform(0.3, 0.7)
         flushed = False
-        kinds = [self.kill_worker, self.kill_api, self.restart_valkey, self.kill_all]
-        weights = [4, 4, 2, 1]
+        # Rounds of every kind in a shuffled order (kills of one process twice as often), so even
+        # a short run injects each kind.
+        kinds = [self.kill_worker, self.kill_api, self.kill_worker, self.kill_api, self.restart_valkey]
+        kinds.append(self.kill_all)
+        queue: list[Callable[[], Awaitable[None]]] = []
         while True:
             gap = self.rng.expovariate(1 / self.mean_gap)
             if time.monotonic() + gap >= until:
@@ -43,7 +48,9 @@ class Faults:
                 flushed = True
                 await self.flush()
             else:
-                await self.rng.choices(kinds, weights)[0]()
+                if not queue:
+                    queue = self.rng.sample(kinds, len(kinds))
+                await queue.pop()()
         if not flushed:
             await self.flush()
 

@@ -50,12 +50,15 @@ async def test_nothing_is_lost_under_kills_restarts_and_a_flush(settings_: Setti
     print(text)
 
     doc = json.loads((tmp_path / "chaos.json").read_text())
-    for key in ("posts_acked", "lost", "duplicated", "feeds_compared", "feeds_differing", "subscriber_misses"):
+    counts = ("posts_acked", "lost", "duplicated", "feeds_compared", "feeds_differing", "subscriber_misses")
+    for key in counts:
         assert key in doc, key
     kinds = {f["kind"] for f in report.faults}
     # The run did what it claims: traffic, every kind of fault, every feed read back.
     assert report.posts_acked > 20, text
-    assert {"kill-worker", "kill-api", "restart-valkey", "flush-valkey"} <= kinds or MINUTES < 2, text
+    # Each round of faults holds every kind, and a 2-minute run at a fault every 8 s has one.
+    if MINUTES >= 2:
+        assert {"kill-worker", "kill-api", "kill-all", "restart-valkey"} <= kinds, text
     assert "flush-valkey" in kinds and not any(f["skipped"] for f in report.faults), text
     assert report.subscribers_registered == 200, text
     assert report.feeds_compared == 300 and report.feeds_unreadable == 0, text
