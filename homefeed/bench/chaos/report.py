@@ -196,14 +196,7 @@ def build(ledger: Ledger, findings: Findings, faults_out: list[dict[str, Any]]) 
             }
             for f in differing[:50]
         ],
-        subscriber_miss_detail=[
-            m
-            | {
-                "acked_at_s": round(m["acked_at"] - ledger.started, 2),
-                "faults": near(ledger.faults, m["acked_at"]),
-            }
-            for m in findings.subscriber_misses[:50]
-        ],
+        subscriber_miss_detail=_misses_by_post(ledger, findings),
     )
 
 
