@@ -32,12 +32,6 @@ async def _seed(settings: Settings, users: int) -> None:
         await pool.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="subscriber_misses > 0 (lost, duplicated and differing are 0): posts of the pulled boundary"
-    " author reach some subscribers neither as ADDED nor before a RESYNC; the run also counted 0"
-    " reconnect refetches after ~100 dropped sockets, so its own reconnect path is suspect too",
-)
 async def test_nothing_is_lost_under_kills_restarts_and_a_flush(settings_: Settings, tmp_path: Path) -> None:
     await _seed(settings_, 300)
     options = chaos.ChaosOptions(
@@ -75,4 +69,11 @@ async def test_nothing_is_lost_under_kills_restarts_and_a_flush(settings_: Setti
     assert report.lost == 0, text
     assert report.duplicated == 0, text
     assert report.feeds_differing == 0, text
-    assert report.subscriber_misses == 0, text
+    if report.subscriber_misses:
+        # Only this count, and only while the live-consistency work lands: lost, duplicated and
+        # differing above stay hard failures.
+        pytest.xfail(
+            f"{report.subscriber_misses} subscriber misses: posts of the pulled boundary author reach some"
+            " subscribers neither as ADDED nor before a RESYNC; the run also counted 0 reconnect"
+            " refetches after ~100 dropped sockets, so its own reconnect path is suspect too"
+        )
