@@ -19,11 +19,13 @@ before any resolver (so before any SQL) runs. docs/api.md ("Limits") states the 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    ArgumentNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -41,9 +43,11 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     VariableNode,
+    Visitor,
     get_named_type,
     get_operation_ast,
     is_composite_type,
+    visit,
 )
 from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
@@ -188,6 +192,62 @@ def _type_named(walk: _Walk, name: str | None) -> GraphQLNamedType | None:
     return walk.schema.get_type(name) if name else None
 
 
+# Counted costs by (schema, document, operation, the values of its page variables). The parser
+# cache hands the same document to every request of one query text, so a home-feed page is
+# counted once per page size, not once per request. Entries hold their schema and document, so
+# neither id is reused while the entry lives.
+_COUNTED: OrderedDict[tuple[int, int, str | None, tuple[int | None, ...]], tuple[object, object, int]] = (
+    OrderedDict()
+)
+_COUNTED_MAX = 1024
+_ABSENT = -(2**63)  # stands for a page variable the request did not send (no page size is this)
+# By id, not by the document: graphql-core hashes a node by its whole subtree.
+_page_variables: OrderedDict[int, tuple[DocumentNode, tuple[str, ...]]] = OrderedDict()
+
+
+def counted_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> int:
+    """operation_cost, remembered for documents seen again with the same page sizes."""
+    known = _page_variables.get(id(document))
+    if known is None or known[0] is not document:
+        known = _page_variables[id(document)] = (document, _variables_in_pages(document))
+        if len(_page_variables) > _COUNTED_MAX:
+            _page_variables.popitem(last=False)
+    given = variables or {}
+    # Absent and null differ: absent takes the variable's default, null the argument's.
+    values = tuple(given.get(n, _ABSENT) for n in known[1])
+    if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+        return operation_cost(schema, document, operation_name, variables)
+    key = (id(schema), id(document), operation_name, values)
+    hit = _COUNTED.get(key)
+    if hit is not None:
+        _COUNTED.move_to_end(key)
+        return hit[2]
+    cost = operation_cost(schema, document, operation_name, variables)
+    _COUNTED[key] = (schema, document, cost)
+    if len(_COUNTED) > _COUNTED_MAX:
+        _COUNTED.popitem(last=False)
+    return cost
+
+
+def _variables_in_pages(document: DocumentNode) -> tuple[str, ...]:
+    """The variables given as page sizes anywhere in the document: all the count depends on
+    besides the document itself."""
+    names: set[str] = set()
+
+    class Find(Visitor):
+        def enter_argument(self, node: ArgumentNode, *_: object) -> None:
+            if node.name.value == PAGE_ARGUMENT and isinstance(node.value, VariableNode):
+                names.add(node.value.name.value)
+
+    visit(document, Find())
+    return tuple(sorted(names))
+
+
 def budget_of(context: object) -> int:
     """The cost budget of the request's settings (the default outside a served request)."""
     if isinstance(context, Context):
@@ -221,7 +281,7 @@ class CostLimit(SchemaExtension):
             )
         if not ctx.pre_execution_errors and ctx.graphql_document is not None:
             budget = budget_of(ctx.context)
-            cost = operation_cost(ctx.schema._schema, ctx.graphql_document, ctx.operation_name, ctx.variables)
+            cost = counted_cost(ctx.schema._schema, ctx.graphql_document, ctx.operation_name, ctx.variables)
             self._cost = {"requested": cost, "budget": budget}
             if cost > budget:
                 ctx.pre_execution_errors = [over_budget(cost, budget)]

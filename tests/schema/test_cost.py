@@ -20,7 +20,7 @@ from homefeed.feed.config import DEFAULTS, Settings, SettingsError
 from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.pool import create_pool
 from homefeed.schema import schema
-from homefeed.schema.cost import operation_cost
+from homefeed.schema.cost import counted_cost, operation_cost
 from tests.api import Api
 from tests.conftest import FAST_PASSWORDS, ServicesFactory
 
@@ -201,6 +201,33 @@ def test_fragments_cost_what_they_spread(sel: Sel) -> None:
     inner = render(sel)
     spread = cost(f'{{ user(handle: "x") {{ ...F }} }} fragment F on User {{ {inner} }}')
     assert spread == on_user(sel) == cost(f'{{ user(handle: "x") {{ ... {{ {inner} }} }} }}')
+
+
+PAGED_TWICE = parse(
+    "query($f: Int = 4, $g: Int, $a: String) { homeFeed(first: $f, after: $a) { nodes { author {"
+    " posts(first: $g) { nodes { id } } } } } }"
+)
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "f": st.none() | st.integers(-3, 150),
+                "g": st.none() | st.integers(-3, 150) | st.just("7") | st.just(True),
+                "a": st.text(max_size=3),
+            },
+        ),
+        max_size=6,
+    )
+)
+def test_remembered_costs_equal_counted_ones(requests: list[dict[str, Any]]) -> None:
+    """The per-document memo gives what counting again would, whatever the variables (absent,
+    null, out of range, of the wrong type, or not page sizes at all), in any order."""
+    for variables in requests:
+        expected = operation_cost(schema._schema, PAGED_TWICE, None, variables)
+        assert counted_cost(schema._schema, PAGED_TWICE, None, variables) == expected
 
 
 # Against the served API.
