@@ -54,7 +54,7 @@ async def test_after_a_flush_readers_beyond_the_limit_are_answered_without_rebui
         running += 1
         peak = max(peak, running)
         try:
-            await asyncio.sleep(0.05)  # a slow PostgreSQL: every reader arrives meanwhile
+            await asyncio.sleep(0.2)  # a slow PostgreSQL: every reader arrives meanwhile
             await original(user_id)
             rebuilt += 1
         finally:
@@ -65,11 +65,12 @@ async def test_after_a_flush_readers_beyond_the_limit_are_answered_without_rebui
     rebuilds = sample("homefeed_cold_rebuilds_total")
     pages = await asyncio.gather(*(feeds.home(r, 10, None) for r in ids))
     assert [p.post_ids for p in pages] == [expected[r] for r in ids]  # nothing lost, none short
-    assert peak <= limit and rebuilt == limit
+    # A reader arriving after a rebuild finished may take its place: never more than the limit at once.
+    assert peak == limit and limit <= rebuilt < readers
     assert feeds.rebuilding == 0
     now_limited = sample("homefeed_pull_fallback_reads_total", {"reason": "rebuild_limit"})
-    assert now_limited == limited + readers - limit
-    assert sample("homefeed_cold_rebuilds_total") == rebuilds + limit
+    assert now_limited == limited + readers - rebuilt
+    assert sample("homefeed_cold_rebuilds_total") == rebuilds + rebuilt
 
     # Later reads rebuild the rest, a few at a time, and then read their timelines.
     for _ in range(readers):
