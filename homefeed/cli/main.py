@@ -25,10 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = config.load()
+        # Settings found only while starting (the secret kept in the data dir) fail the same way.
+        code: int = args.run(settings, args)
     except SettingsError as exc:
         print(f"homefeed: invalid setting: {exc}", file=sys.stderr)
         return 2
-    code: int = args.run(settings, args)
     return code
 
 
