@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,8 +31,14 @@ class Loader(Generic[K, V]):
         self._loader = DataLoader(batch_load_fn=run, max_batch_size=500, cache=cache)
 
     async def load(self, key: K) -> V:
-        """The value for key, batched with every other load in this tick."""
-        value: V = await self._loader.load(key)
+        """The value for key, batched with every other load in this tick.
+
+        Shielded: the cache hands one future to every field loading the same key, and the
+        executor cancels a failed field's pending siblings. Unshielded, that cancellation would
+        cancel the shared future itself, and every other field awaiting it (and the request)
+        would end in CancelledError instead of the value.
+        """
+        value: V = await asyncio.shield(self._loader.load(key))
         return value
 
     def prime(self, key: K, value: V) -> None:
@@ -39,8 +46,8 @@ class Loader(Generic[K, V]):
         self._loader.prime(key, value)
 
     async def load_many(self, keys: Sequence[K]) -> list[V]:
-        """The values for keys, in one batch."""
-        values: list[V] = await self._loader.load_many(keys)
+        """The values for keys, in one batch (shielded like `load`)."""
+        values: list[V] = await asyncio.shield(self._loader.load_many(keys))
         return values
 
 
