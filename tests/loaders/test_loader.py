@@ -16,7 +16,7 @@ async def test_loads_of_one_tick_make_one_batch() -> None:
         return [f"v{k}" for k in keys]
 
     loader: Loader[int, str] = Loader(batch)
-    assert await asyncio.gather(loader.load(1), loader.load(2), loader.load(1)) == ["v1", "v2", "v1"]
+    assert list(await asyncio.gather(loader.load(1), loader.load(2), loader.load(1))) == ["v1", "v2", "v1"]
     assert batches == [[1, 2]]
 
 
