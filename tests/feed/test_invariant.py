@@ -6,6 +6,8 @@ user's home feed (every page, in order) is the same with the threshold at 0
 both ways, with hysteresis), with full and with tiny timelines (paging runs from
 Redis into PostgreSQL history, lists are trimmed), once the workers are idle; and
 it equals the pull query and a pure-Python oracle of the feed's rules (docs/design.md).
+That holds too when workers are unlucky: jobs run out of order, fail mid-way and are
+retried, or are abandoned mid-way by a worker that dies and redone after its lease.
 
 Each setting is a "world": its own PostgreSQL schema and Redis key prefix. Every
 operation is applied to every world; users are known by index and posts by the
@@ -18,10 +20,11 @@ import asyncio
 import contextlib
 import math
 import os
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import ClassVar, TypeVar, cast
 
 import asyncpg
 import pytest
@@ -32,8 +35,11 @@ from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import FeedError
+from homefeed.feed.feeds import Feeds
+from homefeed.feed.job_runner import JobRunner
 from homefeed.feed.records import Page
 from homefeed.feed.services import Services, build_services
+from homefeed.feed.store.outbox import Outbox
 from homefeed.feed.store.pool import create_pool
 from homefeed.migrations.runner import migrate
 from homefeed.workers.fanout_worker import FanoutWorker
@@ -53,6 +59,7 @@ class WorldSpec:
     name: str
     threshold: float
     timeline_size: int
+    fanout_chunk: int = 100
 
 
 # Modes change when an author posts. Threshold 2 with hysteresis 0.9: an author with 2 followers
@@ -62,7 +69,8 @@ class WorldSpec:
 SPECS = (
     WorldSpec("all-pull", 0.0, 800),
     WorldSpec("all-push", math.inf, 800),
-    WorldSpec("mixed-2", 2.0, 800),
+    # One follower per job: posts and drains split into chunks that finish in any order.
+    WorldSpec("mixed-2", 2.0, 800, fanout_chunk=1),
     WorldSpec("mixed-1", 1.0, 800),
     WorldSpec("mixed-tiny", 2.0, 3),
     WorldSpec("pull-tiny", 0.0, 3),
@@ -92,7 +100,9 @@ class World:
     async def reset(self) -> None:
         """Empty the world and create the users of a new history."""
         await self.close()
-        await self.pool.execute("TRUNCATE users, posts, follows, followers, blocks, mutes, likes, outbox")
+        await self.pool.execute(
+            "TRUNCATE users, posts, follows, followers, blocks, mutes, likes, outbox, dead_jobs"
+        )
         # Ids take the low 12 bits from this sequence: restarting keeps it far from wrapping
         # inside one millisecond, so ids follow creation order, as the oracle assumes.
         await self.pool.execute("ALTER SEQUENCE id_sequence RESTART")
@@ -113,10 +123,129 @@ class World:
         assert self.worker is not None
         await self.worker.drain()
 
+    async def settle(self) -> None:
+        """Let every abandoned lease run out, then run the workers until the outbox is empty."""
+        await self.pool.execute("UPDATE outbox SET available_at = now() WHERE available_at > now()")
+        await self.drain()
+
+    async def unlucky_workers(self, seed: int) -> None:
+        """One round of workers running the claimable jobs out of order; some fail or die mid-way.
+
+        A failed job is made available again at once (a retry); a dead worker's job stays
+        leased until `settle` lets its lease run out, so later jobs overtake it. A batch is
+        completed at its end, as FanoutWorker does.
+        """
+        rng = random.Random(seed)
+        queue = Outbox(self.pool, lease_seconds=3600)
+        faulty = FaultyFeeds(self.engine.feeds)
+        s = self.settings
+        jobs = JobRunner(
+            self.pool,
+            cast(Feeds, faulty),
+            queue,
+            self.engine.notices,
+            threshold=s.celebrity_threshold,
+            active_days=s.active_days,
+            chunk=s.fanout_chunk,
+        )
+        claimed = await queue.claim(64)
+        rng.shuffle(claimed)
+        done: list[int] = []
+        for job in claimed:
+            fate = rng.random()
+            if fate < 0.1:
+                continue  # the worker died before starting it
+            faulty.writes_left = rng.randrange(3) if fate < 0.5 else None
+            if fate > 0.8:
+                await self.fail_next_drain_insert()
+            try:
+                await jobs.handle(job)
+            except (InjectedFault, asyncpg.RaiseError):
+                if fate >= 0.3:
+                    await queue.retry_later(job, 0)
+                # else: the worker died mid-way; its lease holds the job until `settle`.
+            else:
+                done.append(job.id)
+        await self.pool.execute("TRUNCATE drain_insert_faults")
+        await queue.complete(done)
+
+    async def fail_next_drain_insert(self) -> None:
+        """The next insert of a drain job raises in PostgreSQL, whatever code and transaction make it."""
+        await self.pool.execute(
+            """INSERT INTO drain_insert_faults
+               SELECT last_value + (CASE WHEN is_called THEN 1 ELSE 0 END) FROM drain_inserts
+               ON CONFLICT DO NOTHING"""
+        )
+
     async def close(self) -> None:
         if self.services is not None:
             # Its lanes go back to the shared pool; its fan-out connection closes.
             await self.services.feeds.close()
+
+
+# Drain-job inserts are numbered by a sequence (never rolled back, unlike the failing insert);
+# those whose number is listed raise.
+_DRAIN_INSERT_FAULTS = """
+CREATE SEQUENCE drain_inserts;
+CREATE TABLE drain_insert_faults (at bigint PRIMARY KEY);
+CREATE FUNCTION fail_drain_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF NEW.kind = 'drain_chunk' THEN
+        n := nextval('drain_inserts');
+        IF EXISTS (SELECT 1 FROM drain_insert_faults WHERE at = n) THEN
+            RAISE EXCEPTION 'injected fault: drain insert %', n;
+        END IF;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER fail_drain_insert BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION fail_drain_insert();
+"""
+
+
+class InjectedFault(Exception):
+    """A worker stopping between two writes of a job."""
+
+
+class FaultyFeeds:
+    """A world's Feeds for the job runner, whose write number `writes_left` (from 0) raises."""
+
+    def __init__(self, feeds: Feeds) -> None:
+        self._feeds = feeds
+        self.writes_left: int | None = None
+
+    def _tick(self) -> None:
+        if self.writes_left is None:
+            return
+        if self.writes_left == 0:
+            self.writes_left = None
+            raise InjectedFault
+        self.writes_left -= 1
+
+    @property
+    def size(self) -> int:
+        return self._feeds.size
+
+    async def push(self, user_ids: Sequence[int], post_id: int) -> None:
+        self._tick()
+        await self._feeds.push(user_ids, post_id)
+
+    async def push_recent(self, author: int, post_id: int) -> None:
+        self._tick()
+        await self._feeds.push_recent(author, post_id)
+
+    async def unlist_recent(self, author: int, post_id: int) -> None:
+        self._tick()
+        await self._feeds.unlist_recent(author, post_id)
+
+    async def backfill(self, user_ids: Sequence[int], post_ids: Sequence[int], *, more_before: bool) -> None:
+        self._tick()
+        await self._feeds.backfill(user_ids, post_ids, more_before=more_before)
+
+    async def sync_pair(self, follower: int, author: int) -> None:
+        self._tick()
+        await self._feeds.sync_pair(follower, author)
 
 
 @contextlib.asynccontextmanager
@@ -141,10 +270,11 @@ async def open_worlds(servers: Settings, specs: Sequence[WorldSpec]) -> AsyncIte
                 timeline_size=spec.timeline_size,
                 # No in-process cache of pulled lists: it would hide changes between reads.
                 celebrity_cache_ms=0,
-                fanout_chunk=100,
+                fanout_chunk=spec.fanout_chunk,
             )
             pool = await create_pool(isolated.database_url or "", min_size=1, max_size=8)
             await migrate(pool)
+            await pool.execute(_DRAIN_INSERT_FAULTS)
             worlds.append(World(spec, isolated, pool, Redis.from_url(servers.redis_url)))
         yield worlds
     finally:
@@ -266,6 +396,9 @@ class Harness:
     async def flush(self, world: int) -> None:
         await self.worlds[world].flush()
 
+    async def unlucky_workers(self, seed: int) -> None:
+        await together(*(w.unlucky_workers(seed) for w in self.worlds))
+
     def _indices(self, w: World, ids: list[int]) -> list[int]:
         return [w.index_of[i] for i in ids]
 
@@ -292,9 +425,13 @@ class Harness:
 
     async def settle_and_check(self, sizes: Sequence[int]) -> None:
         """Drain every world's workers, then every feed must equal the oracle, page by page."""
-        await together(*(w.drain() for w in self.worlds))
+        await together(*(w.settle() for w in self.worlds))
         for w in self.worlds:
             assert await w.pool.fetchval("SELECT count(*) FROM outbox") == 0, f"{w.spec.name}: jobs left"
+            assert await w.pool.fetchval("SELECT count(*) FROM dead_jobs") == 0, f"{w.spec.name}: dead jobs"
+            # A drain ends when its last chunk does: with no job left, nobody is still draining.
+            draining = await w.pool.fetchval("SELECT count(*) FROM users WHERE fanout_mode = 2")
+            assert draining == 0, f"{w.spec.name}: {draining} author(s) stuck draining"
         results = await together(*(self._check_world(w, sizes) for w in self.worlds))
         assert all(results)
 
@@ -411,6 +548,21 @@ class InvariantMachine(RuleBasedStateMachine):
         async def go() -> None:
             for op, viewer in burst:
                 await self._apply(op)
+                await self.h.read_early(viewer, self.sizes)
+
+        self.run(go())
+
+    @rule(
+        burst=st.lists(st.tuples(ops, users_), min_size=1, max_size=5),
+        seed=st.integers(min_value=0, max_value=2**32 - 1),
+    )
+    def burst_with_unlucky_workers(self, burst: list[tuple[Op, int]], seed: int) -> None:
+        """After each operation, workers run what is claimable out of order, failing and dying mid-way."""
+
+        async def go() -> None:
+            for n, (op, viewer) in enumerate(burst):
+                await self._apply(op)
+                await self.h.unlucky_workers(seed + n)
                 await self.h.read_early(viewer, self.sizes)
 
         self.run(go())
