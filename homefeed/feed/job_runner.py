@@ -66,6 +66,10 @@ def _observe_lag(post_id: int) -> None:
     FANOUT_LAG.observe(max(0.0, time.time() - id_ms(post_id) / 1000))
 
 
+class UnknownJobKind(Exception):
+    """A job this release does not know how to run (written by a newer one, or by hand)."""
+
+
 class JobRunner:
     """Carries out outbox jobs."""
 
@@ -103,7 +107,9 @@ class JobRunner:
                 await self._feeds.sync_pair(job.actor_id, job.subject_id)
                 await self._feeds.sync_pair(job.subject_id, job.actor_id)
             case _:
-                log.error("dropping outbox job %d of unknown kind %r", job.id, job.kind)
+                # Never dropped silently: the worker retries it and, out of attempts, moves it to
+                # the dead-letter table (`homefeed jobs`), where a newer release can retry it.
+                raise UnknownJobKind(f"outbox job {job.id} has unknown kind {job.kind!r}")
 
     # ---- posts --------------------------------------------------------------------------------
 
