@@ -32,6 +32,7 @@ import asyncpg
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from homefeed.feed.metrics import LIVE_DELIVERED, LIVE_OVERFLOWS, LIVE_RESYNCS, LIVE_SUBSCRIBERS
@@ -316,22 +317,33 @@ class LiveHub:
             self._refresher = asyncio.create_task(self._refresh_forever(), name="live-hub-refresh")
 
     async def _listen(self) -> None:
-        """Read notices forever; after a Redis failure, resubscribe and tell everyone to resync."""
+        """Read notices forever; after a Redis failure, resubscribe and tell everyone to resync.
+
+        Anything that goes wrong while reading (including a reconnect that failed and left no
+        subscription) waits with back-off and reconnects: retrying at once would spin the
+        process without ever listening again. A notice that fails to dispatch loses only itself.
+        """
         backoff = 0.1
         while True:
             try:
-                assert self._pubsub is not None
+                if self._pubsub is None:
+                    raise RedisConnectionError("not subscribed: the last reconnect failed")
                 message = await self._pubsub.get_message(timeout=1.0)
                 backoff = 0.1
-                if message is not None and message["type"] == "message":
-                    await self._dispatch(message["channel"].decode(), Notice.decode(message["data"]))
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
                 log.warning("live hub lost Redis (%s); resubscribing", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 await self._reconnect()
+                continue
+            if message is None or message["type"] != "message":
+                continue
+            try:
+                await self._dispatch(message["channel"].decode(), Notice.decode(message["data"]))
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 log.exception("live hub: failed to dispatch a notice")
 

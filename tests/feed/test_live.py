@@ -320,3 +320,44 @@ async def test_the_hub_counts_subscribers_deliveries_resyncs_and_overflows(servi
         assert await sub.next() is RESYNC
         assert sample("homefeed_live_events_delivered_total", kind="RESYNC") >= 2
     assert sample("homefeed_live_subscribers") == open_before
+
+
+async def test_a_reconnect_that_fails_is_retried_not_spun_on(
+    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Redis gone while the hub reconnects (a restart) left it with no subscription; the listen
+    # loop then failed at once on every turn, forever, burning a core and never listening again.
+    author, fan = [await services.users.create(h, h, "x") for h in ("author", "fan")]
+    await services.relations.follow(fan.id, author.id)
+    hub = services.live
+    real_pubsub = hub._redis.pubsub
+    failures = 0
+
+    def flaky_pubsub(**kwargs: object) -> object:
+        nonlocal failures
+        pubsub = real_pubsub(**kwargs)
+        if failures < 3:
+            failures += 1
+
+            async def refuse(*channels: object, **handlers: object) -> None:
+                raise ConnectionError("Redis is restarting")
+
+            pubsub.subscribe = refuse  # type: ignore[method-assign]
+        return pubsub
+
+    async with hub.subscribe(fan.id) as sub:
+        monkeypatch.setattr(hub._redis, "pubsub", flaky_pubsub)
+        assert hub._pubsub is not None and hub._pubsub.connection is not None
+        await hub._pubsub.connection.disconnect()
+        for _ in range(200):
+            if failures == 3 and hub.channel_count:
+                break
+            await asyncio.sleep(0.02)
+        assert failures == 3 and hub.channel_count, "the hub never resubscribed"
+        post = await services.posts.create(author.id, "after the restart")
+        await services.notices.post_reached(author.id, post.id, -1, MAX_ID, True)
+        events = [await asyncio.wait_for(sub.next(), 5) for _ in range(2)]
+        assert events[0] == RESYNC
+        assert (events[1].kind, events[1].post_id) == (Kind.ADDED, post.id)
+    lost = [r for r in caplog.records if "live hub lost Redis" in r.getMessage()]
+    assert len(lost) <= 10, f"{len(lost)} failed turns: the loop retried without waiting"
