@@ -310,6 +310,7 @@ async def test_a_worker_that_lost_its_lease_cannot_retry_or_bury_the_job(new_poo
     assert not await late.bury(job, "boom")
     assert await dead_rows(current._pool) == []
     row = await current._pool.fetchrow("SELECT available_at > now() AS hidden, last_error FROM outbox")
+    assert row is not None
     assert row["hidden"] and row["last_error"] is None  # still leased to `current`, untouched
     assert await current.retry_later(again, 0, "bang")
 
