@@ -15,7 +15,7 @@ import time
 
 from homefeed.bench.chaos.valkey import OwnedValkey
 from homefeed.bench.errors import BenchError
-from homefeed.bench.server import ServedApi
+from homefeed.bench.server import ServedApi, free_port
 from homefeed.feed.config import Settings
 
 
@@ -38,6 +38,8 @@ class Fleet:
         self.valkey = valkey
         self.apis: list[ServedApi | None] = [None] * apis
         self.workers: list[subprocess.Popen[bytes] | None] = [None] * workers
+        # Each worker slot keeps its /metrics port across restarts, so the end of a run can scrape it.
+        self.metrics_ports = [free_port() for _ in range(workers)]
         self.failed_starts: list[str] = []  # API starts that failed and were tried again
         self._logs = [tempfile.TemporaryFile() for _ in range(workers)]  # noqa: SIM115  (closed in stop)
 
@@ -95,6 +97,7 @@ class Fleet:
             HOMEFEED_JWT_SECRET=self.secret,
         )
         cmd = [sys.executable, "-m", "homefeed.cli.main", "worker"]
+        cmd += ["--metrics-port", str(self.metrics_ports[slot])]
         log = self._logs[slot]
         self.workers[slot] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 

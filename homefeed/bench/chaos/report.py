@@ -7,6 +7,7 @@ from typing import Any
 
 from homefeed.bench.chaos.checks import Findings
 from homefeed.bench.chaos.ledger import Fault, Ledger
+from homefeed.bench.chaos.metrics import headline
 from homefeed.bench.stats import Stat
 
 # A post acknowledged this soon after a fault began (or before its target was back) is "under" it.
@@ -42,6 +43,8 @@ class ChaosReport:
     not_visible_to_probe: int = 0
     ops: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
+    # /metrics at the end of the run: {"api": {sample: value}, "worker": {...}}.
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     outbox_left: int = 0
     settle_seconds: float = 0.0
     minutes: float = 0.0
@@ -118,6 +121,9 @@ class ChaosReport:
         for d in self.subscriber_miss_detail[:10]:
             out.append(f"  subscriber miss: {d}")
         out += [f"note: {n}" for n in self.notes]
+        for process, samples in self.metrics.items():
+            shown = ", ".join(f"{k.removeprefix('homefeed_')} {v:g}" for k, v in headline(samples).items())
+            out.append(f"/metrics of {process}: {len(samples)} samples; {shown}")
         return out
 
 

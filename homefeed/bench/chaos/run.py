@@ -13,6 +13,7 @@ from homefeed.bench.chaos.client import Client
 from homefeed.bench.chaos.faults import Faults
 from homefeed.bench.chaos.fleet import Fleet
 from homefeed.bench.chaos.ledger import Ledger
+from homefeed.bench.chaos.metrics import scrape
 from homefeed.bench.chaos.options import ChaosOptions
 from homefeed.bench.chaos.report import ChaosReport, build, recoveries
 from homefeed.bench.chaos.subscribers import Subscribers
@@ -71,6 +72,7 @@ async def run(settings: Settings, options: ChaosOptions, log: Callable[[str], No
         settled = time.monotonic() - began
         # Past the pulled authors' per-process cache, and the last live notices delivered.
         await asyncio.sleep(max(1.0, settings.celebrity_cache_ms / 1000 * 2))
+        scraped = await _scrape(fleet, settings)
         await subscribers.stop()
         notes += fleet.exited()
         notes += [
@@ -111,11 +113,22 @@ async def run(settings: Settings, options: ChaosOptions, log: Callable[[str], No
     report.own_valkey = valkey is not None
     if valkey is None:
         notes.append("Valkey faults skipped: the configured Redis is not the run's to kill or flush")
+    report.metrics = scraped
     report.notes = notes
     if options.json_path is not None:
         options.json_path.parent.mkdir(parents=True, exist_ok=True)
         options.json_path.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
     return report
+
+
+async def _scrape(fleet: Fleet, settings: Settings) -> dict[str, dict[str, float]]:
+    """/metrics of the first running API process and of worker 0, after the outbox drained."""
+    found: dict[str, dict[str, float]] = {}
+    for slot, url in fleet.urls()[:1]:
+        found[f"api {slot}"] = await scrape(f"{url}/metrics")
+    if fleet.metrics_ports:
+        found["worker 0"] = await scrape(f"http://{settings.host}:{fleet.metrics_ports[0]}/metrics")
+    return found
 
 
 async def _tick(ledger: Ledger, until: float, log: Callable[[str], None]) -> None:

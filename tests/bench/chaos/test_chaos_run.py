@@ -65,6 +65,12 @@ async def test_nothing_is_lost_under_kills_restarts_and_a_flush(settings_: Setti
     assert report.subscribers_registered == 200, text
     assert report.feeds_compared == 300 and report.feeds_unreadable == 0, text
     assert report.outbox_left == 0, text
+    # /metrics on an API process and on a worker show the write path's series.
+    api = next(v for k, v in report.metrics.items() if k.startswith("api"))
+    assert "homefeed_outbox_jobs" in report.metrics["worker 0"], text
+    assert any(k.startswith("homefeed_jobs_total") for k in report.metrics["worker 0"]), text
+    assert any(k.startswith("homefeed_graphql_requests_total") for k in api), text
+    assert "homefeed_live_subscribers" in api, text
 
     assert report.lost == 0, text
     assert report.duplicated == 0, text
