@@ -122,12 +122,12 @@ async def run(settings: Settings, options: ChaosOptions, log: Callable[[str], No
 
 
 async def _scrape(fleet: Fleet, settings: Settings) -> dict[str, dict[str, float]]:
-    """/metrics of the first running API process and of worker 0, after the outbox drained."""
+    """/metrics of every running API process and worker, after the outbox drained."""
     found: dict[str, dict[str, float]] = {}
-    for slot, url in fleet.urls()[:1]:
+    for slot, url in fleet.urls():
         found[f"api {slot}"] = await scrape(f"{url}/metrics")
-    if fleet.metrics_ports:
-        found["worker 0"] = await scrape(f"http://{settings.host}:{fleet.metrics_ports[0]}/metrics")
+    for slot, port in enumerate(fleet.metrics_ports):
+        found[f"worker {slot}"] = await scrape(f"http://{settings.host}:{port}/metrics")
     return found
 
 
