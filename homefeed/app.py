@@ -23,6 +23,10 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -33,7 +37,7 @@ from homefeed.feed.errors import FeedError
 from homefeed.feed.services import Services, open_services
 from homefeed.resolvers.context import Context
 from homefeed.schema import schema
-from homefeed.schema.errors import with_code
+from homefeed.schema.errors import CodedSchema, code_error_frame, with_code
 from homefeed.workers.fanout_worker import FanoutWorker
 
 log = logging.getLogger(__name__)
@@ -42,8 +46,38 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_SUBSCRIPTIONS = 10
 
 
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, speaking the same error language as HTTP."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.schema = _websocket_schema(self.schema)
+
+    async def send_message(self, message: Any) -> None:
+        await super().send_message(code_error_frame(message))  # type: ignore[arg-type]
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """Legacy graphql-ws, speaking the same error language as HTTP."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.schema = _websocket_schema(self.schema)
+
+    async def send_message(self, message: Any) -> None:
+        await super().send_message(code_error_frame(message))  # type: ignore[arg-type]
+
+
+def _websocket_schema(schema: Any) -> Any:
+    # The view holds the HTTP face of the schema; a websocket is where subscriptions run.
+    return schema.for_websockets() if isinstance(schema, CodedSchema) else schema
+
+
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI app with our context: services from the app, viewer from the token."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     async def get_context(self, request: Request | WebSocket, response: object) -> Context:
         services: Services = request.app.state.services
@@ -263,7 +297,7 @@ def create_app(
 
     effective = services.settings if services is not None else (settings or config.load())
     graphql = GraphQLApp(
-        schema,
+        CodedSchema(schema, over_http=True),  # type: ignore[arg-type]
         graphql_ide="graphiql",
         allow_queries_via_get=True,
         keep_alive=True,  # legacy graphql-ws "ka" messages; graphql-transport-ws clients ping us
