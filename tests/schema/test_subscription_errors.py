@@ -202,3 +202,23 @@ async def test_a_subscription_over_http_is_refused_without_a_traceback(
 async def test_queries_and_mutations_still_run_over_http(http: Api) -> None:
     alice = await http.sign_up("alice")
     assert (await http.feed(alice, 5)).ok()["homeFeed"]["edges"] == []
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_failure_mid_stream_is_masked_too(
+    server: str, http: Api, services: Services, protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await http.sign_up("alice")
+    async with connect(server, protocol, alice) as socket:
+        await socket.start("1", UPDATES)
+        await asyncio.sleep(0.3)  # subscribed before the failure is armed
+
+        def broken(*args: object) -> str:
+            raise RuntimeError(SECRET)
+
+        monkeypatch.setattr(services.cursors, "encode", broken)
+        await http.post(alice, "announced to her own feed")
+        raw, errors = await socket.errors_of("1")
+    assert "10.0.0.5" not in raw and "asyncpg" not in raw
+    assert [e["message"] for e in errors] == ["Internal server error"]
+    assert codes(errors) == ["INTERNAL"]
