@@ -88,14 +88,15 @@ class Loaders:
     author_posts: KeyLoader[AuthorPage, list[Post]]
 
 
-def author_pages(services: Services) -> Loader[AuthorPage, list[Post]]:
-    """Pages of authors' posts: every page asked for in one tick is one statement."""
+def author_pages(services: Services, viewer_id: int | None) -> Loader[AuthorPage, list[Post]]:
+    """Pages of authors' posts: every page asked for in one tick is one statement. For a viewer,
+    an author with a block between them (either way) has an empty page, in that same statement."""
 
     async def pages(keys: Sequence[AuthorPage]) -> list[list[Post]]:
         # Uncached loaders pass repeated keys on (a page of one author's posts, each post asking
         # for its author's posts): read each distinct page once.
         distinct = list(dict.fromkeys(keys))
-        read = dict(zip(distinct, await services.posts.by_authors(distinct), strict=True))
+        read = dict(zip(distinct, await services.posts.by_authors(distinct, viewer=viewer_id), strict=True))
         return [read[k] for k in keys]
 
     return Loader(pages, cache=False)
@@ -116,12 +117,17 @@ def build(services: Services, viewer_id: int | None) -> Loaders:
         found = await services.likes.liked_among(viewer_id, post_ids)
         return [p in found for p in post_ids]
 
+    async def posts(post_ids: Sequence[int]) -> list[Post | None]:
+        # Blocks hide both ways: a post whose author blocks the viewer, or is blocked by them,
+        # reads as missing, filtered in the same statement that reads the posts.
+        return await services.posts.by_ids(post_ids, viewer=viewer_id)
+
     return Loaders(
         users=Loader(services.users.by_ids),
-        posts=Loader(services.posts.by_ids),
+        posts=Loader(posts),
         viewer_follows=Loader(follows),
         viewer_liked=Loader(liked),
-        author_posts=author_pages(services),
+        author_posts=author_pages(services, viewer_id),
     )
 
 
@@ -158,12 +164,14 @@ def shared_for(services: Services, event: object) -> SharedLoaders:
             hit = await services.likes.liked_pairs(pairs)
             return [p in hit for p in pairs]
 
+        # Shared by subscribers who are different viewers, so these read without a viewer's
+        # blocks: the live hub drops an event for any subscriber with a block against its author.
         found = SharedLoaders(
             users=Loader(services.users.by_ids),
             posts=Loader(services.posts.by_ids),
             follows=Loader(follows),
             liked=Loader(liked),
-            author_posts=author_pages(services),
+            author_posts=author_pages(services, None),
         )
         _per_event[event] = found
     return found

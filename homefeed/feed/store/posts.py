@@ -41,6 +41,18 @@ class AuthorPage:
 _NO_UPPER_BOUND = 2**63 - 1
 
 
+def _unblocked(viewer: str, author: str) -> str:
+    """SQL true when no block stands between the viewer parameter and an author column, either way.
+
+    A NULL viewer (anonymous) sees everyone. Both directions hit an index: the primary key
+    (blocker, blocked) and blocks_by_blocked (blocked, blocker).
+    """
+    return f"""({viewer}::bigint IS NULL OR NOT EXISTS (
+        SELECT 1 FROM blocks b
+        WHERE (b.blocker_id = {viewer} AND b.blocked_id = {author})
+           OR (b.blocker_id = {author} AND b.blocked_id = {viewer})))"""
+
+
 class Posts:
     """Reads and writes the posts table."""
 
@@ -92,12 +104,15 @@ class Posts:
         if row["author_id"] != viewer_id:
             raise Forbidden("only the author can delete a post")
 
-    async def by_ids(self, ids: Sequence[int]) -> list[Post | None]:
-        """Live posts for ids, aligned with the input; None where missing or deleted."""
+    async def by_ids(self, ids: Sequence[int], *, viewer: int | None = None) -> list[Post | None]:
+        """Live posts for ids, aligned with the input; None where missing or deleted, and (for a
+        `viewer`) where a block stands between the viewer and the author, either way."""
         rows = await self._pool.fetch(
             f"""SELECT {_COLUMNS} FROM posts
-                WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL""",
+                WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL
+                  AND {_unblocked("$2", "posts.author_id")}""",
             list(ids),
+            viewer,
         )
         found = {r["id"]: post_from_row(r) for r in rows}
         return [found.get(i) for i in ids]
@@ -125,11 +140,12 @@ class Posts:
         )
         return [r["id"] for r in rows]
 
-    async def by_authors(self, pages: Sequence[AuthorPage]) -> list[list[Post]]:
+    async def by_authors(self, pages: Sequence[AuthorPage], *, viewer: int | None = None) -> list[list[Post]]:
         """Live posts of many authors' pages, newest first, aligned with `pages`: one statement.
 
         Each page is its own index range scan (LATERAL over the unnested pages), so many
-        authors' pages cost one round trip, and each page reads only its own rows.
+        authors' pages cost one round trip, and each page reads only its own rows. For a
+        `viewer`, an author with a block between them (either way) has an empty page.
         """
         if not pages:
             return []
@@ -142,10 +158,12 @@ class Posts:
                     WHERE author_id = k.author_id AND deleted_at IS NULL AND id < k.before
                     ORDER BY id DESC LIMIT k.lim
                 ) p
+                WHERE {_unblocked("$4", "k.author_id")}
                 ORDER BY k.i, p.id DESC""",
             [p.author_id for p in pages],
             [p.before if p.before is not None else _NO_UPPER_BOUND for p in pages],
             [p.limit for p in pages],
+            viewer,
         )
         found: list[list[Post]] = [[] for _ in pages]
         for row in rows:
