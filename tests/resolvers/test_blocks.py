@@ -6,6 +6,11 @@ import pytest
 
 from tests.api import Account, Api
 from tests.conftest import ServicesFactory
+from tests.loaders import test_user_posts
+from tests.loaders.test_user_posts import AUTHOR_PAGES, Counted
+
+# The statement-counting fixture of the loaders' tests, registered here as `statement_log`.
+statement_log = test_user_posts.counted
 
 SEE = """query($p: ID!, $u: String!) {
   post(id: $p) { id }
@@ -83,3 +88,38 @@ async def test_one_request_mixes_blocked_and_visible_authors(make_services: Serv
         query = "query { " + " ".join(f'{h}: post(id: "{i}") {{ id }}' for h, i in ids.items()) + " }"
         data = (await api.gql(query, token=viewer.token)).ok()
         assert data == {"bl": None, "bg": None, "fr": {"id": ids["fr"]}}
+
+
+async def test_blocks_cost_no_extra_statement_however_many_authors(statement_log: Counted) -> None:
+    # Many posts and many authors' pages, half of them across a block: the filter rides in the
+    # batched reads, so a blocked viewer's request costs exactly what anyone else's does.
+    api = statement_log.api
+    viewer, third = await api.sign_up("viewer"), await api.sign_up("third")
+    authors = [await api.sign_up(f"a{i}") for i in range(8)]
+    ids = [await api.post(a, a.handle) for a in authors]
+    for i, author in enumerate(authors[:4]):
+        blocker, blocked = (author, viewer) if i % 2 else (viewer, author)
+        (await api.act(blocker, "block", blocked)).ok()
+    query = (
+        "query { "
+        + " ".join(f'p{i}: post(id: "{pid}") {{ id }}' for i, pid in enumerate(ids))
+        + " "
+        + " ".join(
+            f'u{i}: node(id: "{a.id}") {{ ... on User {{ posts {{ nodes {{ id }} }} }} }}'
+            for i, a in enumerate(authors)
+        )
+        + " }"
+    )
+    cost: dict[str, list[str]] = {}
+    for who in (viewer, third, viewer):  # the first read warms up statements and types
+        statement_log.statements.clear()
+        data = (await api.gql(query, token=who.token)).ok()
+        cost[who.handle] = statement_log.queries()
+        hidden = 4 if who is viewer else 0
+        assert [data[f"p{i}"] is None for i in range(8)] == [i < hidden for i in range(8)], who.handle
+        pages = [[n["id"] for n in data[f"u{i}"]["posts"]["nodes"]] for i in range(8)]
+        assert pages == [[] if i < hidden else [ids[i]] for i in range(8)], who.handle
+    # The very same statements: the blocks ride inside the posts' and pages' reads.
+    assert sorted(cost["viewer"]) == sorted(cost["third"]), cost
+    assert any(AUTHOR_PAGES in s for s in cost["viewer"]), cost["viewer"]
+    assert not [s for s in cost["viewer"] if "blocks" in s and "posts" not in s], cost["viewer"]
