@@ -9,12 +9,14 @@ from __future__ import annotations
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 from argon2 import PasswordHasher
+from asyncpg.connection import LoggedQuery
 from hypothesis import HealthCheck, settings
 from redis.asyncio import Redis
 
@@ -131,3 +133,39 @@ async def api(services: Services) -> AsyncIterator[Api]:
     """A GraphQL client talking to the ASGI app in-process."""
     async with Api.running(services) as client:
         yield client
+
+
+# asyncpg resets a connection's session state when the pool takes it back: one statement per acquire.
+POOL_RESET = "SELECT pg_advisory_unlock_all()"
+
+
+@dataclass
+class Counted:
+    """The API over a one-connection pool that records every statement it sends."""
+
+    api: Api
+    services: Services
+    statements: list[str]
+
+    def queries(self) -> list[str]:
+        """Statements since the last clear, without the pool's per-acquire reset."""
+        return [s for s in self.statements if not s.startswith(POOL_RESET)]
+
+
+@pytest.fixture
+async def counted(settings_: Settings) -> AsyncIterator[Counted]:
+    """For tests that count SQL statements (round trips, batching, refusal before any SQL)."""
+    statements: list[str] = []
+
+    def record(query: LoggedQuery) -> None:
+        statements.append(query.query)
+
+    assert settings_.database_url and settings_.redis_url
+    # One connection: asyncpg introspects types once per connection, which would blur the count.
+    pool = await create_pool(settings_.database_url, min_size=1, max_size=1, on_query=record)
+    services = build_services(settings_, pool, Redis.from_url(settings_.redis_url), passwords=FAST_PASSWORDS)
+    try:
+        async with Api.running(services) as api:
+            yield Counted(api, services, statements)
+    finally:
+        await services.close()

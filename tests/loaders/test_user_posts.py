@@ -4,21 +4,12 @@ the same as the unbatched read (Feeds.author) would give, cursors and deletions 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-import pytest
-from asyncpg.connection import LoggedQuery
-from redis.asyncio import Redis
-
-from homefeed.feed.config import Settings
-from homefeed.feed.services import Services, build_services
-from homefeed.feed.store.pool import create_pool
+from homefeed.feed.services import Services
 from homefeed.feed.store.posts import AuthorPage
 from tests.api import Account, Api
-from tests.conftest import FAST_PASSWORDS
+from tests.conftest import Counted
 
-POOL_RESET = "SELECT pg_advisory_unlock_all()"
 # How Posts.by_authors's statement shows in the log.
 AUTHOR_PAGES = "AS k(author_id, before, lim, i)"
 
@@ -32,35 +23,6 @@ USER_POSTS = """query($h: String!, $f: Int, $g: Int) { user(handle: $h) {
 FEED_AUTHORS = """query($f: Int, $g: Int) { homeFeed(first: $f) {
   nodes { id author { handle posts(first: $g) { nodes { id text likeCount author { handle } }
                                                 pageInfo { hasNextPage endCursor } } } } } }"""
-
-
-@dataclass
-class Counted:
-    api: Api
-    services: Services
-    statements: list[str]
-
-    def queries(self) -> list[str]:
-        """Statements since the last clear, without the pool's per-acquire reset."""
-        return [s for s in self.statements if not s.startswith(POOL_RESET)]
-
-
-@pytest.fixture
-async def counted(settings_: Settings) -> AsyncIterator[Counted]:
-    statements: list[str] = []
-
-    def record(query: LoggedQuery) -> None:
-        statements.append(query.query)
-
-    assert settings_.database_url and settings_.redis_url
-    # One connection: asyncpg introspects types once per connection, which would blur the count.
-    pool = await create_pool(settings_.database_url, min_size=1, max_size=1, on_query=record)
-    services = build_services(settings_, pool, Redis.from_url(settings_.redis_url), passwords=FAST_PASSWORDS)
-    try:
-        async with Api.running(services) as api:
-            yield Counted(api, services, statements)
-    finally:
-        await services.close()
 
 
 async def _world(api: Api, authors: int, posts_each: int) -> tuple[Account, list[Account]]:

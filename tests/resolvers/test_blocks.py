@@ -5,12 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.api import Account, Api
-from tests.conftest import ServicesFactory
-from tests.loaders import test_user_posts
-from tests.loaders.test_user_posts import AUTHOR_PAGES, Counted
-
-# The statement-counting fixture of the loaders' tests, registered here as `statement_log`.
-statement_log = test_user_posts.counted
+from tests.conftest import Counted, ServicesFactory
+from tests.loaders.test_user_posts import AUTHOR_PAGES
 
 SEE = """query($p: ID!, $u: String!) {
   post(id: $p) { id }
@@ -90,10 +86,10 @@ async def test_one_request_mixes_blocked_and_visible_authors(make_services: Serv
         assert data == {"bl": None, "bg": None, "fr": {"id": ids["fr"]}}
 
 
-async def test_blocks_cost_no_extra_statement_however_many_authors(statement_log: Counted) -> None:
+async def test_blocks_cost_no_extra_statement_however_many_authors(counted: Counted) -> None:
     # Many posts and many authors' pages, half of them across a block: the filter rides in the
     # batched reads, so a blocked viewer's request costs exactly what anyone else's does.
-    api = statement_log.api
+    api = counted.api
     viewer, third = await api.sign_up("viewer"), await api.sign_up("third")
     authors = [await api.sign_up(f"a{i}") for i in range(8)]
     ids = [await api.post(a, a.handle) for a in authors]
@@ -112,9 +108,9 @@ async def test_blocks_cost_no_extra_statement_however_many_authors(statement_log
     )
     cost: dict[str, list[str]] = {}
     for who in (viewer, third, viewer):  # the first read warms up statements and types
-        statement_log.statements.clear()
+        counted.statements.clear()
         data = (await api.gql(query, token=who.token)).ok()
-        cost[who.handle] = statement_log.queries()
+        cost[who.handle] = counted.queries()
         hidden = 4 if who is viewer else 0
         assert [data[f"p{i}"] is None for i in range(8)] == [i < hidden for i in range(8)], who.handle
         pages = [[n["id"] for n in data[f"u{i}"]["posts"]["nodes"]] for i in range(8)]

@@ -4,25 +4,22 @@ runs, that the cost is reported, and that the documented client queries fit the 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncpg.connection import LoggedQuery
 from graphql import get_introspection_query, parse
 from hypothesis import given
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 
 from homefeed.feed import config
-from homefeed.feed.config import DEFAULTS, Settings, SettingsError
-from homefeed.feed.services import Services, build_services
-from homefeed.feed.store.pool import create_pool
+from homefeed.feed.config import DEFAULTS, SettingsError
+from homefeed.feed.services import Services
 from homefeed.schema import schema
 from homefeed.schema.cost import counted_cost, operation_cost
 from tests.api import Api
-from tests.conftest import FAST_PASSWORDS, ServicesFactory
+from tests.conftest import Counted, ServicesFactory
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
@@ -254,26 +251,8 @@ async def post(
     return response.json()
 
 
-@pytest.fixture
-async def logged(settings_: Settings) -> AsyncIterator[tuple[Api, list[str]]]:
-    """The API over a pool that records every statement it sends."""
-    statements: list[str] = []
-
-    def record(query: LoggedQuery) -> None:
-        statements.append(query.query)
-
-    assert settings_.database_url and settings_.redis_url
-    pool = await create_pool(settings_.database_url, min_size=1, max_size=1, on_query=record)
-    services = build_services(settings_, pool, Redis.from_url(settings_.redis_url), passwords=FAST_PASSWORDS)
-    try:
-        async with Api.running(services) as api:
-            yield api, statements
-    finally:
-        await services.close()
-
-
-async def test_the_nested_query_is_refused_before_any_sql(logged: tuple[Api, list[str]]) -> None:
-    api, statements = logged
+async def test_the_nested_query_is_refused_before_any_sql(counted: Counted) -> None:
+    api, statements = counted.api, counted.statements
     victim = await api.sign_up("victim")
     for n in range(3):
         await api.post(victim, f"post {n}")
