@@ -105,11 +105,8 @@ def run_fanout(settings: Settings, args: argparse.Namespace) -> int:
         min_users=args.min_users,
         json_path=Path(args.json) if args.json else None,
     )
-    if _bench("fanout", settings, lambda ready: writes.run(ready, options, log=_say)) is None:
-        return 1
-    if options.json_path is not None:
-        print(f"wrote {options.json_path}")
-    return 0
+    report = _bench("fanout", settings, lambda ready: writes.run(ready, options, log=_say), options.json_path)
+    return 1 if report is None else 0
 
 
 def run_live(settings: Settings, args: argparse.Namespace) -> int:
@@ -125,11 +122,8 @@ def run_live(settings: Settings, args: argparse.Namespace) -> int:
         min_users=args.min_users,
         json_path=Path(args.json) if args.json else None,
     )
-    if _bench("live", settings, lambda ready: live.run(ready, options, log=_say)) is None:
-        return 1
-    if options.json_path is not None:
-        print(f"wrote {options.json_path}")
-    return 0
+    report = _bench("live", settings, lambda ready: live.run(ready, options, log=_say), options.json_path)
+    return 1 if report is None else 0
 
 
 def run_read(settings: Settings, args: argparse.Namespace) -> int:
@@ -150,7 +144,8 @@ def run_read(settings: Settings, args: argparse.Namespace) -> int:
         markdown_path=Path(args.markdown) if args.markdown else base.with_suffix(".md"),
         chart_path=Path(args.chart) if args.chart else base.with_suffix(".png"),
     )
-    report = _bench("read", settings, lambda ready: reads.run(ready, options, log=_say))
+    # Its JSON, table and chart are written (and announced) below.
+    report = _bench("read", settings, lambda ready: reads.run(ready, options, log=_say), None)
     if report is None:
         return 1
     for path in reads.write_outputs(report, options):
@@ -174,11 +169,9 @@ def run_chaos(settings: Settings, args: argparse.Namespace) -> int:
         min_users=args.min_users,
         json_path=Path(args.json) if args.json else None,
     )
-    report = _bench("chaos", settings, lambda ready: chaos.run(ready, options, log=_say))
+    report = _bench("chaos", settings, lambda ready: chaos.run(ready, options, log=_say), options.json_path)
     if report is None:
         return 1
-    if options.json_path is not None:
-        print(f"wrote {options.json_path}")
     clean = report.lost == report.duplicated == report.feeds_differing == report.subscriber_misses == 0
     return 0 if clean else 3
 
@@ -191,9 +184,12 @@ R = TypeVar("R", bound=_Report)
 
 
 def _bench(
-    name: str, settings: Settings, run: Callable[[Settings], Coroutine[object, object, R]]
+    name: str,
+    settings: Settings,
+    run: Callable[[Settings], Coroutine[object, object, R]],
+    json_path: Path | None,
 ) -> R | None:
-    """Run one bench against the configured (or embedded) servers and print its report."""
+    """Run one bench against the configured (or embedded) servers; print its report and the JSON's path."""
     from homefeed.bench.errors import BenchError
 
     try:
@@ -205,6 +201,8 @@ def _bench(
     print()
     for line in report.lines():
         print(line)
+    if json_path is not None:
+        print(f"wrote {json_path}")
     return report
 
 
