@@ -32,12 +32,20 @@ from strawberry.types.unset import UNSET, UnsetType
 
 import homefeed.feed.metrics  # noqa: F401  (registers the engine's series: see metrics())
 from homefeed.feed import config
-from homefeed.feed.config import Settings
+from homefeed.feed.config import Settings, SettingsError
 from homefeed.feed.errors import FeedError
 from homefeed.feed.services import Services, open_services
 from homefeed.resolvers.context import Context
-from homefeed.schema import schema
+from homefeed.schema import MAX_TOKENS, schema
 from homefeed.schema.errors import CodedSchema, code_error_frame, with_code
+from homefeed.schema.persisted import (
+    DocumentStore,
+    ManifestError,
+    PersistedOperations,
+    PersistedQueryRefused,
+    load_manifest,
+)
+from homefeed.schema.persisted.operations import document_checker
 from homefeed.workers.fanout_worker import FanoutWorker
 
 log = logging.getLogger(__name__)
@@ -79,6 +87,10 @@ class GraphQLApp(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
+    def __init__(self, *args: Any, persisted: PersistedOperations, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.persisted = persisted
+
     async def get_context(self, request: Request | WebSocket, response: object) -> Context:
         services: Services = request.app.state.services
         client = request.client.host if request.client else "unknown"
@@ -112,6 +124,8 @@ class GraphQLApp(GraphQL[Context, None]):
         except HTTPException as exc:
             # Strawberry answers unparseable requests in plain text; clients expect errors with a code.
             response = error_response(exc.reason, exc.status_code)
+        except PersistedQueryRefused as exc:
+            response = error_response(exc.message, exc.status, exc.code)
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
@@ -138,7 +152,21 @@ class GraphQLApp(GraphQL[Context, None]):
         # Strawberry assumes an object (or a batch list) and crashes with a 500 on any other JSON value.
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "the request body must be a JSON object")
+        # Bytes are a POST body; the view also parses GET's variables and extensions (text)
+        # with this, and those must not be read as requests.
+        if isinstance(data, bytes) and isinstance(parsed, dict):
+            return self.persisted.resolve(parsed)
         return parsed
+
+    def parse_query_params(self, params: Any) -> dict[str, Any]:
+        """GET's parameters, with a persisted document's text under `query`."""
+        return dict(self.persisted.resolve(super().parse_query_params(params)))
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming a persisted document has no `query` either, and wants its answer.
+        params = request.query_params
+        named = any(k in params for k in ("extensions", "documentId", "doc_id"))
+        return not named and super().should_render_graphql_ide(request)
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         # Syntax errors skip the schema's operation hooks: give every error its code here too.
@@ -296,8 +324,11 @@ def create_app(
             await opened.close()
 
     effective = services.settings if services is not None else (settings or config.load())
+    persisted = persisted_operations(effective)
+    trusted = persisted.manifest.bodies if persisted.manifest is not None else None
     graphql = GraphQLApp(
-        CodedSchema(schema, over_http=True),  # type: ignore[arg-type]
+        CodedSchema(schema, over_http=True, trusted=trusted),
+        persisted=persisted,
         graphql_ide="graphiql",
         allow_queries_via_get=True,
         keep_alive=True,  # legacy graphql-ws "ka" messages; graphql-transport-ws clients ping us
@@ -318,6 +349,21 @@ def create_app(
     )
     app.add_middleware(BodyLimit)
     return app
+
+
+def persisted_operations(settings: Settings) -> PersistedOperations:
+    """APQ with this process's bounded store, or the trusted documents of the manifest."""
+    manifest = None
+    if settings.trusted_documents is not None:
+        try:
+            manifest = load_manifest(settings.trusted_documents)
+        except ManifestError as exc:
+            raise SettingsError(f"{config.PREFIX}TRUSTED_DOCUMENTS: {exc}") from None
+    return PersistedOperations(
+        store=DocumentStore(settings.apq_store_bytes) if settings.apq_store_bytes else None,
+        manifest=manifest,
+        is_valid=document_checker(schema._schema, MAX_TOKENS),
+    )
 
 
 def app_from_env() -> Starlette:

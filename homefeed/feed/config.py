@@ -59,6 +59,10 @@ class Settings:
     job_max_attempts: int = 10
     # Most objects one GraphQL operation may ask for, counted before it runs (docs/api.md, "Limits").
     query_cost_budget: int = 1000
+    # Bytes of APQ documents one process keeps (hash and text); 0 answers PERSISTED_QUERY_NOT_SUPPORTED.
+    apq_store_bytes: int = 2 * 1024 * 1024
+    # A relay-compiler or Apollo manifest: when set, only its operations run.
+    trusted_documents: Path | None = None
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed."""
@@ -117,6 +121,16 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     return url
 
 
+def _file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw.strip() == "":
+        return None
+    path = Path(raw.strip())
+    if not path.is_file():
+        raise SettingsError(f"{PREFIX}{name} must name a readable file, got {raw!r}")
+    return path
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every HOMEFEED_ setting; raise SettingsError naming the bad one."""
     env = os.environ if env is None else env
@@ -157,6 +171,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", DEFAULTS.job_lease_seconds, 1, 3600),
         job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", DEFAULTS.job_max_attempts, 1, 1000),
         query_cost_budget=_int(env, "QUERY_COST_BUDGET", DEFAULTS.query_cost_budget, 1),
+        apq_store_bytes=_int(env, "APQ_STORE_KB", DEFAULTS.apq_store_bytes // 1024, 0, 1024 * 1024) * 1024,
+        trusted_documents=_file(env, "TRUSTED_DOCUMENTS"),
     )
 
 

@@ -131,6 +131,18 @@ async def _coded_stream(source: AsyncGenerator[Any, None]) -> AsyncGenerator[Any
         await source.aclose()
 
 
+NOT_IN_LIST = "Persisted query not in list: this server runs only its trusted documents"
+
+
+def not_in_list() -> GraphQLError:
+    """The answer to a document outside the trusted-documents manifest (Apollo's router's code)."""
+    return GraphQLError(NOT_IN_LIST, extensions={"code": "PERSISTED_QUERY_NOT_IN_LIST"})
+
+
+async def _refused(error: GraphQLError) -> AsyncGenerator[Any, None]:
+    yield PreExecutionError(data=None, errors=[error])
+
+
 class CodedSchema:
     """The schema as a transport sees it: every streamed result coded and masked.
 
@@ -141,16 +153,25 @@ class CodedSchema:
     graphql-core answers with a null-for-non-null internal error).
     """
 
-    def __init__(self, inner: BaseSchema, *, over_http: bool) -> None:
+    def __init__(self, inner: BaseSchema, *, over_http: bool, trusted: frozenset[str] | None = None) -> None:
         self.inner = inner
         self.over_http = over_http
+        # Trusted-documents mode: the only document texts that may run. The HTTP view resolves
+        # and checks documents before they get here; websockets send text, checked here.
+        self.trusted = trusted
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def for_websockets(self) -> CodedSchema:
         """The same schema for a websocket handler, where subscriptions belong."""
-        return CodedSchema(self.inner, over_http=False)
+        return CodedSchema(self.inner, over_http=False, trusted=self.trusted)
+
+    def _untrusted(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        if self.trusted is None:
+            return False
+        query = args[0] if args else kwargs.get("query")
+        return query not in self.trusted
 
     def _allowed(self, kwargs: dict[str, Any]) -> None:
         if self.over_http:
@@ -173,10 +194,14 @@ class CodedSchema:
     async def stream(self, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         """`BaseSchema.stream` with coded results."""
         self._allowed(kwargs)
+        if self._untrusted(args, kwargs):
+            return _refused(not_in_list())
         return _coded_stream(await self.inner.stream(*args, **kwargs))
 
     async def subscribe(self, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         """`BaseSchema.subscribe` with coded results."""
+        if self._untrusted(args, kwargs):
+            return _refused(not_in_list())
         return _coded_stream(await self.inner.subscribe(*args, **kwargs))
 
 

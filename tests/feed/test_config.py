@@ -128,3 +128,21 @@ def test_processes_starting_together_agree_on_one_whole_secret(tmp_path: Path) -
     assert len(secret) >= 32
     assert (tmp_path / "data" / "jwt_secret").read_text() == secret
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["jwt_secret"]  # no temporary left
+
+
+def test_persisted_operation_settings(tmp_path: Path) -> None:
+    manifest = tmp_path / "persisted.json"
+    manifest.write_text("{}")
+    s = config.load({"HOMEFEED_APQ_STORE_KB": "64", "HOMEFEED_TRUSTED_DOCUMENTS": str(manifest)})
+    assert s.apq_store_bytes == 64 * 1024
+    assert s.trusted_documents == manifest
+    assert config.load({"HOMEFEED_APQ_STORE_KB": "0"}).apq_store_bytes == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("APQ_STORE_KB", "-1"), ("APQ_STORE_KB", "lots"), ("TRUSTED_DOCUMENTS", "/nonexistent/manifest.json")],
+)
+def test_invalid_persisted_operation_setting_names_itself(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"HOMEFEED_{name}"):
+        config.load({f"HOMEFEED_{name}": value})
