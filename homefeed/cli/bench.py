@@ -10,10 +10,13 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from homefeed.cli.servers import migrated_servers
 from homefeed.feed.config import Settings
+
+if TYPE_CHECKING:
+    from homefeed.bench.celebrities import CelebrityOptions
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +34,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--fanout-keys", type=int, default=120_000, help="timeline writes per fan-out round (default 120000)"
     )
     bf.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
+    _celebrity_arguments(bf)
     bf.set_defaults(run=run_fanout)
     bl = benches.add_parser(
         "live", help="live-update delivery lag and memory with 1,000 websocket subscribers"
@@ -71,6 +75,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     br.add_argument("--workers", type=int, default=2, help="API processes (default 2)")
     br.add_argument("--variants", default="hybrid,pull,baseline", help="which, in order (default all three)")
     br.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
+    _celebrity_arguments(br)
     br.set_defaults(run=run_read)
     bc = benches.add_parser(
         "chaos", help="mixed traffic while workers, API processes and Valkey are killed; then nothing lost?"
@@ -95,6 +100,28 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     bc.set_defaults(run=run_chaos)
 
 
+def _celebrity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--celebrity-threshold",
+        type=int,
+        default=None,
+        help="pull every author with at least this many followers (default: by --celebrity-top)",
+    )
+    parser.add_argument(
+        "--celebrity-top",
+        type=float,
+        default=0.0001,
+        help="pull this share of the most-followed accounts, more if under 30%% of viewers follow"
+        " one (default 0.0001: the top 0.01%%)",
+    )
+
+
+def _celebrities(args: argparse.Namespace) -> CelebrityOptions:
+    from homefeed.bench.celebrities import CelebrityOptions
+
+    return CelebrityOptions(threshold=args.celebrity_threshold, top_share=args.celebrity_top)
+
+
 def run_fanout(settings: Settings, args: argparse.Namespace) -> int:
     from homefeed.bench import writes
 
@@ -104,6 +131,7 @@ def run_fanout(settings: Settings, args: argparse.Namespace) -> int:
         fanout_keys=args.fanout_keys,
         min_users=args.min_users,
         json_path=Path(args.json) if args.json else None,
+        celebrities=_celebrities(args),
     )
     report = _bench("fanout", settings, lambda ready: writes.run(ready, options, log=_say), options.json_path)
     return 1 if report is None else 0
@@ -143,6 +171,7 @@ def run_read(settings: Settings, args: argparse.Namespace) -> int:
         json_path=json_path,
         markdown_path=Path(args.markdown) if args.markdown else base.with_suffix(".md"),
         chart_path=Path(args.chart) if args.chart else base.with_suffix(".png"),
+        celebrities=_celebrities(args),
     )
     # Its JSON, table and chart are written (and announced) below.
     report = _bench("read", settings, lambda ready: reads.run(ready, options, log=_say), None)

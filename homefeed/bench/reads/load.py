@@ -7,6 +7,7 @@ import contextlib
 import random
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -46,14 +47,20 @@ class LoadResult:
     cpu_s: float
 
 
+# Sent when recording starts and when it stops, so the parent samples the servers' CPU over
+# exactly the measured seconds (this process's start-up and warm-up left out).
+STARTED = "started"
+STOPPED = "stopped"
+
+
 def load_generator(conn: Connection, plan: Plan) -> None:
-    """Entry point of the load-generator process: runs the plan, sends back a LoadResult."""
+    """Entry point of the load-generator process: runs the plan, sends STARTED, STOPPED, a LoadResult."""
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
     try:
-        result = asyncio.run(_Load(plan).run())
+        result = asyncio.run(_Load(plan, conn.send).run())
         conn.send(result)
     except BaseException as exc:
         conn.send(exc)
@@ -65,8 +72,9 @@ def load_generator(conn: Connection, plan: Plan) -> None:
 class _Load:
     """Keep-alive HTTP/1.1 over raw streams: a client library would cost CPU the server needs."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, mark: Callable[[str], None]) -> None:
         self.plan = plan
+        self.mark = mark
         self.recording = False
         self.stop = False
         self.latencies: list[float] = []
@@ -79,11 +87,13 @@ class _Load:
         tasks = [asyncio.create_task(self._connection(i)) for i in range(self.plan.connections)]
         await asyncio.sleep(self.plan.warmup)
         self.recording = True
+        self.mark(STARTED)
         cpu0, t0 = _cpu(), time.perf_counter()
         await asyncio.sleep(self.plan.seconds)
         self.recording = False
         self.stop = True
         cpu1, t1 = _cpu(), time.perf_counter()
+        self.mark(STOPPED)
         await asyncio.gather(*tasks, return_exceptions=True)
         return LoadResult(
             self.latencies,

@@ -17,16 +17,18 @@ import psutil
 
 from homefeed.bench.baseline import APP_FACTORY, SNAPSHOT_ENV
 from homefeed.bench.baseline.snapshot import capture
+from homefeed.bench.celebrities import apply, choose, restore
 from homefeed.bench.errors import SEED_HINT, BenchError
-from homefeed.bench.reads.load import LoadResult, Plan, load_generator
+from homefeed.bench.reads.load import STARTED, STOPPED, LoadResult, Plan, load_generator
 from homefeed.bench.reads.options import VARIANTS, ReadOptions
 from homefeed.bench.reads.report import ReadReport, VariantResult
+from homefeed.bench.reads.stores import StoreCpu, postgres_seconds
 from homefeed.bench.server import ServedApi
 from homefeed.bench.stats import interpolated
 from homefeed.feed import config
 from homefeed.feed.auth import Tokens
 from homefeed.feed.config import Settings
-from homefeed.feed.services import open_services
+from homefeed.feed.services import Services, open_services
 from homefeed.feed.store.pool import create_pool
 
 
@@ -52,7 +54,6 @@ async def run(settings: Settings, options: ReadOptions, log: Callable[[str], Non
                 settings.active_days,
             )
         ]
-        pulled = int(await pool.fetchval("SELECT count(*) FROM users WHERE fanout_mode <> 0"))
     finally:
         await pool.close()
     if not active:
@@ -62,23 +63,37 @@ async def run(settings: Settings, options: ReadOptions, log: Callable[[str], Non
     tokens = Tokens(secret, 3600)
     plan_viewers = [(v, tokens.issue(v)) for v in viewers]
 
-    with tempfile.TemporaryDirectory(prefix="homefeed-bench-read-") as tmp:
-        snapshot_path = Path(tmp) / "baseline.pickle"
-        log(f"reading {len(viewers):,} users' feeds once through the engine (the baseline's snapshot) …")
-        services = await open_services(settings)
+    services = await open_services(settings)
+    try:
+        celebrities = await choose(services.pool, viewers, options.celebrities)
+        for line in celebrities.lines():
+            log(line)
+        # The servers (and the snapshot's engine) serve with the run's threshold, its authors pulled.
+        settings = settings.with_(celebrity_threshold=celebrities.threshold)
+        await apply(services.pool, services.feeds, celebrities)
         try:
-            snap = await capture(services, viewers, options.first, options.depth)
+            with tempfile.TemporaryDirectory(prefix="homefeed-bench-read-") as tmp:
+                snapshot_path = Path(tmp) / "baseline.pickle"
+                log(f"reading {len(viewers):,} users' feeds once through the engine (baseline's snapshot)")
+                snap = await capture(services, viewers, options.first, options.depth)
+                snap.save(snapshot_path)
+                results, order = await _measure(
+                    settings, secret, snapshot_path, plan_viewers, options, services, log
+                )
         finally:
-            await services.close()
-        snap.save(snapshot_path)
-        results, order = await _measure(settings, secret, snapshot_path, plan_viewers, options, log)
+            left = await restore(services.pool, services.feeds, celebrities)
+            if left:
+                log(f"authors {left} posted while pulled: left pulled")
+    finally:
+        await services.close()
     return ReadReport(
         results=results,
         connections=options.connections,
         workers=options.workers,
         graph_users=graph_users,
         sampled_users=len(viewers),
-        pulled_authors=pulled,
+        pulled_authors=len(celebrities.pulled),
+        celebrities=celebrities,
         snapshot_pages=len(snap.pages),
         load_before=load_before,
         load_after=list(os.getloadavg()),
@@ -93,6 +108,7 @@ async def _measure(
     snapshot: Path,
     viewers: list[tuple[int, str]],
     options: ReadOptions,
+    services: Services,
     log: Callable[[str], None],
 ) -> tuple[dict[str, VariantResult], list[str]]:
     """Every variant's figures, measured in turn slice by slice (see the module doc), and the order."""
@@ -115,7 +131,9 @@ async def _measure(
         for r in range(rounds):
             for variant in variants[r % len(variants) :] + variants[: r % len(variants)]:
                 warmup = options.warmup if r == 0 else min(options.warmup, options.rewarm)
-                slices[variant].append(await _slice(servers[variant], viewers, options, warmup, each))
+                server = servers[variant]
+                stores = StoreCpu(services.pool, services.redis, server.local_addresses)
+                slices[variant].append(await _slice(server, stores, viewers, options, warmup, each))
                 order.append(variant)
     finally:
         for server in servers.values():
@@ -132,7 +150,10 @@ async def _measure(
 def _served(variant: str, settings: Settings, secret: str, snapshot: Path, options: ReadOptions) -> ServedApi:
     """The API process tree of one variant: `homefeed serve`, on the baseline's factory for it."""
     # Nothing is written during the bench: a fan-out worker would only poll the outbox.
-    env = {"HOMEFEED_INPROCESS_WORKER": "0"}
+    env = {
+        "HOMEFEED_INPROCESS_WORKER": "0",
+        "HOMEFEED_CELEBRITY_THRESHOLD": str(int(settings.celebrity_threshold)),
+    }
     if variant == "baseline":
         env[SNAPSHOT_ENV] = str(snapshot)
         return ServedApi(settings, secret, options.workers, env, app=APP_FACTORY)
@@ -144,11 +165,18 @@ def _served(variant: str, settings: Settings, secret: str, snapshot: Path, optio
 class _Slice:
     load: LoadResult
     server_cpu_s: float
+    postgres_cpu_s: float
+    redis_cpu_s: float
     machine_busy: float
 
 
 async def _slice(
-    server: ServedApi, viewers: list[tuple[int, str]], options: ReadOptions, warmup: float, seconds: float
+    server: ServedApi,
+    stores: StoreCpu,
+    viewers: list[tuple[int, str]],
+    options: ReadOptions,
+    warmup: float,
+    seconds: float,
 ) -> _Slice:
     """One load generator against one server: `warmup`, then `seconds` measured."""
     plan = Plan(
@@ -167,16 +195,23 @@ async def _slice(
     proc = ctx.Process(target=load_generator, args=(child, plan), daemon=True)
     proc.start()
     child.close()
-    await asyncio.sleep(warmup)
-    cpu0, machine0 = server.cpu_seconds(), psutil.cpu_times()
-    await asyncio.sleep(seconds)
-    cpu1, machine1 = server.cpu_seconds(), psutil.cpu_times()
-    got = await asyncio.to_thread(_receive, parent, warmup + seconds + 60)
+    # The generator's start-up (a spawned interpreter) takes a while: sample when it says.
+    await _expect(parent, STARTED, warmup + 60)
+    cpu0, machine0, stores0 = server.cpu_seconds(), psutil.cpu_times(), await stores.sample()
+    await _expect(parent, STOPPED, seconds + 60)
+    cpu1, machine1, stores1 = server.cpu_seconds(), psutil.cpu_times(), await stores.sample()
+    got = await asyncio.to_thread(_receive, parent, 60)
     proc.join(10)
     if isinstance(got, BaseException):
         raise BenchError(f"the load generator failed: {got!r}")
     assert isinstance(got, LoadResult)
-    return _Slice(got, cpu1 - cpu0, _busy_share(machine0, machine1))
+    return _Slice(
+        got,
+        cpu1 - cpu0,
+        postgres_seconds(stores0, stores1),
+        stores1.redis_s - stores0.redis_s,
+        _busy_share(machine0, machine1),
+    )
 
 
 def _combine(slices: Sequence[_Slice]) -> VariantResult:
@@ -197,9 +232,19 @@ def _combine(slices: Sequence[_Slice]) -> VariantResult:
         seconds=seconds,
         loadgen_cpu_s=sum(s.load.cpu_s for s in slices),
         server_cpu_s=sum(s.server_cpu_s for s in slices),
+        postgres_cpu_s=sum(s.postgres_cpu_s for s in slices),
+        redis_cpu_s=sum(s.redis_cpu_s for s in slices),
         machine_busy=sum(s.machine_busy * s.load.seconds for s in slices) / seconds if seconds else 0.0,
         latencies_ms=ms,
     )
+
+
+async def _expect(conn: Connection, mark: str, within: float) -> None:
+    got = await asyncio.to_thread(_receive, conn, within)
+    if isinstance(got, BaseException):
+        raise BenchError(f"the load generator failed: {got!r}")
+    if got != mark:
+        raise BenchError(f"the load generator sent {got!r}, not {mark!r}")
 
 
 def _receive(conn: Connection, within: float) -> object:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from homefeed.bench.celebrities import CelebrityOptions
 
 VARIANTS = ("hybrid", "pull", "baseline")
 
@@ -28,3 +30,4 @@ class ReadOptions:
     markdown_path: Path | None = None
     chart_path: Path | None = None
     seed: int = 0
+    celebrities: CelebrityOptions = field(default_factory=CelebrityOptions)

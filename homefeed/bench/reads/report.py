@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from homefeed.bench.celebrities import Celebrities
+
 
 @dataclass
 class VariantResult:
@@ -23,12 +25,32 @@ class VariantResult:
     seconds: float = 0.0
     loadgen_cpu_s: float = 0.0  # user + system CPU of the load-generator process while measuring
     server_cpu_s: float = 0.0  # of every process of the API while measuring
+    postgres_cpu_s: float = 0.0  # of the PostgreSQL backends of the API's connections (see stores.py)
+    redis_cpu_s: float = 0.0  # of the whole Redis server, whoever its clients were
     machine_busy: float = 0.0  # share of all cores busy while measuring (everything on the machine)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     @property
     def server_cpu_ms_per_request(self) -> float:
         return 1000 * self.server_cpu_s / self.requests if self.requests else float("nan")
+
+    @property
+    def postgres_cpu_ms_per_request(self) -> float:
+        return 1000 * self.postgres_cpu_s / self.requests if self.requests else float("nan")
+
+    def redis_cpu_ms_per_request(self, background_per_s: float) -> float:
+        """Redis's CPU per request, less what its other clients cost it meanwhile (background)."""
+        if not self.requests:
+            return float("nan")
+        return 1000 * max(0.0, self.redis_cpu_s - background_per_s * self.seconds) / self.requests
+
+    def total_cpu_ms_per_request(self, background_per_s: float) -> float:
+        """API + PostgreSQL + Redis CPU per request."""
+        return (
+            self.server_cpu_ms_per_request
+            + self.postgres_cpu_ms_per_request
+            + self.redis_cpu_ms_per_request(background_per_s)
+        )
 
 
 @dataclass
@@ -46,6 +68,13 @@ class ReadReport:
     load_after: list[float]
     cores: int
     order: list[str] = field(default_factory=list)  # the variants' slices, as they were measured
+    celebrities: Celebrities | None = None
+
+    @property
+    def redis_background_per_s(self) -> float:
+        """Redis CPU per second spent on other clients: measured while the baseline (no store) ran."""
+        base = self.results.get("baseline")
+        return base.redis_cpu_s / base.seconds if base is not None and base.seconds else 0.0
 
     def to_json(self) -> dict[str, Any]:
         """`{"hybrid"|"pull"|"baseline": {"rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", …}, "run": {…}}`."""
@@ -54,6 +83,9 @@ class ReadReport:
             fields = asdict(r)
             fields.pop("latencies_ms")
             fields["server_cpu_ms_per_request"] = r.server_cpu_ms_per_request
+            fields["postgres_cpu_ms_per_request"] = r.postgres_cpu_ms_per_request
+            fields["redis_cpu_ms_per_request"] = r.redis_cpu_ms_per_request(self.redis_background_per_s)
+            fields["total_cpu_ms_per_request"] = r.total_cpu_ms_per_request(self.redis_background_per_s)
             doc[name] = fields
         doc["run"] = {
             "connections": self.connections,
@@ -61,6 +93,8 @@ class ReadReport:
             "graph_users": self.graph_users,
             "sampled_users": self.sampled_users,
             "pulled_authors": self.pulled_authors,
+            "celebrities": self.celebrities.to_json() if self.celebrities is not None else None,
+            "redis_background_cpu_per_s": self.redis_background_per_s,
             "load_before": self.load_before,
             "load_after": self.load_after,
             "cores": self.cores,
@@ -96,21 +130,34 @@ class ReadReport:
             out.append((f"hybrid rps / pull rps = {v:.2f} >= 2", v >= 2))
         return out
 
+    def celebrity_lines(self) -> list[str]:
+        if self.celebrities is None:
+            return [f"!!! NO PULLED AUTHORS chosen for this run ({self.pulled_authors} in the graph) !!!"]
+        return self.celebrities.lines()
+
     def lines(self) -> list[str]:
         """The human-readable figures."""
+        bg = self.redis_background_per_s
         out = [
+            *self.celebrity_lines(),
             f"graph: {self.graph_users:,} users; {self.sampled_users:,} sampled active users"
-            f" ({self.pulled_authors} pulled authors in the graph); homeFeed(first: 20) at"
+            f" ({self.pulled_authors} pulled authors); homeFeed(first: 20) at"
             f" {self.connections} connections; server: --workers {self.workers}",
             f"{'variant':<8} {'rps':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}"
-            f" {'requests':>9} {'errors':>6} {'srv CPU/req':>11} {'loadgen CPU':>12}",
+            f" {'requests':>9} {'errors':>6} {'CPU/req: API':>12} {'PG':>6} {'Redis':>6} {'total':>6}"
+            f" {'loadgen CPU':>12}",
         ]
         for name, r in self.results.items():
             out.append(
                 f"{name:<8} {r.rps:>8.0f} {r.p50_ms:>8.1f} {r.p90_ms:>8.1f} {r.p99_ms:>8.1f}"
-                f" {r.max_ms:>8.1f} {r.requests:>9,} {r.errors:>6} {r.server_cpu_ms_per_request:>9.2f}ms"
-                f" {r.loadgen_cpu_s:>6.1f} s/{r.seconds:.0f} s"
+                f" {r.max_ms:>8.1f} {r.requests:>9,} {r.errors:>6} {r.server_cpu_ms_per_request:>10.2f}ms"
+                f" {r.postgres_cpu_ms_per_request:>6.2f} {r.redis_cpu_ms_per_request(bg):>6.2f}"
+                f" {r.total_cpu_ms_per_request(bg):>6.2f} {r.loadgen_cpu_s:>6.1f} s/{r.seconds:.0f} s"
             )
+        out.append(
+            f"Redis CPU is the server's less its other clients' ({bg * 1000:.1f} ms/s, measured in the"
+            " baseline's slices, which touch no store); PG: the API's own backends"
+        )
         for text, ok in self.checks():
             out.append(f"target {'met   ' if ok else 'MISSED'} {text}")
         out.append(
@@ -129,16 +176,19 @@ class ReadReport:
         """The figures as a markdown table."""
         rows = [
             "| variant | rps | p50 ms | p90 ms | p99 ms | max ms | requests | errors"
-            " | server CPU / request | load generator CPU |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            " | API CPU / request | PostgreSQL | Redis | total | load generator CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
+        bg = self.redis_background_per_s
         for name, r in self.results.items():
             rows.append(
                 f"| {name} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f}"
                 f" | {r.max_ms:.1f} | {r.requests:,} | {r.errors} | {r.server_cpu_ms_per_request:.2f} ms"
-                f" | {r.loadgen_cpu_s:.1f} s in {r.seconds:.0f} s |"
+                f" | {r.postgres_cpu_ms_per_request:.2f} ms | {r.redis_cpu_ms_per_request(bg):.2f} ms"
+                f" | {r.total_cpu_ms_per_request(bg):.2f} ms | {r.loadgen_cpu_s:.1f} s in {r.seconds:.0f} s |"
             )
         rows.append("")
+        rows += [f"- {line}" for line in self.celebrity_lines()]
         rows += [f"- {'met' if ok else '**missed**'}: {text}" for text, ok in self.checks()]
         rows.append(
             f"- {self.connections} connections, `--workers {self.workers}`, {self.sampled_users:,} users"

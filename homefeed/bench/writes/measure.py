@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 
+from homefeed.bench.celebrities import Celebrities, apply, choose, restore
 from homefeed.bench.writes.cold import ColdRebuild
 from homefeed.bench.writes.lag import VisibleLag
 from homefeed.bench.writes.latency import PostLatency
@@ -14,19 +16,51 @@ from homefeed.bench.writes.report import FanoutReport
 from homefeed.bench.writes.throughput import Throughput
 from homefeed.feed.config import Settings
 from homefeed.feed.services import open_services
+from homefeed.feed.store.pool import create_pool
 
 
 async def run(settings: Settings, options: FanoutOptions, log: Callable[[str], None] = print) -> FanoutReport:
     """Run every measurement against `settings` (both URLs set) and return the figures."""
     assert settings.database_url and settings.redis_url
-    bench_settings = settings.with_(redis_prefix=f"{settings.redis_prefix}-bench")
+    celebrities = await _choose(settings, options)
+    for line in celebrities.lines():
+        log(line)
+    # The worker settles authors' modes by the threshold: the run's, under which its authors are pulled.
+    bench_settings = settings.with_(
+        redis_prefix=f"{settings.redis_prefix}-bench", celebrity_threshold=celebrities.threshold
+    )
     services = await open_services(bench_settings)
     bench = _Bench(services, options, log)
     try:
-        return await bench.run()
+        await apply(services.pool, services.feeds, celebrities)
+        report = await bench.run()
+        report.celebrities = celebrities
+        bench.write_json(report)
+        return report
     finally:
         await bench.cleanup()
+        left = await restore(services.pool, services.feeds, celebrities)
+        if left:
+            log(f"authors {left} posted while pulled: left pulled")
         await services.close()
+
+
+async def _choose(settings: Settings, options: FanoutOptions) -> Celebrities:
+    """The run's celebrities, their share measured on a sample of active users."""
+    assert settings.database_url
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        active = [
+            r["id"]
+            for r in await pool.fetch(
+                "SELECT id FROM users WHERE last_seen_at >= now() - make_interval(days => $1) ORDER BY id",
+                settings.active_days,
+            )
+        ]
+        viewers = random.Random(options.seed).sample(active, min(options.viewers, len(active)))
+        return await choose(pool, viewers, options.celebrities)
+    finally:
+        await pool.close()
 
 
 class _Bench(Throughput, PostLatency, ColdRebuild, VisibleLag, Memory):
@@ -72,7 +106,9 @@ class _Bench(Throughput, PostLatency, ColdRebuild, VisibleLag, Memory):
             graph_follows=follows,
             notes=self.notes,
         )
+        return report
+
+    def write_json(self, report: FanoutReport) -> None:
         if self.opt.json_path is not None:
             self.opt.json_path.parent.mkdir(parents=True, exist_ok=True)
             self.opt.json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        return report

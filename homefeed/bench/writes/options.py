@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from homefeed.bench.celebrities import CelebrityOptions
 
 
 @dataclass(frozen=True)
@@ -22,3 +24,5 @@ class FanoutOptions:
     min_users: int = 50_000  # smaller graphs are refused (the test passes a tiny number)
     json_path: Path | None = None
     seed: int = 0
+    celebrities: CelebrityOptions = field(default_factory=CelebrityOptions)
+    viewers: int = 2000  # sampled active users the celebrity share is measured on

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from homefeed.bench.celebrities import Celebrities
 from homefeed.bench.stats import Stat
 
 
@@ -44,18 +45,25 @@ class FanoutReport:
     graph_users: int = 0
     graph_follows: int = 0
     notes: list[str] = field(default_factory=list)
+    celebrities: Celebrities | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document of `--json`: contract keys as floats, extras beside them."""
         doc = asdict(self)
         for name in CONTRACT_KEYS:
             doc[name] = float(doc[name])
+        doc["celebrities"] = self.celebrities.to_json() if self.celebrities is not None else None
         return doc
 
     def lines(self) -> list[str]:
         """The human-readable figures, each with its ratio to the baseline measured in this run."""
         base = self.baseline_writes_per_s or float("nan")
         out = [
+            *(
+                self.celebrities.lines()
+                if self.celebrities is not None
+                else ["!!! NO PULLED AUTHORS chosen for this run !!!"]
+            ),
             f"graph: {self.graph_users:,} users, {self.graph_follows:,} follows",
             f"writes_per_s            {self.writes_per_s:>12,.0f}  /s   "
             f"{self.writes_per_s / base:5.2f}x baseline"

@@ -60,6 +60,23 @@ async def test_bench_measures_hybrid_pull_and_baseline_and_writes_its_files(
         assert result.p50_ms <= result.p90_ms <= result.p99_ms <= result.max_ms
         assert result.loadgen_cpu_s > 0
     assert sum(report.results[v].deeper_pages for v in reads.VARIANTS) > 0
+    # Celebrities were on the measured path, and the stores' CPU was counted where they work.
+    assert report.celebrities is not None and report.pulled_authors >= 1
+    assert doc["run"]["celebrities"]["pulled_authors"] == report.pulled_authors
+    print(
+        {v: (r.server_cpu_s, r.postgres_cpu_s, r.redis_cpu_s, r.seconds) for v, r in report.results.items()}
+    )
+    assert report.results["hybrid"].postgres_cpu_s > 0 and report.results["pull"].postgres_cpu_s > 0
+    assert report.results["baseline"].postgres_cpu_s == 0  # it touches no store
+    assert all(doc[v]["total_cpu_ms_per_request"] > 0 for v in ("hybrid", "pull"))
+    assert "celebrities: threshold" in report.lines()[0]
+    # The run put the world back: nobody it pulled is pulled after it (nobody posted meanwhile).
+    assert settings_.database_url
+    pool = await create_pool(settings_.database_url, min_size=1, max_size=1)
+    try:
+        assert await pool.fetchval("SELECT count(*) FROM users WHERE fanout_mode <> 0") == 0
+    finally:
+        await pool.close()
     # Measured in turn, each round starting with the next variant: drift meets them all alike.
     assert doc["run"]["slices"] == ["hybrid", "pull", "baseline", "pull", "baseline", "hybrid"]
     assert set(doc["run"]["ratios"]) == {

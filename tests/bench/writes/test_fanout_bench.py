@@ -58,6 +58,8 @@ async def test_bench_runs_on_a_tiny_graph_and_writes_the_contract_keys(
     assert report.bulkwriter_writes_per_s > 0
     assert report.visible_lag is not None and report.visible_lag.n >= 30
     assert report.cold_rebuild is not None and report.cold_rebuild.n >= 100
+    assert report.celebrities is not None and report.celebrities.pulled
+    assert doc["celebrities"]["pulled_authors"] == len(report.celebrities.pulled)
     assert report.memory_timelines > 0 and report.bytes_per_entry > 0
     assert not [n for n in report.notes if "lack" in n or "not visible" in n], report.notes
     assert any(line.startswith("writes_per_s") for line in report.lines())
