@@ -36,7 +36,7 @@ from homefeed.feed.config import Settings, SettingsError
 from homefeed.feed.errors import FeedError
 from homefeed.feed.services import Services, open_services
 from homefeed.resolvers.context import Context
-from homefeed.schema import MAX_TOKENS, schema
+from homefeed.schema import LIMIT_RULES, MAX_TOKENS, schema
 from homefeed.schema.errors import CodedSchema, code_error_frame, with_code
 from homefeed.schema.persisted import (
     DocumentStore,
@@ -45,6 +45,7 @@ from homefeed.schema.persisted import (
     PersistedQueryRefused,
     load_manifest,
 )
+from homefeed.schema.persisted.fast import FastPath
 from homefeed.schema.persisted.operations import document_checker
 from homefeed.workers.fanout_worker import FanoutWorker
 
@@ -87,9 +88,12 @@ class GraphQLApp(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
-    def __init__(self, *args: Any, persisted: PersistedOperations, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, persisted: PersistedOperations, fast: FastPath | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.persisted = persisted
+        self.fast = fast
 
     async def get_context(self, request: Request | WebSocket, response: object) -> Context:
         services: Services = request.app.state.services
@@ -119,6 +123,11 @@ class GraphQLApp(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        if self.fast is not None:
+            replay = await self._fast(self.fast, scope, receive, send)
+            if replay is None:
+                return
+            receive = replay
         try:
             response = await self.run(Request(scope=scope, receive=receive))
         except HTTPException as exc:
@@ -127,6 +136,48 @@ class GraphQLApp(GraphQL[Context, None]):
         except PersistedQueryRefused as exc:
             response = error_response(exc.message, exc.status, exc.code)
         await response(scope, receive, send)
+
+    async def _fast(self, fast: FastPath, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """Answer a persisted query without the view (None), or give back the request to it:
+        the receive callable that replays what was read. Anything but a plain, valid persisted
+        query within its budget goes to the view, which answers it in its usual words."""
+        request = Request(scope=scope, receive=receive)
+        accept = request.headers.get("accept", "")
+        if any(streaming in accept for streaming in _STREAMING):
+            return receive
+        replay: Receive = receive
+        if request.method == "GET":
+            fields = _get_fields(request)
+        elif request.method == "POST" and "application/json" in request.headers.get("content-type", ""):
+            body = await request.body()
+            replay = _replaying(body, receive)
+            fields = _json_object(body)
+        else:
+            return receive
+        if fields is None or "query" in fields or not any(k in fields for k in _PERSISTED_FIELDS):
+            return replay
+        try:
+            resolved = self.persisted.resolve(fields)
+        except PersistedQueryRefused:
+            return replay
+        text, name = resolved.get("query"), resolved.get("operationName")
+        variables, extensions = resolved.get("variables"), resolved.get("extensions")
+        if not (
+            isinstance(text, str)
+            and isinstance(name, str | None)
+            and isinstance(variables, dict | None)
+            and isinstance(extensions, dict | None)
+        ):
+            return replay
+        prepared = fast.prepare(text, name)
+        if prepared is None:
+            return replay
+        context = await self.get_context(request, None)
+        answer = await fast.run(prepared, variables, extensions, context)
+        if answer is None:
+            return replay
+        await Response(answer, media_type="application/json")(scope, receive, send)
+        return None
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson.JSONDecodeError subclasses json.JSONDecodeError, which Strawberry turns into a 400.
@@ -173,6 +224,47 @@ class GraphQLApp(GraphQL[Context, None]):
         if result.errors:
             result.errors = [with_code(e) for e in result.errors]
         return await super().process_result(request, result)
+
+
+# Accept values asking for a streamed answer (multipart subscriptions, SSE): the view's business.
+_STREAMING = ("multipart/mixed", "text/event-stream")
+# Where a request names a persisted document (the fast path's only business).
+_PERSISTED_FIELDS = ("extensions", "documentId", "doc_id")
+
+
+def _json_object(raw: str | bytes) -> dict[str, Any] | None:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _get_fields(request: Request) -> dict[str, Any] | None:
+    """A GET request's fields as the view reads them, JSON ones decoded; None if one is not JSON."""
+    fields: dict[str, Any] = dict(request.query_params)
+    for name in ("variables", "extensions"):
+        raw = fields.get(name)
+        if raw:
+            decoded = _json_object(raw)
+            if decoded is None:
+                return None
+            fields[name] = decoded
+    return fields
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive callable giving the body already read, then whatever comes next."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def bearer(header: str | None) -> str | None:
@@ -297,9 +389,12 @@ def create_app(
     services: Services | None = None,
     *,
     opener: Callable[[Settings], Awaitable[Services]] = open_services,
+    fast_path: bool = True,
 ) -> Starlette:
     """The app. Given services, it uses them; else its lifespan opens them from settings with
-    `opener` (another opener serves the same stack over other services, as a benchmark may)."""
+    `opener` (another opener serves the same stack over other services, as a benchmark may).
+    Without `fast_path`, persisted queries go through Strawberry's view like any other (tests
+    compare the two; benchmarks measure the difference)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -329,6 +424,7 @@ def create_app(
     graphql = GraphQLApp(
         CodedSchema(schema, over_http=True, trusted=trusted),
         persisted=persisted,
+        fast=FastPath(schema, LIMIT_RULES, MAX_TOKENS) if fast_path else None,
         graphql_ide="graphiql",
         allow_queries_via_get=True,
         keep_alive=True,  # legacy graphql-ws "ka" messages; graphql-transport-ws clients ping us

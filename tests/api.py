@@ -43,8 +43,8 @@ class Api:
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, services: Services) -> AsyncIterator[Api]:
-        app = create_app(services=services)
+    async def running(cls, services: Services, *, fast_path: bool = True) -> AsyncIterator[Api]:
+        app = create_app(services=services, fast_path=fast_path)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -33,7 +33,7 @@ MAX_ALIASES = 30
 # is constructed, and the validation cache is keyed by the rules: with a fresh limiter per
 # request no document was ever found in the cache, and every request re-validated its query,
 # a large share of a home-feed request's CPU.
-_LIMIT_RULES = [
+LIMIT_RULES = [
     *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
     *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
 ]
@@ -43,7 +43,7 @@ class QueryLimits(AddValidationRules):
     """Depth and alias limits, with the same rule classes on every request."""
 
     def __init__(self) -> None:
-        super().__init__(_LIMIT_RULES)
+        super().__init__(LIMIT_RULES)
 
 
 class HomefeedSchema(strawberry.Schema):
