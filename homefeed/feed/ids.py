@@ -1,8 +1,11 @@
 """Time-sortable integer ids below 2**53: exact in a double, in JavaScript and as a Redis score.
 
-Layout: milliseconds since EPOCH (41 bits, ~69 years) shifted left by 12, plus a
-12-bit sequence. The database assigns ids for live writes (see migrations); this
-module mirrors the layout for synthetic data and for turning ids back into times.
+Layout: milliseconds since EPOCH (41 bits, ~69 years) shifted left by 12, plus 12 low
+bits. For users (and other rows) the low bits are a sequence. For posts they are a 6-bit
+sequence above the author's 6-bit logical shard (`shard_of(author_id)`), Instagram's
+scheme: a post id alone names the shard its author's rows live on (docs/scale.md).
+The database assigns ids for live writes (see migrations); this module mirrors the
+layout for synthetic data and for turning ids back into times.
 """
 
 from __future__ import annotations
@@ -11,12 +14,26 @@ from datetime import UTC, datetime
 
 EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 SEQUENCE_BITS = 12
+SHARD_BITS = 6
+LOGICAL_SHARDS = 1 << SHARD_BITS
+POST_SEQUENCE_BITS = SEQUENCE_BITS - SHARD_BITS
 MAX_ID = 2**53 - 1
 
 
 def make_id(ms: int, sequence: int) -> int:
     """The id for a Unix time in milliseconds and a sequence number."""
     return ((ms - EPOCH_MS) << SEQUENCE_BITS) | (sequence & ((1 << SEQUENCE_BITS) - 1))
+
+
+def shard_of(any_id: int) -> int:
+    """The logical shard of a user id, or of a post id (its author's shard)."""
+    return any_id & (LOGICAL_SHARDS - 1)
+
+
+def make_post_id(ms: int, sequence: int, author_id: int) -> int:
+    """A post id for a Unix time in milliseconds, a sequence number and the post's author."""
+    low = ((sequence & ((1 << POST_SEQUENCE_BITS) - 1)) << SHARD_BITS) | shard_of(author_id)
+    return ((ms - EPOCH_MS) << SEQUENCE_BITS) | low
 
 
 def id_ms(post_id: int) -> int:

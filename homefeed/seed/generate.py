@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from homefeed.feed.ids import EPOCH_MS, SEQUENCE_BITS
+from homefeed.feed.ids import EPOCH_MS, LOGICAL_SHARDS, SEQUENCE_BITS, SHARD_BITS
 from homefeed.seed.errors import SeedError
 
 I64 = npt.NDArray[np.int64]
@@ -189,6 +189,24 @@ def mint_ids(ms: I64) -> I64:
     return np.asarray(np.maximum.accumulate(ids - index) + index, dtype=np.int64)
 
 
+def mint_post_ids(ms: I64, author_ids: I64) -> I64:
+    """Post ids (homefeed.feed.ids.make_post_id) for ascending millisecond times: strictly increasing,
+    each carrying its author's logical shard in the low bits.
+
+    Posts in the same millisecond get sequences 0, 1, 2, ...; past the 6-bit sequence a post
+    moves to the next millisecond's sequences rather than colliding.
+    """
+    n = ms.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    index = np.arange(n, dtype=np.int64)
+    sequence = index - np.searchsorted(ms, ms, side="left").astype(np.int64)
+    # Slots of 1 << SHARD_BITS ids: a slot is (millisecond, sequence); never reuse or go back.
+    slot = ((ms - EPOCH_MS) << (SEQUENCE_BITS - SHARD_BITS)) + sequence
+    slot = np.maximum.accumulate(slot - index) + index
+    return np.asarray((slot << SHARD_BITS) | (author_ids & (LOGICAL_SHARDS - 1)), dtype=np.int64)
+
+
 # Generation steps reported to the progress callback (one tick each).
 GENERATION_STEPS = 6
 
@@ -255,7 +273,7 @@ def generate(params: SeedParams, on_step: Callable[[], None] | None = None) -> W
     post_ms = start + (rng.random(author.shape[0]) * (end_ms - start)).astype(np.int64)
     order = np.argsort(post_ms, kind="stable")
     post_author = author[order]
-    post_ids = mint_ids(post_ms[order])
+    post_ids = mint_post_ids(post_ms[order], user_ids[post_author])
     text_bits = np.asarray(rng.integers(0, 2**62, size=post_ids.shape[0], dtype=np.int64))
     tick()
 

@@ -32,7 +32,7 @@ SEEDED_PASSWORD_HASH = (
 _PG_EPOCH_MS = 946_684_800_000
 # Tables the seed fills, and the ones a reset empties too (they reference users or posts).
 SEEDED_TABLES = ("users", "posts", "follows", "followers")
-RESET_TABLES = (*SEEDED_TABLES, "outbox", "likes", "blocks", "mutes")
+RESET_TABLES = (*SEEDED_TABLES, "handles", "outbox", "likes", "blocks", "mutes")
 # Big tables whose secondary indexes and foreign keys are dropped during COPY and rebuilt after.
 _BULK_TABLES = ("posts", "follows", "followers")
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
 from homefeed.feed import ids
 from homefeed.feed.services import Services
+from homefeed.seed.generate import mint_post_ids
 
 
 async def test_db_ids_fit_a_double_and_increase(services: Services) -> None:
@@ -39,3 +45,47 @@ def test_layout_round_trips() -> None:
     assert ids.lowest_id_at(ms) <= made < ids.lowest_id_at(ms + 1)
     # The layout stays below 2**53 for decades: the 41-bit millisecond field runs out in ~2093.
     assert ids.make_id(ids.EPOCH_MS + 2**41 - 1, 4095) == ids.MAX_ID
+
+
+async def test_db_post_ids_carry_their_authors_shard(services: Services) -> None:
+    authors = [await services.users.create(f"shard{n}", "Shard", "x") for n in range(3)]
+    for author in authors:
+        post = await services.posts.create(author.id, "where do I live")
+        assert ids.shard_of(post.id) == ids.shard_of(author.id)
+        assert await services.pool.fetchval("SELECT next_post_id($1) & 63", author.id) == ids.shard_of(
+            author.id
+        )
+
+
+_MS = st.integers(ids.EPOCH_MS, ids.EPOCH_MS + 2**41 - 1)
+_SEQ = st.integers(0, 2**ids.POST_SEQUENCE_BITS - 1)
+_USER = st.integers(1, ids.MAX_ID)
+
+
+@given(_MS, _SEQ, _USER)
+def test_post_ids_fit_a_double_name_their_shard_and_keep_their_time(ms: int, seq: int, author: int) -> None:
+    made = ids.make_post_id(ms, seq, author)
+    assert 0 <= made <= ids.MAX_ID and float(made) == made
+    assert ids.shard_of(made) == ids.shard_of(author)
+    assert ids.id_ms(made) == ms
+    assert ids.lowest_id_at(ms) <= made < ids.lowest_id_at(ms + 1)
+
+
+@given(_MS, _SEQ, _USER, _MS, _SEQ, _USER)
+def test_post_ids_sort_by_time_first(ms1: int, s1: int, a1: int, ms2: int, s2: int, a2: int) -> None:
+    first, second = ids.make_post_id(ms1, s1, a1), ids.make_post_id(ms2, s2, a2)
+    if ms1 < ms2:
+        assert first < second
+    if (ms1, s1) != (ms2, s2):
+        assert first != second  # one sequence per millisecond: no two posts share an id
+
+
+@given(st.lists(st.tuples(st.integers(0, 5_000), _USER), min_size=1, max_size=300))
+def test_seeded_post_ids_increase_and_name_their_shard(posts: list[tuple[int, int]]) -> None:
+    posts.sort(key=lambda p: p[0])
+    ms = np.array([ids.EPOCH_MS + 10**9 + t for t, _ in posts], dtype=np.int64)
+    authors = np.array([a for _, a in posts], dtype=np.int64)
+    minted = mint_post_ids(ms, authors).tolist()
+    assert all(a < b for a, b in itertools.pairwise(minted))
+    assert [ids.shard_of(i) for i in minted] == [ids.shard_of(a) for _, a in posts]
+    assert all(ids.id_ms(i) >= m for i, m in zip(minted, ms.tolist(), strict=True))

@@ -63,7 +63,8 @@ class Posts:
         """Insert a post and its fan-out job atomically (one statement, one round trip)."""
         row = await self._pool.fetchrow(
             f"""WITH p AS (
-                    INSERT INTO posts (author_id, text) VALUES ($1, $2) RETURNING {_COLUMNS}
+                    INSERT INTO posts (author_id, id, text) VALUES ($1, next_post_id($1), $2)
+                    RETURNING {_COLUMNS}
                 ), job AS (
                     INSERT INTO outbox (kind, actor_id, subject_id)
                     SELECT 'post', author_id, id FROM p

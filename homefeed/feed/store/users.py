@@ -14,6 +14,8 @@ from homefeed.feed.store.text import check_storable, storable
 HANDLE = re.compile(r"^[A-Za-z0-9_]{1,30}$")
 MAX_DISPLAY_NAME = 50
 _COLUMNS = "id, handle, display_name, created_at, follower_count, following_count"
+# Handles are unique through the handles table (kept by a trigger), keyed by the lower-cased handle.
+_BY_HANDLE = "(SELECT user_id FROM handles WHERE handle_key = lower($1))"
 
 
 def user_from_row(row: asyncpg.Record) -> User:
@@ -82,9 +84,7 @@ class Users:
         """The user with this handle, ignoring letter case."""
         if not storable(handle):
             return None  # no stored handle can contain it
-        row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM users WHERE lower(handle) = lower($1)", handle
-        )
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = {_BY_HANDLE}", handle)
         return user_from_row(row) if row else None
 
     async def credentials(self, handle: str) -> tuple[User, str] | None:
@@ -92,7 +92,7 @@ class Users:
         if not storable(handle):
             return None
         row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS}, password_hash FROM users WHERE lower(handle) = lower($1)",
+            f"SELECT {_COLUMNS}, password_hash FROM users WHERE id = {_BY_HANDLE}",
             handle,
         )
         return (user_from_row(row), row["password_hash"]) if row else None

@@ -335,8 +335,9 @@ async def test_a_failing_bury_leaves_the_job_in_the_outbox(services: Services) -
     # The dead letter cannot be written (its id is taken): the job must not leave the outbox.
     await services.pool.execute(
         "INSERT INTO dead_jobs (id, kind, actor_id, subject_id, created_at, attempts, last_error)"
-        " VALUES ($1, 'x', 0, 0, now(), 0, 'x')",
+        " VALUES ($1, 'x', $2, 0, now(), 0, 'x')",
         job_id,
+        job.actor_id,
     )
     with pytest.raises(asyncpg.UniqueViolationError):
         await outbox.bury(job, "boom")
