@@ -38,6 +38,15 @@ END
 $$;
 CREATE TRIGGER users_keep_handles AFTER INSERT OR DELETE OR UPDATE OF handle ON users
     FOR EACH ROW EXECUTE FUNCTION keep_handles();
+-- Emptying users (seed --reset, tests) frees every handle.
+CREATE FUNCTION free_handles() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM handles;  -- TRUNCATE here would clash with a TRUNCATE naming both tables
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER users_free_handles AFTER TRUNCATE ON users
+    FOR EACH STATEMENT EXECUTE FUNCTION free_handles();
 
 -- Foreign keys from the second user of a pair cross shards (the row lives on the first
 -- user's shard): they go. Users are never deleted, so nothing dangles.
