@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from cross_web import HTTPException
+from graphql import GraphQLError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette import status
 from starlette.applications import Starlette
@@ -32,12 +33,13 @@ from strawberry.types.unset import UNSET, UnsetType
 
 import homefeed.feed.metrics  # noqa: F401  (registers the engine's series: see metrics())
 from homefeed.feed import config
+from homefeed.feed.addresses import client_address
 from homefeed.feed.config import Settings, SettingsError
-from homefeed.feed.errors import FeedError
+from homefeed.feed.errors import FeedError, RateLimited
 from homefeed.feed.services import Services, open_services
 from homefeed.resolvers.context import Context
 from homefeed.schema import LIMIT_RULES, MAX_TOKENS, schema
-from homefeed.schema.errors import CodedSchema, code_error_frame, with_code
+from homefeed.schema.errors import RETRY_AFTER, CodedSchema, code_error_frame, with_code
 from homefeed.schema.persisted import (
     DocumentStore,
     ManifestError,
@@ -97,7 +99,11 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: object) -> Context:
         services: Services = request.app.state.services
-        client = request.client.host if request.client else "unknown"
+        client = client_address(
+            request.client.host if request.client else None,
+            request.headers.getlist("x-forwarded-for"),
+            services.settings.trusted_proxies,
+        )
         return Context(
             services=services, token=bearer(request.headers.get("authorization")), client_key=client
         )
@@ -173,7 +179,11 @@ class GraphQLApp(GraphQL[Context, None]):
         if prepared is None:
             return replay
         context = await self.get_context(request, None)
-        answer = await fast.run(prepared, variables, extensions, context)
+        try:
+            answer = await fast.run(prepared, variables, extensions, context)
+        except RateLimited as exc:
+            await rate_limited_response(exc)(scope, receive, send)
+            return None
         if answer is None:
             return replay
         await Response(answer, media_type="application/json")(scope, receive, send)
@@ -196,6 +206,12 @@ class GraphQLApp(GraphQL[Context, None]):
         response.headers.raw.extend(sub_response.headers.raw)
         if sub_response.background:
             response.background = sub_response.background
+        wait = refused_for(response_data)
+        if wait is not None:
+            # The whole request was refused by a rate limit: say so at the HTTP level too, for
+            # proxies and HTTP clients that back off on 429 without reading GraphQL errors.
+            response.status_code = status.HTTP_429_TOO_MANY_REQUESTS
+            response.headers["Retry-After"] = str(wait)
         return response
 
     def parse_json(self, data: str | bytes) -> Any:
@@ -265,6 +281,30 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def rate_limited_response(exc: RateLimited) -> Response:
+    """The answer to a request refused as a whole by a rate limit, as the view gives it."""
+    error = with_code(GraphQLError(str(exc), original_error=exc)).formatted
+    response = JSONResponse({"data": None, "errors": [error]}, status_code=status.HTTP_429_TOO_MANY_REQUESTS)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def refused_for(response: GraphQLHTTPResponse | list[GraphQLHTTPResponse]) -> int | None:
+    """Seconds to wait if a rate limit refused the whole answer (no data, every error
+    RATE_LIMITED), else None. Partly answered requests keep their 200."""
+    if not isinstance(response, dict) or response.get("data") is not None:
+        return None
+    waits: list[int] = []
+    error: Any
+    for error in response.get("errors") or []:
+        extensions = error.get("extensions") or {}
+        wait = extensions.get(RETRY_AFTER)
+        if extensions.get("code") != RateLimited.code or not isinstance(wait, int):
+            return None
+        waits.append(wait)
+    return max(waits) if waits else None
 
 
 def bearer(header: str | None) -> str | None:

@@ -43,12 +43,15 @@ class Api:
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, services: Services, *, fast_path: bool = True) -> AsyncIterator[Api]:
+    async def running(
+        cls, services: Services, *, fast_path: bool = True, client: tuple[str, int] = ("127.0.0.1", 123)
+    ) -> AsyncIterator[Api]:
+        """The app over `services`, as seen from `client` (the socket peer's address and port)."""
         app = create_app(services=services, fast_path=fast_path)
         async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                yield cls(client)
+            transport = httpx.ASGITransport(app=app, client=client)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                yield cls(http)
 
     async def gql(
         self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None

@@ -37,7 +37,11 @@ settings.register_profile(
 settings.load_profile("homefeed")
 
 # Cheap hashing: the suite signs up hundreds of users; production keeps argon2's defaults.
-FAST_PASSWORDS = Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+# Cheap enough that the cap on concurrent hashing would only get in the way (tests of the cap
+# build their own).
+FAST_PASSWORDS = Passwords(
+    PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1), concurrency=64, queue=100_000
+)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +77,15 @@ async def settings_(servers: Settings) -> AsyncIterator[Settings]:
         jwt_secret="test-secret-" + "x" * 20,
         # No in-process caching of celebrity lists: tests read right after they write.
         celebrity_cache_ms=0,
+        # Every test client comes from one address and may sign up, log in and read far more
+        # than one person would: the request limits are off, except in the tests that turn
+        # them on (tests/feed/test_limits.py, tests/schema/test_rate_limits.py). The write limit
+        # stays on, as it always was.
+        query_rate_limit=0,
+        anonymous_rate_limit=0,
+        log_in_limit=0,
+        log_in_address_limit=0,
+        sign_up_limit=0,
     )
     pool = await create_pool(isolated.database_url or "", min_size=1, max_size=1)
     try:

@@ -48,6 +48,10 @@ class ServedApi:
             HOMEFEED_REDIS_PREFIX=settings.redis_prefix,
             HOMEFEED_DATA_DIR=str(settings.data_dir),
             HOMEFEED_JWT_SECRET=secret,
+            # Benchmarks drive many simulated users from one address, as fast as the API goes:
+            # they measure the API, not its query limits (which one bench may turn back on in env).
+            HOMEFEED_QUERY_RATE_LIMIT="0",
+            HOMEFEED_ANON_RATE_LIMIT="0",
         )
         full.update(env)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from homefeed.feed.errors import InvalidInput, Unauthenticated
+from homefeed.feed.errors import InvalidInput, RateLimited, Unauthenticated
+from homefeed.feed.gate import Gate, GateFull
+from homefeed.feed.metrics import RATE_LIMITED
 
 MIN_PASSWORD = 8
 # argon2 accepts anything, but hashing megabytes on request is a denial-of-service lever.
@@ -27,17 +31,39 @@ def check_password(password: str) -> str:
     return password
 
 
-class Passwords:
-    """argon2id hashing; the CPU-heavy work runs in a thread so the loop keeps serving."""
+T = TypeVar("T")
 
-    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+# Seconds a caller refused by a full password queue is told to wait.
+BUSY_RETRY_AFTER = 1
+
+
+class Passwords:
+    """argon2id hashing; the CPU-heavy work runs in a thread so the loop keeps serving.
+
+    Each hash or verify costs a fraction of a second of CPU and tens of MiB (argon2's
+    defaults), so at most `concurrency` run at once per process, decoy verifies of unknown
+    handles included. Up to `queue` more callers wait for a slot: a short burst of honest
+    log-ins is served a moment later instead of failing. Past that, callers are answered
+    RATE_LIMITED at once: a flood gets a cheap refusal, never a growing line whose every
+    member would time out anyway while holding a request open.
+    """
+
+    def __init__(
+        self, hasher: PasswordHasher | None = None, *, concurrency: int = 2, queue: int = 16
+    ) -> None:
         self._hasher = hasher or PasswordHasher()
+        self._gate = Gate(concurrency, queue)
         # Verified against when a handle does not exist, so timing does not reveal which handles do.
         self._decoy = self._hasher.hash("decoy password, never matches")
 
+    @property
+    def gate(self) -> Gate:
+        """The cap on concurrent argon2 work (for metrics and tests)."""
+        return self._gate
+
     async def hash(self, password: str) -> str:
-        """The argon2id hash of a password."""
-        return await asyncio.to_thread(self._hasher.hash, password)
+        """The argon2id hash of a password; RateLimited when the process is too busy hashing."""
+        return await self._run(lambda: self._hasher.hash(password))
 
     async def verify(self, hashed: str | None, password: str) -> bool:
         """Whether password matches hashed; a None hash costs the same time and fails."""
@@ -48,7 +74,21 @@ class Passwords:
             except (VerificationError, InvalidHashError):
                 return False
 
-        return await asyncio.to_thread(check)
+        return await self._run(check)
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        try:
+            await self._gate.acquire()
+        except GateFull:
+            RATE_LIMITED.labels("passwords").inc()
+            raise RateLimited(
+                "too many password checks in progress; retry in a second", retry_after=BUSY_RETRY_AFTER
+            ) from None
+        # The slot is given back when the thread finishes, not when the caller stops waiting:
+        # a client that disconnects mid-hash must not free a slot while argon2 still runs.
+        running = asyncio.ensure_future(asyncio.to_thread(work))
+        running.add_done_callback(lambda _: self._gate.release())
+        return await asyncio.shield(running)
 
 
 class Tokens:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from homefeed.feed.addresses import Network, parse_networks
+
 PREFIX = "HOMEFEED_"
 
 
@@ -35,6 +37,19 @@ class Settings:
     token_ttl_days: int = 30
     # Writes (mutations) a user may make per minute; 0 switches the limit off.
     rate_limit_per_minute: int = 600
+    # Query and subscription operations per minute: a signed-in user's, an anonymous address's.
+    query_rate_limit: int = 1200
+    anonymous_rate_limit: int = 300
+    # logIn attempts per 15 minutes: per (client address, handle), and per client address.
+    log_in_limit: int = 10
+    log_in_address_limit: int = 100
+    # signUp attempts per client address per hour.
+    sign_up_limit: int = 20
+    # argon2 hashes and verifies one process runs at once, and callers allowed to wait for one.
+    password_concurrency: int = 2
+    password_queue: int = 16
+    # Peers whose X-Forwarded-For is believed (docs/operations.md); none by default.
+    trusted_proxies: tuple[Network, ...] = ()
     # Namespace for every Redis key and channel, so tests and tenants can share a server.
     redis_prefix: str = "hf"
     allowed_origins: tuple[str, ...] = ()
@@ -145,6 +160,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     )
     strategy = _choice(env, "FEED_STRATEGY", DEFAULTS.feed_strategy, ("hybrid", "pull"))
     host = env.get(PREFIX + "HOST", DEFAULTS.host).strip()
+    try:
+        proxies = parse_networks(env.get(PREFIX + "TRUSTED_PROXIES", ""))
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}TRUSTED_PROXIES: {exc} (comma-separated IPs or CIDRs)") from None
     if not host:
         raise SettingsError(f"{PREFIX}HOST must not be empty")
     return Settings(
@@ -159,6 +178,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         active_days=_int(env, "ACTIVE_DAYS", DEFAULTS.active_days, 1, 36_500),
         token_ttl_days=_int(env, "TOKEN_TTL_DAYS", DEFAULTS.token_ttl_days, 1, 3650),
         rate_limit_per_minute=_int(env, "RATE_LIMIT", DEFAULTS.rate_limit_per_minute, 0),
+        query_rate_limit=_int(env, "QUERY_RATE_LIMIT", DEFAULTS.query_rate_limit, 0),
+        anonymous_rate_limit=_int(env, "ANON_RATE_LIMIT", DEFAULTS.anonymous_rate_limit, 0),
+        log_in_limit=_int(env, "LOGIN_RATE_LIMIT", DEFAULTS.log_in_limit, 0),
+        log_in_address_limit=_int(env, "LOGIN_ADDRESS_RATE_LIMIT", DEFAULTS.log_in_address_limit, 0),
+        sign_up_limit=_int(env, "SIGNUP_RATE_LIMIT", DEFAULTS.sign_up_limit, 0),
+        password_concurrency=_int(env, "ARGON2_CONCURRENCY", DEFAULTS.password_concurrency, 1, 1024),
+        password_queue=_int(env, "ARGON2_QUEUE", DEFAULTS.password_queue, 0, 100_000),
+        trusted_proxies=proxies,
         redis_prefix=prefix,
         allowed_origins=origins,
         feed_strategy=strategy,

@@ -26,4 +26,14 @@ class Unauthenticated(FeedError):
 
 
 class RateLimited(FeedError):
+    """Too many requests; `retry_after` is how many whole seconds until one would be let through."""
+
     code = "RATE_LIMITED"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled (across processes) with its retry_after, not just its message.
+        return (type(self), (str(self), self.retry_after))

@@ -49,3 +49,11 @@ LIVE_RESYNCS = Counter("homefeed_live_resyncs", "RESYNC updates sent to subscrib
 LIVE_OVERFLOWS = Counter(
     "homefeed_live_queue_overflows", "Times a slow subscriber's queue overflowed and its backlog was dropped."
 )
+
+# ---- limits ------------------------------------------------------------------------------------
+
+RATE_LIMITED = Counter(
+    "homefeed_rate_limited",
+    "Requests answered RATE_LIMITED, by limit (query, anonymous, write, log_in, sign_up, passwords).",
+    ["limit"],
+)

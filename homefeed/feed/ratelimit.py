@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -13,30 +16,75 @@ from homefeed.feed.errors import RateLimited
 log = logging.getLogger(__name__)
 
 
-class RateLimiter:
-    """At most `limit` hits per key per window; a limit of 0 allows everything."""
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One count under a subject: at most `limit` hits per `window_seconds`; 0 allows everything."""
 
-    def __init__(self, redis: Redis, prefix: str, limit: int, window_seconds: int = 60) -> None:
+    name: str
+    limit: int
+    window_seconds: int
+
+
+class RateLimiter:
+    """Counts hits in Redis. `hit` counts one key against the limiter's own limit; `hit_all`
+    counts several buckets of one subject in a single round trip."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        limit: int = 0,
+        window_seconds: int = 60,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._limit = limit
-        self._window = window_seconds
+        self._own = Bucket("", limit, window_seconds)
+        # Looked up on every call (not bound once), so tests may replace the module's clock.
+        self._clock = clock or (lambda: time.time())
 
     async def hit(self, key: str) -> None:
         """Count one hit for key; RateLimited when over the limit. Fails open if Redis is down."""
-        if self._limit <= 0:
+        await self.hit_all(key, (self._own,))
+
+    async def hit_all(self, subject: str, buckets: Sequence[Bucket]) -> None:
+        """Count one hit in each bucket of `subject`, all in one pipelined round trip;
+        RateLimited (with the longest wait) if any is over its limit. Fails open if Redis is down.
+
+        Every key of one subject carries the subject as its hash tag: on a Redis Cluster they
+        share a slot, so the pipeline still goes to one node in one round trip.
+        """
+        live = [b for b in buckets if b.limit > 0]
+        if not live:
             return
-        window = int(time.time()) // self._window
-        # One key per subject: safe on a Redis Cluster (a single slot per command).
-        name = f"{self._prefix}:rl:{{{key}}}:{window}"
+        now = self._clock()
+        names = [self._key(subject, b, int(now) // b.window_seconds) for b in live]
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.incr(name)
-                pipe.expire(name, self._window * 2)
-                count, _ = await pipe.execute()
+                for name, bucket in zip(names, live, strict=True):
+                    pipe.incr(name)
+                    pipe.expire(name, bucket.window_seconds * 2)
+                replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             # Limits protect the service; they must not take it down with Redis.
             log.warning("rate limit skipped, Redis unavailable: %s", exc)
             return
-        if int(count) > self._limit:
-            raise RateLimited(f"too many requests; limit is {self._limit} per {self._window}s")
+        over = [b for b, count in zip(live, replies[::2], strict=True) if int(count) > b.limit]
+        if over:
+            wait = max(_until_next_window(now, b.window_seconds) for b in over)
+            first = over[0]
+            raise RateLimited(
+                f"too many requests; limit is {first.limit} per {first.window_seconds}s; retry in {wait}s",
+                retry_after=wait,
+            )
+
+    def _key(self, subject: str, bucket: Bucket, window: int) -> str:
+        middle = f":{bucket.name}" if bucket.name else ""
+        return f"{self._prefix}:rl:{{{subject}}}{middle}:{window}"
+
+
+def _until_next_window(now: float, window_seconds: int) -> int:
+    """Whole seconds from now until the window after the current one starts (at least 1)."""
+    start_of_next = (int(now) // window_seconds + 1) * window_seconds
+    return max(1, math.ceil(start_of_next - now))

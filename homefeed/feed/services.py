@@ -13,8 +13,8 @@ from homefeed.feed.auth import Passwords, Tokens
 from homefeed.feed.config import Settings
 from homefeed.feed.cursors import Cursors
 from homefeed.feed.feeds import Feeds
+from homefeed.feed.limits import Limits
 from homefeed.feed.live import LiveHub, Notices
-from homefeed.feed.ratelimit import RateLimiter
 from homefeed.feed.store.likes import Likes
 from homefeed.feed.store.pool import create_pool
 from homefeed.feed.store.posts import Posts
@@ -37,7 +37,7 @@ class Services:
     cursors: Cursors
     tokens: Tokens
     passwords: Passwords
-    limiter: RateLimiter
+    limits: Limits
     notices: Notices
     live: LiveHub
 
@@ -75,8 +75,9 @@ def build_services(
         feeds=Feeds(pool, redis, posts, settings),
         cursors=Cursors(secret),
         tokens=Tokens(secret, settings.token_ttl_days * 86400),
-        passwords=passwords or Passwords(),
-        limiter=RateLimiter(redis, settings.redis_prefix, settings.rate_limit_per_minute),
+        passwords=passwords
+        or Passwords(concurrency=settings.password_concurrency, queue=settings.password_queue),
+        limits=Limits(redis, settings),
         notices=Notices(redis, settings.redis_prefix),
         live=LiveHub(redis, pool, posts, settings.redis_prefix),
     )

@@ -15,6 +15,7 @@ GONE = "the user of this token no longer exists"
 class Context:
     services: Services
     token: str | None
+    # The client's address as the rate limits count it (homefeed.feed.addresses).
     client_key: str
     # Set by the websocket transport from the connection_init payload.
     connection_params: dict[str, object] | None = None
@@ -73,8 +74,18 @@ class Context:
         """`via` if given (a live event's loaders, shared by its subscribers), else this request's."""
         return via if via is not None else await self.loaders()
 
+    async def count_operation(self) -> None:
+        """Count one query or subscription operation against the rate limits: the signed-in
+        user's budget, else the client address's. One Redis round trip; RateLimited when over."""
+        try:
+            viewer = self.claimed_viewer()
+        except Unauthenticated:
+            # The operation fails on its token anyway; the address pays for the attempt.
+            viewer = None
+        await self.services.limits.query(viewer, self.client_key)
+
     async def require_writer(self) -> int:
         """The authenticated user's id, once the rate limit on writes lets them write."""
         viewer = await self.require_viewer()
-        await self.services.limiter.hit(f"w:{viewer}")
+        await self.services.limits.write(viewer)
         return viewer

@@ -10,7 +10,7 @@ from homefeed.feed.errors import NotFound, Unauthenticated
 from homefeed.feed.feeds import check_first
 from homefeed.feed.records import Page, User
 from homefeed.feed.store.posts import AuthorPage
-from homefeed.feed.store.users import HANDLE, clean_display_name, clean_handle
+from homefeed.feed.store.users import HANDLE, clean_display_name, clean_handle, handle_key
 from homefeed.loaders import Loaders
 from homefeed.resolvers.connections import PostSlice, author_scope, decode_after, hydrate, page_size
 from homefeed.resolvers.context import Context
@@ -37,7 +37,7 @@ async def user_by_id(ctx: Context, user_id: int) -> User | None:
 
 async def user_by_handle(ctx: Context, handle: str) -> User | None:
     """A user by handle (case-insensitive); None for a handle that cannot exist."""
-    handle = handle.strip().removeprefix("@")
+    handle = handle_key(handle)
     if not HANDLE.match(handle):
         return None
     return await ctx.services.users.by_handle(handle)
@@ -73,7 +73,7 @@ async def user_count(
 
 async def sign_up(ctx: Context, handle: str, password: str, display_name: str | None) -> Session:
     """Create an account and return a session for it."""
-    await ctx.services.limiter.hit(f"signup:{ctx.client_key}")
+    await ctx.services.limits.sign_up(ctx.client_key)
     handle = clean_handle(handle)
     name = clean_display_name(display_name, handle)
     hashed = await ctx.services.passwords.hash(check_password(password))
@@ -82,9 +82,12 @@ async def sign_up(ctx: Context, handle: str, password: str, display_name: str | 
 
 
 async def log_in(ctx: Context, handle: str, password: str) -> Session:
-    """Exchange a handle and password for a session."""
-    await ctx.services.limiter.hit(f"login:{handle.strip().lower()[:40]}")
-    found = await ctx.services.users.credentials(handle.strip().removeprefix("@"))
+    """Exchange a handle and password for a session. Attempts count per (client address, handle)
+    and per client address, never per handle alone: nobody elsewhere can lock its owner out."""
+    key = handle_key(handle)
+    # The bucket and the look-up take the very same key: "@Alice " and "alice" are one handle.
+    await ctx.services.limits.log_in(ctx.client_key, key)
+    found = await ctx.services.users.credentials(key)
     ok = await ctx.services.passwords.verify(found[1] if found else None, password)
     if not ok or found is None:
         raise Unauthenticated("wrong handle or password")

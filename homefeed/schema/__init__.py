@@ -21,6 +21,7 @@ from homefeed.schema.errors import ErrorCodes, log_errors
 from homefeed.schema.execution import PlannedExecutionContext
 from homefeed.schema.metrics import OperationMetrics
 from homefeed.schema.posts import Post
+from homefeed.schema.ratelimit import RequestLimit
 from homefeed.schema.root import Mutation, Query, Subscription
 from homefeed.schema.users import User
 
@@ -71,6 +72,8 @@ def build_schema(**kwargs: Any) -> strawberry.Schema:
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             # After the validation cache: it needs the document's validation errors, if any.
             CostLimit,
+            # Last: it counts the request, and its refusal replaces any other error.
+            RequestLimit,
         ],
         **kwargs,
     )

@@ -22,11 +22,13 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
-from homefeed.feed.errors import FeedError
+from homefeed.feed.errors import FeedError, RateLimited
 
 log = logging.getLogger("homefeed.errors")
 
 INTERNAL_MESSAGE = "Internal server error"
+# Where a RATE_LIMITED error says how many whole seconds to wait before retrying.
+RETRY_AFTER = "retryAfter"
 SUBSCRIPTION_OVER_HTTP = (
     "subscriptions are served over websockets only: open /graphql with the "
     "graphql-transport-ws (or legacy graphql-ws) subprotocol"
@@ -49,6 +51,8 @@ def is_internal(error: GraphQLError) -> bool:
 def with_code(error: GraphQLError) -> GraphQLError:
     """The error as the client should see it."""
     original = error.original_error
+    if isinstance(original, RateLimited):
+        return _copy(error, error.message, original.code, {RETRY_AFTER: original.retry_after})
     if isinstance(original, FeedError):
         return _copy(error, error.message, original.code)
     if _is_subscription_refusal(original):
@@ -59,7 +63,9 @@ def with_code(error: GraphQLError) -> GraphQLError:
     return _copy(error, error.message, str(code))
 
 
-def _copy(error: GraphQLError, message: str, code: str) -> GraphQLError:
+def _copy(
+    error: GraphQLError, message: str, code: str, more: dict[str, object] | None = None
+) -> GraphQLError:
     return GraphQLError(
         message,
         nodes=error.nodes,
@@ -67,7 +73,7 @@ def _copy(error: GraphQLError, message: str, code: str) -> GraphQLError:
         positions=error.positions,
         path=error.path,
         original_error=None,
-        extensions={**(error.extensions or {}), "code": code},
+        extensions={**(error.extensions or {}), **(more or {}), "code": code},
     )
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
+import threading
 import time
+from collections.abc import Callable
+from typing import Literal
 
 import jwt
 import pytest
@@ -15,7 +18,7 @@ from hypothesis import strategies as st
 
 from homefeed.feed import auth
 from homefeed.feed.auth import MAX_PASSWORD, MIN_PASSWORD, Passwords, Tokens, check_password
-from homefeed.feed.errors import FeedError, InvalidInput, Unauthenticated
+from homefeed.feed.errors import FeedError, InvalidInput, RateLimited, Unauthenticated
 
 SECRET = "auth-test-secret-0123456789abcdefghij"
 TOKENS = Tokens(SECRET, ttl_seconds=3600)
@@ -248,3 +251,84 @@ def test_errors_are_feed_errors_with_safe_messages() -> None:
             TOKENS.verify(token)
         # The message is shown to clients: it must not echo the secret or the token.
         assert SECRET not in str(caught.value) and token not in str(caught.value)
+
+
+# --- the cap on concurrent argon2 work --------------------------------------------------------
+
+
+class HeldHasher(PasswordHasher):
+    """A cheap hasher whose hash/verify, once armed, hold their thread until released, and
+    which records how many ran at once."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.armed = False
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+
+    def _hold(self) -> None:
+        if not self.armed:
+            return
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        self.release.wait(10)
+        with self.lock:
+            self.running -= 1
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        self._hold()
+        return super().hash(password, salt=salt)
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        self._hold()
+        return super().verify(hash, password)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    # The condition changes in worker threads, which cannot set an asyncio.Event: poll it.
+    async with asyncio.timeout(5):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+async def test_argon2_runs_at_most_the_cap_at_once_and_refuses_past_the_line() -> None:
+    hasher = HeldHasher()
+    passwords = Passwords(hasher, concurrency=2, queue=3)
+    hasher.armed = True
+    # Unknown handles (no hash: the decoy) count like anyone else.
+    tasks: list[asyncio.Task[object]] = [
+        asyncio.create_task(passwords.verify(None, "password123")) for _ in range(5)
+    ]
+    tasks += [asyncio.create_task(passwords.hash("password123")) for _ in range(3)]
+    await until(lambda: hasher.running == 2)
+    refused = [t for t in tasks if t.done()]
+    assert len(refused) == 3
+    for task in refused:
+        error = task.exception()
+        assert isinstance(error, RateLimited) and error.retry_after == 1
+    hasher.release.set()
+    results = await asyncio.gather(*(t for t in tasks if t not in refused))
+    assert hasher.peak == 2
+    assert results.count(False) + sum(isinstance(r, str) for r in results) == 5
+
+
+async def test_a_caller_gone_mid_hash_keeps_its_slot_until_the_work_ends() -> None:
+    # A client disconnecting must not free a slot while its argon2 run still takes CPU.
+    hasher = HeldHasher()
+    passwords = Passwords(hasher, concurrency=1, queue=1)
+    hasher.armed = True
+    first = asyncio.create_task(passwords.verify(None, "password123"))
+    await until(lambda: hasher.running == 1)
+    first.cancel()
+    second = asyncio.create_task(passwords.verify(None, "password123"))
+    await asyncio.sleep(0.05)
+    assert hasher.running == 1 and not second.done()  # still waiting for the first's thread
+    with pytest.raises(RateLimited):
+        await passwords.verify(None, "password123")  # line full
+    hasher.release.set()
+    assert await second is False
+    assert hasher.peak == 1
+    assert passwords.gate.busy == 0

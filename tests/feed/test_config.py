@@ -139,10 +139,48 @@ def test_persisted_operation_settings(tmp_path: Path) -> None:
     assert config.load({"HOMEFEED_APQ_STORE_KB": "0"}).apq_store_bytes == 0
 
 
+def test_limit_settings_are_parsed_and_checked() -> None:
+    s = config.load(
+        {
+            "HOMEFEED_QUERY_RATE_LIMIT": "50",
+            "HOMEFEED_ANON_RATE_LIMIT": "0",
+            "HOMEFEED_LOGIN_RATE_LIMIT": "3",
+            "HOMEFEED_LOGIN_ADDRESS_RATE_LIMIT": "30",
+            "HOMEFEED_SIGNUP_RATE_LIMIT": "5",
+            "HOMEFEED_ARGON2_CONCURRENCY": "4",
+            "HOMEFEED_ARGON2_QUEUE": "0",
+            "HOMEFEED_TRUSTED_PROXIES": "10.0.0.0/8, ::1",
+        }
+    )
+    assert (s.query_rate_limit, s.anonymous_rate_limit, s.log_in_limit) == (50, 0, 3)
+    assert (s.log_in_address_limit, s.sign_up_limit) == (30, 5)
+    assert (s.password_concurrency, s.password_queue) == (4, 0)
+    assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+    assert DEFAULTS.trusted_proxies == ()  # X-Forwarded-For is never believed by default
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("APQ_STORE_KB", "-1"), ("APQ_STORE_KB", "lots"), ("TRUSTED_DOCUMENTS", "/nonexistent/manifest.json")],
 )
 def test_invalid_persisted_operation_setting_names_itself(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"HOMEFEED_{name}"):
+        config.load({f"HOMEFEED_{name}": value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("QUERY_RATE_LIMIT", "-1"),
+        ("ANON_RATE_LIMIT", "lots"),
+        ("LOGIN_RATE_LIMIT", "-3"),
+        ("LOGIN_ADDRESS_RATE_LIMIT", "1.5"),
+        ("SIGNUP_RATE_LIMIT", "x"),
+        ("ARGON2_CONCURRENCY", "0"),
+        ("ARGON2_QUEUE", "-1"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.example"),
+    ],
+)
+def test_bad_limit_settings_name_themselves(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=f"HOMEFEED_{name}"):
         config.load({f"HOMEFEED_{name}": value})

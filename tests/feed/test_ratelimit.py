@@ -11,16 +11,18 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from homefeed.feed import ratelimit
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import RateLimited
-from homefeed.feed.ratelimit import RateLimiter
+from homefeed.feed.ratelimit import Bucket, RateLimiter
 
 
 class Clock:
@@ -240,3 +242,129 @@ async def test_limiting_resumes_when_redis_comes_back(settings_: Settings, clock
         proxy.close()
         for link in links:
             link.close()
+
+
+# --- several buckets of one subject: hit_all ---------------------------------------------------
+
+
+class CountingRedis(Redis):
+    """A client that counts round trips: each command sent alone, each pipeline executed."""
+
+    round_trips = 0
+
+    async def execute_command(self, *args: object, **options: object) -> object:
+        self.round_trips += 1
+        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        run = pipe.execute
+
+        async def execute(raise_on_error: bool = True) -> list[Any]:
+            self.round_trips += 1
+            return await run(raise_on_error)
+
+        pipe.execute = execute  # type: ignore[method-assign]
+        return pipe
+
+
+@pytest.fixture
+async def counting(settings_: Settings) -> AsyncIterator[CountingRedis]:
+    assert settings_.redis_url
+    client = cast(CountingRedis, CountingRedis.from_url(settings_.redis_url))
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+PAIR = Bucket("login:alice", 3, 900)
+ADDRESS = Bucket("login", 5, 900)
+
+
+async def test_several_buckets_cost_one_round_trip(
+    counting: CountingRedis, settings_: Settings, clock: Clock
+) -> None:
+    limiter = RateLimiter(counting, settings_.redis_prefix)
+    await limiter.hit_all("a:10.0.0.1", (PAIR, ADDRESS, Bucket("signup", 9, 3600)))
+    assert counting.round_trips == 1
+    await limiter.hit_all("a:10.0.0.1", (Bucket("off", 0, 60),))  # nothing to count: no trip
+    assert counting.round_trips == 1
+
+
+async def test_a_subjects_keys_share_one_cluster_slot(
+    redis: Redis, settings_: Settings, clock: Clock
+) -> None:
+    # On a Redis Cluster the pipeline goes to one node only if every key hashes to one slot.
+    limiter = RateLimiter(redis, settings_.redis_prefix)
+    await limiter.hit_all("a:10.0.0.1", (PAIR, ADDRESS))
+    keys = await prefixed_keys(redis, settings_.redis_prefix)
+    assert len(keys) == 2
+    assert len({key_slot(k) for k in keys}) == 1
+
+
+async def test_each_bucket_keeps_its_own_count(redis: Redis, settings_: Settings, clock: Clock) -> None:
+    limiter = RateLimiter(redis, settings_.redis_prefix)
+    for _ in range(3):
+        await limiter.hit_all("a:1", (PAIR, ADDRESS))
+    with pytest.raises(RateLimited):  # the pair's limit (3) is reached; the address's (5) is not
+        await limiter.hit_all("a:1", (PAIR, ADDRESS))
+    other = Bucket("login:bob", 3, 900)
+    await limiter.hit_all("a:1", (other, ADDRESS))  # the 5th on the address
+    with pytest.raises(RateLimited):  # now the address is spent, whatever the handle
+        await limiter.hit_all("a:1", (Bucket("login:carol", 3, 900), ADDRESS))
+
+
+async def test_retry_after_is_the_rest_of_the_window(redis: Redis, settings_: Settings, clock: Clock) -> None:
+    limiter = RateLimiter(redis, settings_.redis_prefix)
+    hour = Bucket("signup", 1, 3600)
+    clock.now = 1_800_000_000.0 + 600.25  # 600.25 s into an hour-long window
+    await limiter.hit_all("a:1", (hour,))
+    with pytest.raises(RateLimited) as caught:
+        await limiter.hit_all("a:1", (hour,))
+    assert caught.value.retry_after == 3000  # 2999.75 s left, rounded up to whole seconds
+    assert "retry in 3000s" in str(caught.value)
+
+
+async def test_the_longest_wait_among_refusing_buckets_is_reported(
+    redis: Redis, settings_: Settings, clock: Clock
+) -> None:
+    limiter = RateLimiter(redis, settings_.redis_prefix)
+    minute, hour = Bucket("m", 1, 60), Bucket("h", 1, 3600)
+    clock.now = 1_800_000_000.0 + 30  # 30 s into both windows
+    await limiter.hit_all("a:1", (minute, hour))
+    with pytest.raises(RateLimited) as caught:
+        await limiter.hit_all("a:1", (minute, hour))
+    assert caught.value.retry_after == 3570
+
+
+@given(
+    offset=st.floats(min_value=0, max_value=10_000, allow_nan=False),
+    window=st.sampled_from([1, 10, 60, 900, 3600]),
+)
+async def test_waiting_retry_after_always_gets_through(
+    redis: Redis, settings_: Settings, clock: Clock, offset: float, window: int
+) -> None:
+    # The promise a client acts on: wait retryAfter seconds and the next try is counted afresh,
+    # never much later than needed (at most one window).
+    prefix = f"{settings_.redis_prefix}:{uuid.uuid4().hex[:8]}"
+    limiter = RateLimiter(redis, prefix)
+    bucket = Bucket("b", 1, window)
+    clock.now = 1_800_000_000.0 + offset
+    await limiter.hit_all("s", (bucket,))
+    with pytest.raises(RateLimited) as caught:
+        await limiter.hit_all("s", (bucket,))
+    wait = caught.value.retry_after
+    assert 1 <= wait <= window
+    clock.now += wait
+    await limiter.hit_all("s", (bucket,))
+
+
+async def test_hit_all_fails_open_when_redis_is_down(clock: Clock) -> None:
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        limiter = RateLimiter(dead, "down")
+        for _ in range(5):
+            await limiter.hit_all("a:1", (Bucket("x", 1, 60), Bucket("y", 1, 60)))
+    finally:
+        await dead.aclose()

@@ -60,7 +60,7 @@ async def test_open_services_works_end_to_end_and_close_lets_go(settings_: Setti
         assert await services.posts.by_ids([post.id]) == [post]
         assert services.tokens.verify(services.tokens.issue(user.id)) == user.id
         assert services.cursors.decode("s", services.cursors.encode("s", 5)) == 5
-        await services.limiter.hit("w:opened")
+        await services.limits.write(user.id)
         assert await services.redis.ping()
         page = await services.feeds.home(user.id, 10, None)  # takes the read path's connections
         assert isinstance(page.post_ids, list)
@@ -137,10 +137,10 @@ async def test_settings_reach_the_parts(settings_: Settings) -> None:
     try:
         claims = jwt.decode(services.tokens.issue(3), options={"verify_signature": False})
         assert claims["exp"] - claims["iat"] == 2 * 86_400
-        await services.limiter.hit("w:3")
-        await services.limiter.hit("w:3")
+        await services.limits.write(3)
+        await services.limits.write(3)
         with pytest.raises(RateLimited, match="limit is 2"):
-            await services.limiter.hit("w:3")
+            await services.limits.write(3)
     finally:
         await services.close()
 
@@ -149,7 +149,7 @@ async def test_rate_limit_zero_switches_limits_off(settings_: Settings) -> None:
     services = await open_services(settings_.with_(rate_limit_per_minute=0), passwords=FAST)
     try:
         for _ in range(50):
-            await services.limiter.hit("w:1")
+            await services.limits.write(1)
     finally:
         await services.close()
 

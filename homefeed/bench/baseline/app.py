@@ -28,6 +28,8 @@ def baseline_app() -> Starlette:
     async def opener(settings: Settings) -> Services:
         return await open_baseline_services(settings, snapshot)
 
-    # Nothing is written: there is no outbox for a fan-out worker to poll.
-    settings = config.load().with_(inprocess_worker=False)
+    # Nothing is written: there is no outbox for a fan-out worker to poll. Nor is anything
+    # counted: the baseline has no Redis, so its query limits are off (the bench turns the real
+    # app's off too, so both sides serve the same work).
+    settings = config.load().with_(inprocess_worker=False, query_rate_limit=0, anonymous_rate_limit=0)
     return create_app(settings, opener=opener)

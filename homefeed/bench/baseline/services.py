@@ -20,8 +20,8 @@ from homefeed.feed.config import Settings
 from homefeed.feed.cursors import Cursors
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.feeds import Feeds, check_first
+from homefeed.feed.limits import Limits
 from homefeed.feed.live import LiveHub, Notices
-from homefeed.feed.ratelimit import RateLimiter
 from homefeed.feed.records import Page, Post, User
 from homefeed.feed.services import Services
 from homefeed.feed.store.likes import Likes
@@ -121,7 +121,7 @@ async def open_baseline_services(settings: Settings, snapshot: Path) -> Services
         cursors=Cursors(secret),
         tokens=Tokens(secret, settings.token_ttl_days * 86400),
         passwords=Passwords(),
-        limiter=RateLimiter(redis, settings.redis_prefix, settings.rate_limit_per_minute),
+        limits=Limits(redis, settings),
         notices=Notices(redis, settings.redis_prefix),
         live=LiveHub(redis, pool, posts, settings.redis_prefix),
     )

@@ -30,6 +30,12 @@ def user_from_row(row: asyncpg.Record) -> User:
     )
 
 
+def handle_key(handle: str) -> str:
+    """What a handle is looked up (and rate-limited) by: trimmed, without a leading @, lower case.
+    Handles are unique ignoring case, so every spelling of one handle has one key."""
+    return handle.strip().removeprefix("@").lower()
+
+
 def clean_handle(handle: str) -> str:
     """A valid handle or InvalidInput saying what is allowed."""
     handle = handle.strip().removeprefix("@")

@@ -9,6 +9,8 @@ extensions do is done here directly, in the same order, with the same functions:
 - parsing with the token limit, validation with the same rules (graphql's, Strawberry's and
   the depth and alias limits), once per document text;
 - the cost check and the cost in `extensions` (CostLimit);
+- the request's count against the rate limits (RequestLimit): RateLimited propagates, for the
+  caller to answer as the view would;
 - execution by graphql-core's `execute` with the planned executor and Strawberry's
   arguments (`Schema.execute`);
 - internal errors logged, then every error coded and masked (process_errors, ErrorCodes);
@@ -112,13 +114,15 @@ class FastPath:
         extensions: dict[str, Any] | None,
         context: Context,
     ) -> bytes | None:
-        """The response body, or None when the operation is over its cost budget."""
+        """The response body, or None when the operation is over its cost budget (the view answers
+        it, and counts it). RateLimited when the request is over its rate limit."""
         start = time.perf_counter()
         graphql_schema = self.schema._schema
         budget = budget_of(context)
         cost = counted_cost(graphql_schema, prepared.document, prepared.operation_name, variables)
         if cost > budget:
             return None
+        await context.count_operation()
         try:
             result = execute(
                 graphql_schema,
