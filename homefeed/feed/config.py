@@ -78,6 +78,13 @@ class Settings:
     apq_store_bytes: int = 2 * 1024 * 1024
     # A relay-compiler or Apollo manifest: when set, only its operations run.
     trusted_documents: Path | None = None
+    # RANKED: how far back candidates go, and how long a first page's ranked order is kept for paging.
+    ranked_window_hours: int = 72
+    # Most candidates one RANKED first page scores (the newest within the window).
+    ranked_candidates: int = 800
+    ranked_snapshot_seconds: int = 1800
+    # The learned ranking model's file (None: <data dir>/rank_model.json); the heuristic ranks without one.
+    rank_model: Path | None = None
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed."""
@@ -200,7 +207,18 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         query_cost_budget=_int(env, "QUERY_COST_BUDGET", DEFAULTS.query_cost_budget, 1),
         apq_store_bytes=_int(env, "APQ_STORE_KB", DEFAULTS.apq_store_bytes // 1024, 0, 1024 * 1024) * 1024,
         trusted_documents=_file(env, "TRUSTED_DOCUMENTS"),
+        ranked_window_hours=_int(env, "RANKED_WINDOW_HOURS", DEFAULTS.ranked_window_hours, 1, 24 * 30),
+        ranked_candidates=_int(env, "RANKED_CANDIDATES", DEFAULTS.ranked_candidates, 1, 10_000),
+        ranked_snapshot_seconds=_int(
+            env, "RANKED_SNAPSHOT_SECONDS", DEFAULTS.ranked_snapshot_seconds, 1800, 7 * 86400
+        ),
+        rank_model=Path(env[PREFIX + "RANK_MODEL"]) if env.get(PREFIX + "RANK_MODEL", "").strip() else None,
     )
+
+
+def rank_model_path(settings: Settings) -> Path:
+    """Where the ranking model file is (HOMEFEED_RANK_MODEL, else under the data dir)."""
+    return settings.rank_model or settings.data_dir / "rank_model.json"
 
 
 def jwt_secret(settings: Settings) -> str:

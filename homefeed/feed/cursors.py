@@ -33,6 +33,14 @@ class Cursors:
 
     def decode(self, scope: str, cursor: str) -> int:
         """The position in a cursor of `scope`; InvalidInput for anything malformed or foreign."""
+        got_scope, position = self.decode_under(scope, cursor)
+        if got_scope != scope:
+            raise InvalidInput("cursor belongs to another list")
+        return position
+
+    def decode_under(self, prefix: str, cursor: str) -> tuple[str, int]:
+        """The scope and position of a cursor whose scope starts with `prefix` (a family of
+        lists, such as one viewer's ranked snapshots); InvalidInput for anything else."""
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         except (binascii.Error, ValueError):
@@ -41,6 +49,6 @@ class Cursors:
         if len(raw) <= _MAC_BYTES or not hmac.compare_digest(mac, self._mac(payload)):
             raise InvalidInput("malformed cursor")
         got_scope, _, position = payload.decode(errors="replace").rpartition("|")
-        if got_scope != scope:
+        if not got_scope.startswith(prefix):
             raise InvalidInput("cursor belongs to another list")
-        return int(position)
+        return got_scope, int(position)

@@ -399,6 +399,13 @@ class Feeds:
         await self._visible_into(found, viewer, ids, len(ids))
         return found.posts
 
+    async def visible_page(self, viewer: int, ids: Sequence[int]) -> Page:
+        """Like `visible`, with the posts' authors and the viewer's likes, as a page (newest first)."""
+        found = _Found([], {}, set())
+        if ids:
+            await self._visible_into(found, viewer, ids, len(ids))
+        return found.page([p.id for p in found.posts], False, viewer)
+
     async def _visible_into(self, found: _Found, viewer: int, ids: Sequence[int], limit: int) -> None:
         # The hottest loop of a read. Rows unpack by position (`ord`, then visible.COLUMNS), and
         # records are built by tuple.__new__: a named tuple's own __new__ is a Python function,

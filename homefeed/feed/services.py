@@ -15,6 +15,9 @@ from homefeed.feed.cursors import Cursors
 from homefeed.feed.feeds import Feeds
 from homefeed.feed.limits import Limits
 from homefeed.feed.live import LiveHub, Notices
+from homefeed.feed.ranking.ranker import Ranker
+from homefeed.feed.ranking.scoring import Scorer
+from homefeed.feed.ranking.snapshots import Snapshots
 from homefeed.feed.store.likes import Likes
 from homefeed.feed.store.pool import create_pool
 from homefeed.feed.store.posts import Posts
@@ -40,6 +43,7 @@ class Services:
     limits: Limits
     notices: Notices
     live: LiveHub
+    ranker: Ranker
 
     async def close(self) -> None:
         """Close the live hub and the pools."""
@@ -64,6 +68,9 @@ def build_services(
     """The engine objects over open connections."""
     secret = config.jwt_secret(settings)
     posts = Posts(pool)
+    feeds = Feeds(pool, redis, posts, settings)
+    snapshots = Snapshots(redis, settings.redis_prefix, settings.ranked_snapshot_seconds)
+    ranker = Ranker(pool, feeds, snapshots, Scorer(config.rank_model_path(settings)), settings)
     return Services(
         settings=settings,
         pool=pool,
@@ -72,7 +79,7 @@ def build_services(
         posts=posts,
         relations=Relations(pool),
         likes=Likes(pool),
-        feeds=Feeds(pool, redis, posts, settings),
+        feeds=feeds,
         cursors=Cursors(secret),
         tokens=Tokens(secret, settings.token_ttl_days * 86400),
         passwords=passwords
@@ -80,4 +87,5 @@ def build_services(
         limits=Limits(redis, settings),
         notices=Notices(redis, settings.redis_prefix),
         live=LiveHub(redis, pool, posts, settings.redis_prefix),
+        ranker=ranker,
     )

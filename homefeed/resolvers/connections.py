@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from homefeed.feed.records import Page, Post, User
@@ -27,6 +28,8 @@ class PostSlice:
     authors: dict[int, User] = field(default_factory=dict)
     liked: frozenset[int] | None = None
     followed: frozenset[int] | None = None
+    # RANKED pages: each ranked post's score (posts past the ranked snapshot have none).
+    scores: Mapping[int, float] | None = None
 
 
 def home_scope(viewer: int) -> str:
@@ -44,16 +47,29 @@ def decode_after(ctx: Context, scope: str, after: str | None) -> int | None:
     return None if after is None else ctx.services.cursors.decode(scope, after)
 
 
-async def hydrate(ctx: Context, scope: str, page: Page, *, after: str | None) -> PostSlice:
+async def hydrate(
+    ctx: Context,
+    scope: str,
+    page: Page,
+    *,
+    after: str | None,
+    cursors: Mapping[int, str] | None = None,
+    scores: Mapping[int, float] | None = None,
+) -> PostSlice:
     """The page's posts, with what its read already knows about them; the rest are loaded in one
-    batch, and a post deleted since the page was read is skipped."""
+    batch, and a post deleted since the page was read is skipped. Cursors are the post ids in
+    `scope`, unless given per post."""
     read: dict[int, Post | None] = {p.id: p for p in page.posts}
     missing = [i for i in page.post_ids if i not in read]
     if missing:
         loaded = await (await ctx.loaders()).posts.load_many(missing)
         read.update(zip(missing, loaded, strict=True))
     encode = ctx.services.cursors.encode
-    edges = [(encode(scope, p.id), p) for p in (read[i] for i in page.post_ids) if p is not None]
+    shown = (p for p in (read[i] for i in page.post_ids) if p is not None)
+    if cursors is None:
+        edges = [(encode(scope, p.id), p) for p in shown]
+    else:
+        edges = [(cursors[p.id], p) for p in shown]
     return PostSlice(
         edges=edges,
         has_next=page.has_next,
@@ -62,4 +78,5 @@ async def hydrate(ctx: Context, scope: str, page: Page, *, after: str | None) ->
         authors={a.id: a for a in page.authors},
         liked=page.liked,
         followed=page.followed,
+        scores=scores,
     )

@@ -1,10 +1,14 @@
-"""The home feed's resolver."""
+"""The home feed's resolvers: LATEST (newest first) and RANKED ("For You")."""
 
 from __future__ import annotations
 
 from homefeed.feed.errors import Unauthenticated
+from homefeed.feed.ranking.ranker import RankedPage
 from homefeed.resolvers.connections import PostSlice, decode_after, home_scope, hydrate, page_size
 from homefeed.resolvers.context import GONE, Context
+
+# A RANKED cursor's scope: the viewer, then the snapshot's name, or this for LATEST order past it.
+PAST_SNAPSHOT = "latest"
 
 
 async def home_feed(ctx: Context, first: int | None, after: str | None) -> PostSlice:
@@ -22,3 +26,46 @@ async def home_feed(ctx: Context, first: int | None, after: str | None) -> PostS
     else:
         ctx.vouch(viewer_id)
     return await hydrate(ctx, scope, page, after=after)
+
+
+def ranked_scope(viewer: int) -> str:
+    """The prefix of every cursor of a viewer's ranked feed."""
+    return f"ranked:{viewer}:"
+
+
+async def ranked_feed(ctx: Context, first: int | None, after: str | None) -> PostSlice:
+    """A page of the signed-in user's ranked feed: the first ranks and keeps a snapshot; a cursor
+    names the snapshot and a position in it, or (past it) a post id in LATEST order."""
+    viewer_id = await ctx.require_viewer()
+    size = page_size(first)
+    ranker = ctx.services.ranker
+    prefix = ranked_scope(viewer_id)
+    if after is None:
+        ranked = await ranker.first(viewer_id, size)
+    else:
+        scope, position = ctx.services.cursors.decode_under(prefix, after)
+        name = scope[len(prefix) :]
+        if name == PAST_SNAPSHOT:
+            ranked = await ranker.below(viewer_id, size, position)
+        else:
+            ranked = await ranker.at(viewer_id, size, name, position + 1)
+    return await hydrate(
+        ctx, prefix, ranked.page, after=after, cursors=_cursors(ctx, prefix, ranked), scores=_scores(ranked)
+    )
+
+
+def _cursors(ctx: Context, prefix: str, ranked: RankedPage) -> dict[int, str]:
+    encode = ctx.services.cursors.encode
+    snapshot, past = prefix + (ranked.snapshot or ""), prefix + PAST_SNAPSHOT
+    return {
+        post_id: encode(past, post_id) if position is None else encode(snapshot, position)
+        for post_id, position in zip(ranked.page.post_ids, ranked.positions, strict=True)
+    }
+
+
+def _scores(ranked: RankedPage) -> dict[int, float]:
+    return {
+        post_id: score
+        for post_id, score in zip(ranked.page.post_ids, ranked.scores, strict=True)
+        if score is not None
+    }

@@ -29,10 +29,19 @@ class PageInfo:
 class PostEdge:
     cursor: str
     node: Post
+    score: float | None = strawberry.field(
+        default=None, description="The post's ranking score on a RANKED page; null otherwise."
+    )
 
 
 def _edges(root: strawberry.Parent[PostSlice], info: Info) -> list[PostEdge]:
-    return [PostEdge(cursor=c, node=_post_of(p, root, info.context)) for c, p in root.edges]
+    scores = root.scores
+    if scores is None:
+        return [PostEdge(cursor=c, node=_post_of(p, root, info.context)) for c, p in root.edges]
+    return [
+        PostEdge(cursor=c, node=_post_of(p, root, info.context), score=scores.get(p.id))
+        for c, p in root.edges
+    ]
 
 
 def _page_info(root: strawberry.Parent[PostSlice]) -> PageInfo:

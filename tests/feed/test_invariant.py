@@ -6,6 +6,8 @@ user's home feed (every page, in order) is the same with the threshold at 0
 both ways, with hysteresis), with full and with tiny timelines (paging runs from
 Redis into PostgreSQL history, lists are trimmed), once the workers are idle; and
 it equals the pull query and a pure-Python oracle of the feed's rules (docs/design.md).
+The RANKED feed (every page, through its snapshot and past it) is the same in every world too,
+ranked at the same instant, and holds exactly the oracle's posts, each once. Likes feed its ranking.
 That holds too when workers are unlucky: jobs run out of order, fail mid-way and are
 retried, or are abandoned mid-way by a worker that dies and redone after its lease.
 
@@ -21,6 +23,7 @@ import contextlib
 import math
 import os
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -101,7 +104,8 @@ class World:
         """Empty the world and create the users of a new history."""
         await self.close()
         await self.pool.execute(
-            "TRUNCATE users, posts, follows, followers, blocks, mutes, likes, outbox, dead_jobs"
+            "TRUNCATE users, posts, follows, followers, blocks, mutes, likes, outbox, dead_jobs,"
+            " affinity, author_days, impressions"
         )
         # Ids take the low 12 bits from this sequence: restarting keeps it far from wrapping
         # inside one millisecond, so ids follow creation order, as the oracle assumes.
@@ -393,6 +397,16 @@ class Harness:
 
         await self._each(act, expected, f"u{a} {verb}s u{b}")
 
+    async def like(self, user: int, post: int) -> None:
+        m = self.model
+        author = m.authors[post]
+        expected = "NOT_FOUND" if post in m.deleted else "FORBIDDEN" if m.blocked(user, author) else None
+
+        async def like(w: World) -> None:
+            await w.engine.likes.like(w.users[user], w.post_ids[post])
+
+        await self._each(like, expected, f"u{user} likes p{post}")
+
     async def flush(self, world: int) -> None:
         await self.worlds[world].flush()
 
@@ -434,6 +448,45 @@ class Harness:
             assert draining == 0, f"{w.spec.name}: {draining} author(s) stuck draining"
         results = await together(*(self._check_world(w, sizes) for w in self.worlds))
         assert all(results)
+        await self.check_ranked(sizes)
+
+    async def ranked(self, w: World, viewer: int, sizes: Sequence[int], now: float) -> list[int]:
+        """Every page of the viewer's RANKED feed, ranked at `now`, as creation indices."""
+        ranker = w.engine.ranker
+        ranker.clock = lambda: now
+        user = w.users[viewer]
+        what = f"ranked feed of u{viewer} in {w.spec.name}"
+        page = await ranker.first(user, sizes[0])
+        got = list(page.page.post_ids)
+        n = 0
+        while page.page.has_next:
+            n += 1
+            assert len(page.page.post_ids) == sizes[(n - 1) % len(sizes)], f"{what}: page {n - 1} short"
+            size = sizes[n % len(sizes)]
+            position = page.positions[-1]
+            if position is None:
+                page = await ranker.below(user, size, page.page.post_ids[-1])
+            else:
+                assert page.snapshot is not None
+                page = await ranker.at(user, size, page.snapshot, position + 1)
+            assert page.page.post_ids, f"{what}: has_next was true on page {n - 1}, but page {n} is empty"
+            got += page.page.post_ids
+            assert n < 10_000, f"{what}: never ends"
+        assert len(got) == len(set(got)), f"{what}: a post repeats"
+        return self._indices(w, got)
+
+    async def check_ranked(self, sizes: Sequence[int]) -> None:
+        """RANKED is the same in every world, and holds the oracle's posts once each."""
+        now = time.time()
+        for viewer in range(USERS):
+            walks = await together(*(self.ranked(w, viewer, sizes, now) for w in self.worlds))
+            expected = sorted(self.model.feed(viewer))
+            for world, got in zip(self.worlds, walks, strict=True):
+                assert sorted(got) == expected, f"ranked feed of u{viewer} in {world.spec.name}: {got}"
+                first = self.worlds[0].spec.name
+                assert got == walks[0], (
+                    f"ranked feed of u{viewer}: {world.spec.name} {got} != {first} {walks[0]}"
+                )
 
     async def _check_world(self, w: World, sizes: Sequence[int]) -> bool:
         viewers = range(USERS)
@@ -465,6 +518,7 @@ class Op:
 
 ops = st.one_of(
     st.builds(Op, st.just("post"), users_, st.just(0)),
+    st.builds(Op, st.just("like"), users_, picks),
     st.builds(Op, st.just("delete"), picks, st.just(0)),
     st.builds(Op, st.sampled_from(VERBS), users_, users_),
 )
@@ -504,10 +558,16 @@ class InvariantMachine(RuleBasedStateMachine):
             return self._post(op.a)
         if op.kind == "delete":
             return self._delete_own(op.a)
+        if op.kind == "like":
+            return self._like(op.a, op.b)
         return self.h.relate(op.kind, op.a, op.b)
 
     async def _post(self, user: int) -> None:
         await self.h.post(user)
+
+    async def _like(self, user: int, pick: int) -> None:
+        if self.h.model.authors:
+            await self.h.like(user, pick % len(self.h.model.authors))
 
     async def _delete_own(self, pick: int) -> None:
         if self.h.model.authors:
@@ -525,6 +585,10 @@ class InvariantMachine(RuleBasedStateMachine):
             self.run(self._delete_own(pick))
         elif self.h.model.authors:
             self.run(self.h.delete(pick % len(self.h.model.authors), by))
+
+    @rule(user=users_, pick=picks)
+    def like(self, user: int, pick: int) -> None:
+        self.run(self._like(user, pick))
 
     # Follows get rules of their own: follower counts crossing the thresholds need many of them.
     @rule(a=users_, b=users_)

@@ -22,6 +22,9 @@ from homefeed.feed.errors import InvalidInput
 from homefeed.feed.feeds import Feeds, check_first
 from homefeed.feed.limits import Limits
 from homefeed.feed.live import LiveHub, Notices
+from homefeed.feed.ranking.ranker import Ranker
+from homefeed.feed.ranking.scoring import Scorer
+from homefeed.feed.ranking.snapshots import Snapshots
 from homefeed.feed.records import Page, Post, User
 from homefeed.feed.services import Services
 from homefeed.feed.store.likes import Likes
@@ -109,6 +112,7 @@ async def open_baseline_services(settings: Settings, snapshot: Path) -> Services
     pool = cast(asyncpg.Pool, _Untouched())
     redis = cast(Redis, _Untouched())
     posts = MemoryPosts(snap)
+    feeds = MemoryFeeds(snap, settings)
     return Services(
         settings=settings,
         pool=pool,
@@ -117,11 +121,13 @@ async def open_baseline_services(settings: Settings, snapshot: Path) -> Services
         posts=posts,
         relations=MemoryRelations(snap),
         likes=MemoryLikes(snap),
-        feeds=MemoryFeeds(snap, settings),
+        feeds=feeds,
         cursors=Cursors(secret),
         tokens=Tokens(secret, settings.token_ttl_days * 86400),
         passwords=Passwords(),
         limits=Limits(redis, settings),
         notices=Notices(redis, settings.redis_prefix),
         live=LiveHub(redis, pool, posts, settings.redis_prefix),
+        # The baseline captures LATEST pages only; a ranked read would touch the absent storage.
+        ranker=Ranker(pool, cast(Feeds, feeds), Snapshots(redis, "", 1), Scorer(None), settings),
     )

@@ -1,4 +1,5 @@
-"""Likes in PostgreSQL, with the post's like count kept in step in the same statement."""
+"""Likes in PostgreSQL, with the post's like count and the ranked feed's aggregates (affinity,
+author engagement) kept in step in the same statement."""
 
 from __future__ import annotations
 
@@ -40,10 +41,20 @@ class Likes:
             await conn.execute(
                 """WITH ins AS (
                        INSERT INTO likes (user_id, post_id) VALUES ($1, $2)
-                       ON CONFLICT DO NOTHING RETURNING post_id
+                       ON CONFLICT DO NOTHING RETURNING post_id, created_at
+                   ), counted AS (
+                       UPDATE posts SET like_count = like_count + 1
+                       WHERE id IN (SELECT post_id FROM ins)
+                       RETURNING author_id
+                   ), affinity AS (
+                       INSERT INTO affinity AS a (user_id, author_id, day, likes)
+                       SELECT $1, c.author_id, (i.created_at AT TIME ZONE 'UTC')::date, 1
+                       FROM counted c, ins i
+                       ON CONFLICT (user_id, author_id, day) DO UPDATE SET likes = a.likes + 1
                    )
-                   UPDATE posts SET like_count = like_count + 1
-                   WHERE id IN (SELECT post_id FROM ins)""",
+                   INSERT INTO author_days AS d (author_id, day, likes)
+                   SELECT c.author_id, (i.created_at AT TIME ZONE 'UTC')::date, 1 FROM counted c, ins i
+                   ON CONFLICT (author_id, day) DO UPDATE SET likes = d.likes + 1""",
                 user_id,
                 post_id,
             )
@@ -54,10 +65,21 @@ class Likes:
             await self._check(conn, user_id, post_id)
             await conn.execute(
                 """WITH gone AS (
-                       DELETE FROM likes WHERE user_id = $1 AND post_id = $2 RETURNING post_id
+                       DELETE FROM likes WHERE user_id = $1 AND post_id = $2 RETURNING post_id, created_at
+                   ), counted AS (
+                       UPDATE posts SET like_count = like_count - 1
+                       WHERE id IN (SELECT post_id FROM gone)
+                       RETURNING author_id
+                   ), affinity AS (
+                       -- The like is taken off the day it was counted on.
+                       UPDATE affinity a SET likes = greatest(a.likes - 1, 0)
+                       FROM counted c, gone g
+                       WHERE a.user_id = $1 AND a.author_id = c.author_id
+                         AND a.day = (g.created_at AT TIME ZONE 'UTC')::date
                    )
-                   UPDATE posts SET like_count = like_count - 1
-                   WHERE id IN (SELECT post_id FROM gone)""",
+                   UPDATE author_days d SET likes = greatest(d.likes - 1, 0)
+                   FROM counted c, gone g
+                   WHERE d.author_id = c.author_id AND d.day = (g.created_at AT TIME ZONE 'UTC')::date""",
                 user_id,
                 post_id,
             )

@@ -68,6 +68,11 @@ class Posts:
                 ), job AS (
                     INSERT INTO outbox (kind, actor_id, subject_id)
                     SELECT 'post', author_id, id FROM p
+                ), counted AS (
+                    -- The author's posts per day: the ranked feed's engagement rate divides by it.
+                    INSERT INTO author_days AS d (author_id, day, posts)
+                    SELECT author_id, (now() AT TIME ZONE 'UTC')::date, 1 FROM p
+                    ON CONFLICT (author_id, day) DO UPDATE SET posts = d.posts + 1
                 )
                 SELECT {_COLUMNS} FROM p""",
             author_id,

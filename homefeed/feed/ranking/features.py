@@ -1,0 +1,162 @@
+"""The ranked feed's candidates and their features, read in one PostgreSQL statement per page.
+
+Candidates are the viewer's visible posts (their own and their followees', not deleted, muted or
+blocked either way) from the newest back to the window, at most `cap` of them: the same posts
+LATEST shows at the top of the feed, read from the source of truth, so they depend neither on
+the celebrity threshold nor on what Redis holds. Features come from aggregates the write path
+keeps (posts.like_count, affinity, author_days; migration 0005): nothing is recounted per read
+except the likes by the viewer's followees on the candidates (social proof), one index range
+per followee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+import numpy as np
+import numpy.typing as npt
+
+from homefeed.feed.ids import EPOCH_MS, SEQUENCE_BITS, lowest_id_at
+
+# Model inputs, in this order (impressions store them so; a model file names them).
+NAMES = ("age_hours", "log_likes", "log_velocity", "log_social", "log_affinity", "own", "log_author_rate")
+AFFINITY_DAYS = 30
+AUTHOR_RATE_DAYS = 7
+
+_TAIL = """
+, social AS (
+    SELECT l.post_id, count(*)::int AS n
+    FROM follows f
+    JOIN likes l ON l.user_id = f.followee_id AND l.post_id >= (SELECT min(id) FROM cand)
+    WHERE f.follower_id = $1 AND l.post_id IN (SELECT id FROM cand)
+    GROUP BY l.post_id
+), aff AS (
+    SELECT author_id, sum(likes)::int AS n FROM affinity
+    WHERE user_id = $1 AND day >= $2 GROUP BY author_id
+), top AS (
+    SELECT author_id FROM aff WHERE n > 0 AND author_id <> $1 ORDER BY n DESC, author_id LIMIT 3
+), rate AS (
+    SELECT author_id, sum(likes)::float8 / greatest(sum(posts), 1) AS r FROM author_days
+    WHERE author_id IN (SELECT DISTINCT author_id FROM cand) AND day >= $3 GROUP BY author_id
+)
+SELECT c.id, c.author_id, c.like_count, coalesce(s.n, 0) AS social, coalesce(aff.n, 0) AS affinity,
+       coalesce(rate.r, 0) AS rate, c.author_id IN (SELECT author_id FROM top) AS top
+FROM cand c
+LEFT JOIN social s ON s.post_id = c.id
+LEFT JOIN aff ON aff.author_id = c.author_id
+LEFT JOIN rate ON rate.author_id = c.author_id
+ORDER BY c.id DESC
+"""
+
+# $4: the window's lowest id, $5: most candidates.
+CANDIDATES = (
+    """
+WITH cand AS (
+    SELECT p.id, p.author_id, p.like_count
+    FROM (SELECT followee_id AS author_id FROM follows WHERE follower_id = $1 UNION SELECT $1) a
+    CROSS JOIN LATERAL (
+        SELECT id, author_id, like_count FROM posts
+        WHERE author_id = a.author_id AND deleted_at IS NULL AND id >= $4
+        ORDER BY id DESC LIMIT $5
+    ) p
+    WHERE NOT EXISTS (SELECT 1 FROM mutes WHERE muter_id = $1 AND muted_id = a.author_id)
+      AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = a.author_id)
+      AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = a.author_id AND blocked_id = $1)
+    ORDER BY p.id DESC LIMIT $5
+)"""
+    + _TAIL
+)
+
+# $4: the posts (already shown, so not filtered again).
+OF_POSTS = (
+    """
+WITH cand AS (SELECT id, author_id, like_count FROM posts WHERE id = ANY($4::bigint[]))"""
+    + _TAIL
+)
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Candidates newest first, one array element per post, with their features."""
+
+    ids: I64
+    authors: I64
+    likes: F64
+    social: F64
+    affinity: F64
+    author_rate: F64
+    # The author is one of the viewer's top-3 affinity authors (30 days).
+    top_author: B
+    now_ms: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def age_hours(self) -> F64:
+        """Hours since each post was made (never negative)."""
+        made = (self.ids >> SEQUENCE_BITS) + EPOCH_MS
+        age: F64 = np.maximum(self.now_ms - made, 0) / 3_600_000.0
+        return age
+
+    def own(self, viewer: int) -> F64:
+        """1.0 for the viewer's own posts."""
+        own: F64 = (self.authors == viewer).astype(np.float64)
+        return own
+
+    def matrix(self, viewer: int) -> F64:
+        """The model's inputs (NAMES), one row per candidate."""
+        age = self.age_hours
+        velocity = self.likes / (age + 2.0)
+        x: F64 = np.column_stack(
+            (
+                age,
+                np.log1p(self.likes),
+                np.log1p(velocity),
+                np.log1p(self.social),
+                np.log1p(self.affinity),
+                self.own(viewer),
+                np.log1p(self.author_rate),
+            )
+        )
+        return x
+
+
+def _days(now_ms: int) -> tuple[date, date]:
+    today = datetime.fromtimestamp(now_ms / 1000, tz=UTC).date()
+    return today - timedelta(days=AFFINITY_DAYS - 1), today - timedelta(days=AUTHOR_RATE_DAYS - 1)
+
+
+def _candidates(rows: Sequence[asyncpg.Record], now_ms: int) -> Candidates:
+    n = len(rows)
+    return Candidates(
+        ids=np.fromiter((r[0] for r in rows), np.int64, n),
+        authors=np.fromiter((r[1] for r in rows), np.int64, n),
+        likes=np.fromiter((r[2] for r in rows), np.float64, n),
+        social=np.fromiter((r[3] for r in rows), np.float64, n),
+        affinity=np.fromiter((r[4] for r in rows), np.float64, n),
+        author_rate=np.fromiter((r[5] for r in rows), np.float64, n),
+        top_author=np.fromiter((r[6] for r in rows), np.bool_, n),
+        now_ms=now_ms,
+    )
+
+
+async def read_candidates(
+    pool: asyncpg.Pool, viewer: int, now_ms: int, window_ms: int, cap: int
+) -> Candidates:
+    """The viewer's candidates within the window (newest `cap`), with their features."""
+    rows = await pool.fetch(CANDIDATES, viewer, *_days(now_ms), lowest_id_at(now_ms - window_ms), cap)
+    return _candidates(rows, now_ms)
+
+
+async def read_features(pool: asyncpg.Pool, viewer: int, ids: Sequence[int], now_ms: int) -> Candidates:
+    """Features of given posts for a viewer (newest first; missing posts left out)."""
+    rows = await pool.fetch(OF_POSTS, viewer, *_days(now_ms), list(ids))
+    return _candidates(rows, now_ms)

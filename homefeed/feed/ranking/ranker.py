@@ -1,0 +1,157 @@
+"""Pages of the RANKED home feed.
+
+The first page (no cursor) reads the candidates and their features in one statement, scores them
+(model or heuristic), re-ranks them (diversity, guaranteed slots) and stores the whole order as
+a snapshot; its cursors name the snapshot and a position. Later pages read the snapshot, so they
+never repeat or skip one of its posts whatever is posted or liked meanwhile; posts deleted or
+hidden since are dropped at read, and the page is filled from further down. Past the snapshot
+the feed continues in LATEST order below its oldest candidate, so it ends only where history does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+import numpy as np
+from redis.exceptions import RedisError
+
+from homefeed.feed.config import Settings
+from homefeed.feed.errors import InvalidInput
+from homefeed.feed.feeds import Feeds, check_first
+from homefeed.feed.ranking.features import Candidates, read_candidates
+from homefeed.feed.ranking.rerank import rerank
+from homefeed.feed.ranking.scoring import Scorer
+from homefeed.feed.ranking.snapshots import NO_FLOOR, Snapshot, Snapshots, new_name
+from homefeed.feed.records import Page
+
+log = logging.getLogger(__name__)
+
+EXPIRED = "ranked cursor expired; start from the first page"
+
+
+@dataclass(frozen=True)
+class RankedPage:
+    """A page of the ranked feed: per post (aligned with page.post_ids) its snapshot position and
+    score, both None for posts past the snapshot (LATEST order, whose cursor is the post id)."""
+
+    page: Page
+    snapshot: str | None
+    positions: list[int | None]
+    scores: list[float | None]
+    # The candidates and the viewer, when this page ranked them (for impression logging).
+    candidates: Candidates | None = None
+
+
+class Ranker:
+    """Answers RANKED pages for one process."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        feeds: Feeds,
+        snapshots: Snapshots,
+        scorer: Scorer,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pool = pool
+        self._feeds = feeds
+        self.snapshots = snapshots
+        self.scorer = scorer
+        self.window_ms = settings.ranked_window_hours * 3_600_000
+        self.cap = settings.ranked_candidates
+        self.clock = clock
+
+    async def first(self, viewer: int, first: int) -> RankedPage:
+        """The first page: rank the candidates now and keep the order as a snapshot."""
+        check_first(first)
+        now_ms = int(self.clock() * 1000)
+        candidates = await read_candidates(self._pool, viewer, now_ms, self.window_ms, self.cap)
+        scores = self.scorer.score(candidates, viewer)
+        order = np.asarray(rerank(candidates, scores, first), dtype=np.int64)
+        floor = int(candidates.ids.min()) if len(candidates) else NO_FLOOR
+        snapshot = Snapshot(candidates.ids[order], scores[order], floor)
+        name = new_name()
+        try:
+            await self.snapshots.put(viewer, name, snapshot)
+        except (RedisError, OSError) as exc:
+            # No snapshot, no stable later pages: answer in LATEST order, whose cursors need none.
+            log.warning("ranked feed in LATEST order, Redis unavailable: %s", exc)
+            return await self.below(viewer, first, None)
+        ranked = await self._from(viewer, first, name, snapshot, 0)
+        return RankedPage(ranked.page, name, ranked.positions, ranked.scores, candidates)
+
+    async def at(self, viewer: int, first: int, name: str, position: int) -> RankedPage:
+        """The page from a position of a snapshot; InvalidInput once the snapshot has expired."""
+        check_first(first)
+        try:
+            snapshot = await self.snapshots.get(viewer, name)
+        except (RedisError, OSError) as exc:
+            log.warning("ranked snapshot unreadable, Redis unavailable: %s", exc)
+            snapshot = None
+        except ValueError:
+            raise InvalidInput("malformed cursor") from None
+        if snapshot is None:
+            raise InvalidInput(EXPIRED)
+        if not 0 <= position < len(snapshot.ids) + 1:
+            raise InvalidInput("malformed cursor")
+        return await self._from(viewer, first, name, snapshot, position)
+
+    async def below(self, viewer: int, first: int, before: int | None) -> RankedPage:
+        """Past the snapshot: LATEST order below a post id."""
+        page = await self._feeds.home(viewer, first, before)
+        n = len(page.post_ids)
+        return RankedPage(page, None, [None] * n, [None] * n)
+
+    async def _from(self, viewer: int, first: int, name: str, snapshot: Snapshot, start: int) -> RankedPage:
+        """`first` visible posts of the snapshot from `start` (and one more, to know if more exist),
+        then LATEST order below the snapshot's floor when it runs out."""
+        want = first + 1
+        ids: list[int] = snapshot.ids.tolist()
+        scores: list[float] = snapshot.scores.tolist()
+        picked: list[int] = []  # snapshot positions
+        pages: list[Page] = []
+        position = start
+        while len(picked) < want and position < len(ids):
+            need = want - len(picked)
+            chunk = ids[position : position + need + need // 4 + 4]
+            visible = await self._feeds.visible_page(viewer, chunk)
+            pages.append(visible)
+            shown = set(visible.post_ids)
+            for offset, post_id in enumerate(chunk):
+                if post_id in shown and len(picked) < want:
+                    picked.append(position + offset)
+            position += len(chunk)
+        more = len(picked) > first
+        picked = picked[:first]
+        post_ids = [ids[i] for i in picked]
+        positions: list[int | None] = list(picked)
+        page_scores: list[float | None] = [scores[i] for i in picked]
+        rest = first - len(picked)
+        if rest > 0 or not more:
+            # The snapshot ran out: LATEST order below its oldest candidate fills the page and
+            # tells whether anything is left.
+            floor = None if snapshot.floor == NO_FLOOR else snapshot.floor
+            latest = await self._feeds.home(viewer, max(rest, 1), floor)
+            pages.append(latest)
+            if rest > 0:
+                post_ids += latest.post_ids
+                positions += [None] * len(latest.post_ids)
+                page_scores += [None] * len(latest.post_ids)
+                more = latest.has_next
+            else:
+                more = bool(latest.post_ids)
+        page = Page(
+            post_ids,
+            more,
+            tuple(post for p in pages for post in p.posts),
+            authors=tuple({a.id: a for p in pages for a in p.authors}.values()),
+            liked=frozenset().union(*(p.liked or frozenset() for p in pages)),
+            followed=frozenset().union(*(p.followed or frozenset() for p in pages)),
+            viewer_known=True,
+        )
+        return RankedPage(page, name, positions, page_scores)
