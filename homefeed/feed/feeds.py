@@ -55,6 +55,12 @@ MAX_ROUNDS = 4
 TOUCH_EVERY_SECONDS = 3600
 # Past this many pulled authors in all, the viewer's are found by a join instead of a list.
 MAX_PULLED_LISTED = 1000
+# How long a process keeps which pulled authors a viewer follows. A follow or unfollow bumps the
+# viewer's version in Redis, which every read checks, so this only bounds how long a bump lost
+# to a Redis failure can go unnoticed; the version key outlives any entry read before the bump.
+PULLED_OF_SECONDS = 60
+FOLLOWS_VERSION_SECONDS = 2 * PULLED_OF_SECONDS
+MAX_PULLED_OF = 200_000
 # A single-flight rebuild lock outlives any sane rebuild, but not a crashed one by much.
 REBUILD_LOCK_MS = 10_000
 # How long a process remembers an author's posts that it could not put in their own timeline
@@ -139,6 +145,8 @@ class PulledAuthors:
         self.ttl = ttl_ms / 1000
         self._ids: frozenset[int] = frozenset()
         self._expires = 0.0
+        # Bumped whenever a reload finds a different set: what was derived from the old one is stale.
+        self.generation = 0
         self._refresh: asyncio.Task[frozenset[int]] | None = None
 
     async def get(self) -> frozenset[int] | None:
@@ -159,8 +167,21 @@ class PulledAuthors:
     async def _load(self) -> frozenset[int]:
         started = time.monotonic()
         ids = frozenset(r["id"] for r in await self._pool.fetch(_ALL_PULLED))
+        if ids != self._ids:
+            self.generation += 1
         self._ids, self._expires = ids, started + self.ttl
         return ids
+
+
+@dataclass(slots=True)
+class _PulledOf:
+    """Which pulled authors a viewer reads, as found under a generation and follows version."""
+
+    generation: int
+    version: bytes | None
+    expires: float
+    known: bool
+    pulled: list[int]
 
 
 @dataclass
@@ -237,6 +258,9 @@ class Feeds:
         # (it only counts down, and only rebuilds set it, to the full term): until then a read
         # asks Redis for the timeline alone, one GET instead of a GET + TTL pipeline.
         self._fresh_until: dict[int, float] = {}
+        # Per viewer, the pulled authors their feed merges: asking PostgreSQL on every read was
+        # a statement per read beside the batched visibility statement (docs/benchmarks.md).
+        self._pulled_of: dict[int, _PulledOf] = {}
 
     async def close(self) -> None:
         """Close the read and write paths' own Redis connections; give PostgreSQL's back to the pool."""
@@ -347,12 +371,45 @@ class Feeds:
             row = await self._pool.fetchrow(_VIEWER, viewer)
             assert row is not None
             return bool(row["known"]), list(row["pulled"])
+        # Read before PostgreSQL: a follow committed after this read bumps it past what is kept.
+        version = await self._follows_version(viewer)
+        generation = self.pulled_authors.generation
+        now = time.monotonic()
+        kept = self._pulled_of.get(viewer)
+        if (
+            kept is not None
+            and kept.generation == generation
+            and kept.version == version
+            and kept.expires > now
+        ):
+            return kept.known, kept.pulled
         row = await self._pool.fetchrow(_VIEWER_AMONG, viewer, list(every))
         assert row is not None
         pulled: list[int] = list(row["pulled"])
         if viewer in every:
             pulled.append(viewer)
-        return bool(row["known"]), pulled
+        known = bool(row["known"])
+        if known:  # an unknown id is answered (empty) each time, never kept
+            if len(self._pulled_of) >= MAX_PULLED_OF:
+                self._pulled_of.clear()
+            self._pulled_of[viewer] = _PulledOf(generation, version, now + PULLED_OF_SECONDS, known, pulled)
+        return known, pulled
+
+    async def _follows_version(self, viewer: int) -> bytes | None:
+        key = self._keys.follows_version(viewer)
+        if self.reads is not None:
+            return await self.reads.get(key)
+        value = await self._redis_call(self._redis.get(key))
+        assert value is None or isinstance(value, bytes)
+        return value
+
+    async def follows_changed(self, follower: int) -> None:
+        """Tell every process's readers that this user's follows changed (their kept lists are stale)."""
+        key = self._keys.follows_version(follower)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, FOLLOWS_VERSION_SECONDS)
+            await self._redis_call(pipe.execute())
 
     async def _read_sources(
         self, timeline: str, pulled: Sequence[int], cursor: int | None, fetch: int, *, with_ttl: bool
@@ -593,6 +650,9 @@ class Feeds:
 
     async def sync_pair(self, follower: int, author: int) -> None:
         """Make follower's timeline agree with whether they follow author (backfill or remove)."""
+        # First: the API's immediate upkeep and the worker's job both come here, so a bump lost
+        # to a Redis failure is retried with the job.
+        await self.follows_changed(follower)
         if await self._follows(follower, author):
             await self._backfill(follower, author)
             return

@@ -7,8 +7,10 @@ import math
 
 from redis.asyncio import Redis
 
+from homefeed.feed.config import Settings
 from homefeed.feed.records import User
 from homefeed.feed.services import Services, build_services
+from homefeed.feed.store.pool import create_pool
 from homefeed.feed.timeline.encoding import decode
 from homefeed.feed.timeline.keys import Keys
 from homefeed.workers.fanout_worker import FanoutWorker
@@ -137,3 +139,39 @@ async def test_follow_shows_old_posts_on_the_next_read_and_unfollow_hides_them(s
     assert (await services.feeds.home(alice.id, 5, None)).post_ids == [old.id]
     await services.relations.unfollow(alice.id, bob.id)
     assert (await services.feeds.home(alice.id, 5, None)).post_ids == []
+
+
+async def test_which_pulled_authors_a_viewer_follows_is_kept_and_a_follow_elsewhere_refreshes_it(
+    settings_: Settings, services: Services
+) -> None:
+    # Reader: another process's engine, whose statements are recorded.
+    statements: list[str] = []
+    assert settings_.database_url and settings_.redis_url
+    pool = await create_pool(settings_.database_url, on_query=lambda q: statements.append(q.query))
+    reader = build_services(settings_, pool, Redis.from_url(settings_.redis_url), passwords=FAST_PASSWORDS)
+    try:
+        alice, star, carol = [await user(services, h) for h in ("alice", "star", "carol")]
+        await follow(services, carol, star)
+        await services.pool.execute(
+            "UPDATE users SET fanout_mode = 1, pull_from = next_id() WHERE id = $1", star.id
+        )
+        await services.feeds.rebuild_recent(star.id)
+        first = await services.posts.create(star.id, "pulled, before alice follows")
+        await services.feeds.push_recent(star.id, first.id)
+
+        assert (await reader.feeds.home(carol.id, 5, None)).post_ids == [first.id]
+        assert (await reader.feeds.home(alice.id, 5, None)).post_ids == []
+        statements.clear()
+        assert (await reader.feeds.home(alice.id, 5, None)).post_ids == []
+        assert not [s for s in statements if "followee_id = ANY" in s]  # kept: no look-up per read
+
+        # Alice follows the star through another process; the star's next post is pulled only.
+        await follow(services, alice, star)
+        later = await services.posts.create(star.id, "pulled, after alice follows")
+        await services.feeds.push_recent(star.id, later.id)
+        assert (await reader.feeds.home(alice.id, 5, None)).post_ids == [later.id, first.id]
+        await services.relations.unfollow(alice.id, star.id)
+        await services.feeds.after_follow_change(alice.id, star.id)
+        assert (await reader.feeds.home(alice.id, 5, None)).post_ids == []
+    finally:
+        await reader.close()

@@ -29,6 +29,10 @@ class Keys:
         """A pulled author's recent posts."""
         return f"{self.prefix}:{{{author_id}}}:recent"
 
+    def follows_version(self, user_id: int) -> str:
+        """A counter bumped whenever the user follows or unfollows: readers' cached follows are stale."""
+        return f"{self.prefix}:{{{user_id}}}:fv"
+
     def rebuild_lock(self, user_id: int) -> str:
         """Single-flight lock for rebuilding a user's timeline."""
         return f"{self.prefix}:{{{user_id}}}:rebuild"
