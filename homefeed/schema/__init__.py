@@ -55,13 +55,14 @@ class HomefeedSchema(strawberry.Schema):
 
 
 def build_schema(**kwargs: Any) -> strawberry.Schema:
-    """The schema with its protective extensions."""
+    """The schema with its protective extensions; planned execution unless `execution_context_class`
+    says otherwise (tests compare the plan with graphql-core's own executor on this schema)."""
+    kwargs.setdefault("execution_context_class", PlannedExecutionContext)
     return HomefeedSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=[User, Post],
-        execution_context_class=PlannedExecutionContext,
         # Factories: a fresh extension per request; the parser and validation caches are shared.
         extensions=[
             OperationMetrics,

@@ -3,6 +3,7 @@ variables, bad arguments and bad tokens, for comparing the planned executor with
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -110,13 +111,23 @@ class QueryBuilder:
         name = inner.name if isinstance(inner, GraphQLScalarType) else ""
         base: st.SearchStrategy[Any] = {
             "Int": st.sampled_from([0, 1, 2, 5, -1, 10**6, "x"]),
-            "String": st.sampled_from(["", "a", "alice", "@bob", 3]),
-            "ID": st.sampled_from(["1", "bad", "UG9zdDox", 2, *self.extra.get("ID", [])]),
+            "String": st.sampled_from(["", "a", "alice", "@bob", 3, *self._extra_values("String")]),
+            "ID": st.sampled_from(["1", "bad", "UG9zdDox", 2, *self._extra_values("ID")]),
             "Boolean": st.sampled_from([True, False, "yes"]),
         }.get(name, st.none())
         if isinstance(inner, GraphQLEnumType):
             base = st.sampled_from([*inner.values, "NOT_A_VALUE"])
         return st.one_of(base, st.none())
+
+    def _extra_values(self, name: str) -> list[Any]:
+        """The extra literals of a scalar as variable values (a literal that is no JSON is dropped)."""
+        values = []
+        for literal in self.extra.get(name, []):
+            try:
+                values.append(json.loads(literal))
+            except ValueError:
+                continue
+        return values
 
 
 @st.composite

@@ -1,0 +1,71 @@
+"""The planned executor against graphql-core's own on homefeed's schema, over real PostgreSQL and
+Redis holding a small world: queries generated from the schema (fields, aliases, fragments,
+variables, bad arguments, broken syntax), anonymous, signed in and with a bad token, give the same
+data, the same errors and the same extensions. Queries only: a mutation would change the world
+between the two runs. HOMEFEED_EXECUTOR_EXAMPLES sets the number of generated queries."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from strawberry.types import ExecutionResult
+
+from homefeed.feed.services import Services
+from homefeed.resolvers.context import Context
+from homefeed.schema import build_schema, schema
+from tests.api import Api
+from tests.schema.execution import generate
+from tests.schema.execution.sample import ErrorKey, errors_of
+from tests.small_world import World, seed
+
+EXAMPLES = int(os.environ.get("HOMEFEED_EXECUTOR_EXAMPLES", "150"))
+PLANNED = schema
+# None: graphql-core's own executor, as Strawberry uses it by default.
+PLAIN = build_schema(execution_context_class=None)
+
+
+@pytest.fixture
+async def world(api: Api) -> World:
+    return await seed(api)
+
+
+def _quoted(values: list[str]) -> list[str]:
+    return [json.dumps(v) for v in values]
+
+
+async def _run(
+    on: Any, services: Services, query: str, variables: dict[str, Any], token: str | None
+) -> tuple[Any, list[ErrorKey], Any]:
+    result: ExecutionResult = await on.execute(
+        query,
+        variable_values=variables,
+        context_value=Context(services=services, token=token, client_key="test"),
+    )
+    return result.data, errors_of(result), result.extensions
+
+
+@settings(max_examples=EXAMPLES)
+@given(data=st.data())
+async def test_generated_queries_on_the_real_schema(services: Services, world: World, data: Any) -> None:
+    """The plan answers every generated query exactly as graphql-core does, and never INTERNAL."""
+    extra = {
+        "ID": _quoted(world.ids),
+        "String": _quoted([*world.handles, "@DAVE", *world.cursors]),
+        "Int": ["3", "20", "101"],
+    }
+    query, variables = data.draw(generate.queries(PLANNED._schema, extra=extra), label="query")
+    token = data.draw(
+        st.sampled_from([None, world.accounts[0].token, world.accounts[3].token, "not.a.token"]),
+        label="token",
+    )
+    runs = [PLANNED, PLAIN] if data.draw(st.booleans(), label="planned first") else [PLAIN, PLANNED]
+    first, second = [await _run(on, services, query, variables, token) for on in runs]
+    event("answered with data" if first[0] else "answered without data")
+    event(f"errors: {min(len(first[1]), 3)}{'+' if len(first[1]) >= 3 else ''}")
+    assert first == second, f"{query}\n{variables}\n{first}\n{second}"
+    assert "Internal server error" not in [message for message, _, _ in first[1]], query
