@@ -60,7 +60,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     bl.add_argument("--min-users", type=int, default=1000, help="refuse smaller graphs (default 1000)")
     bl.set_defaults(run=run_live)
     br = benches.add_parser(
-        "read", help="homeFeed reads at 32 connections: hybrid vs pull vs the in-memory baseline"
+        "read", help="homeFeed reads at 32 connections: hybrid, pull, baseline; by text and by APQ hash"
     )
     br.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
     br.add_argument("--markdown", metavar="PATH", default=None, help="table (default: beside the JSON)")
@@ -73,7 +73,11 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     br.add_argument("--users", type=int, default=2000, help="active users sampled (default 2000)")
     br.add_argument("--workers", type=int, default=2, help="API processes (default 2)")
-    br.add_argument("--variants", default="hybrid,pull,baseline", help="which, in order (default all three)")
+    br.add_argument(
+        "--variants",
+        default="hybrid,pull,baseline,persisted,baseline-persisted",
+        help="which, in order (default all five; the persisted ones send the feed query as an APQ hash)",
+    )
     br.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
     _celebrity_arguments(br)
     br.set_defaults(run=run_read)

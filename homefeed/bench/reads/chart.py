@@ -17,7 +17,13 @@ def draw(report: ReadReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (lat, thr) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 1]})
-    colors = {"hybrid": "tab:blue", "pull": "tab:red", "baseline": "tab:gray"}
+    colors = {
+        "hybrid": "tab:blue",
+        "pull": "tab:red",
+        "baseline": "tab:gray",
+        "persisted": "tab:green",
+        "baseline-persisted": "tab:olive",
+    }
     for name, r in report.results.items():
         if not r.latencies_ms:
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 import resource
 import time
@@ -17,6 +18,7 @@ FEED = """query HomeFeed($first: Int, $after: String) { homeFeed(first: $first, 
   edges { cursor node { id text createdAt likeCount viewerHasLiked
                         author { id handle displayName viewerFollows } } }
   pageInfo { hasNextPage endCursor } } }"""
+FEED_HASH = hashlib.sha256(FEED.encode()).hexdigest()
 # Of each session's deeper pages (after the first): how often 0, 1, 2 or 3 are read.
 DEPTH_WEIGHTS = (0.4, 0.2, 0.2, 0.2)
 
@@ -34,6 +36,8 @@ class Plan:
     first: int
     depth: int
     seed: int
+    # Send the feed query as Apollo's APQ does: its hash alone, the text once per miss.
+    persisted: bool = False
 
 
 @dataclass
@@ -46,6 +50,8 @@ class LoadResult:
     seconds: float
     cpu_s: float
 
+
+PERSISTED_QUERY_NOT_FOUND = b"PERSISTED_QUERY_NOT_FOUND"
 
 # Sent when recording starts and when it stops, so the parent samples the servers' CPU over
 # exactly the measured seconds (this process's start-up and warm-up left out).
@@ -105,14 +111,16 @@ class _Load:
             cpu1 - cpu0,
         )
 
-    def _request(self, token: str, after: str | None) -> bytes:
-        body = orjson.dumps(
-            {
-                "query": FEED,
-                "variables": {"first": self.plan.first, "after": after},
-                "operationName": "HomeFeed",
-            }
-        )
+    def _request(self, token: str, after: str | None, *, text: bool = True) -> bytes:
+        request: dict[str, object] = {
+            "variables": {"first": self.plan.first, "after": after},
+            "operationName": "HomeFeed",
+        }
+        if self.plan.persisted:
+            request["extensions"] = {"persistedQuery": {"version": 1, "sha256Hash": FEED_HASH}}
+        if text:
+            request["query"] = FEED
+        body = orjson.dumps(request)
         head = (
             f"POST /graphql HTTP/1.1\r\nHost: {self.plan.host}:{self.plan.port}\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
@@ -133,8 +141,12 @@ class _Load:
                         break
                     recording = self.recording
                     started = time.perf_counter()
-                    writer.write(self._request(token, after))
+                    writer.write(self._request(token, after, text=not self.plan.persisted))
                     status, body = await _response(reader)
+                    if self.plan.persisted and PERSISTED_QUERY_NOT_FOUND in body:
+                        # This process has not seen the hash: register it, as Apollo Client does.
+                        writer.write(self._request(token, after))
+                        status, body = await _response(reader)
                     elapsed = time.perf_counter() - started
                     after = self._check(status, body)
                     if recording and self.recording:

@@ -20,7 +20,7 @@ from homefeed.bench.baseline.snapshot import capture
 from homefeed.bench.celebrities import apply, choose, restore
 from homefeed.bench.errors import SEED_HINT, BenchError
 from homefeed.bench.reads.load import STARTED, STOPPED, LoadResult, Plan, load_generator
-from homefeed.bench.reads.options import VARIANTS, ReadOptions
+from homefeed.bench.reads.options import PERSISTED, VARIANTS, ReadOptions
 from homefeed.bench.reads.report import ReadReport, VariantResult
 from homefeed.bench.reads.stores import StoreCpu, postgres_seconds
 from homefeed.bench.server import ServedApi
@@ -133,7 +133,9 @@ async def _measure(
                 warmup = options.warmup if r == 0 else min(options.warmup, options.rewarm)
                 server = servers[variant]
                 stores = StoreCpu(services.pool, services.redis, server.local_addresses)
-                slices[variant].append(await _slice(server, stores, viewers, options, warmup, each))
+                slices[variant].append(
+                    await _slice(server, stores, viewers, options, warmup, each, variant in PERSISTED)
+                )
                 order.append(variant)
     finally:
         for server in servers.values():
@@ -154,6 +156,7 @@ def _served(variant: str, settings: Settings, secret: str, snapshot: Path, optio
         "HOMEFEED_INPROCESS_WORKER": "0",
         "HOMEFEED_CELEBRITY_THRESHOLD": str(int(settings.celebrity_threshold)),
     }
+    variant = PERSISTED.get(variant, variant)
     if variant == "baseline":
         env[SNAPSHOT_ENV] = str(snapshot)
         return ServedApi(settings, secret, options.workers, env, app=APP_FACTORY)
@@ -177,6 +180,7 @@ async def _slice(
     options: ReadOptions,
     warmup: float,
     seconds: float,
+    persisted: bool,
 ) -> _Slice:
     """One load generator against one server: `warmup`, then `seconds` measured."""
     plan = Plan(
@@ -189,6 +193,7 @@ async def _slice(
         first=options.first,
         depth=options.depth,
         seed=options.seed,
+        persisted=persisted,
     )
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from homefeed.bench.celebrities import CelebrityOptions
 
-VARIANTS = ("hybrid", "pull", "baseline")
+VARIANTS = ("hybrid", "pull", "baseline", "persisted", "baseline-persisted")
+# Variants sending the feed query as an APQ hash (the fast path), and the server each runs.
+PERSISTED = {"persisted": "hybrid", "baseline-persisted": "baseline"}
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,16 @@ class ReadReport:
             out["hybrid_rps_over_pull_rps"] = r["hybrid"].rps / r["pull"].rps
         if "hybrid" in r and "baseline" in r:
             out["hybrid_rps_over_baseline_rps"] = r["hybrid"].rps / r["baseline"].rps
+        if "persisted" in r and "hybrid" in r:
+            out["persisted_rps_over_hybrid_rps"] = r["persisted"].rps / r["hybrid"].rps
+            out["persisted_p99_over_hybrid_p99"] = r["persisted"].p99_ms / r["hybrid"].p99_ms
+            out["persisted_api_cpu_over_hybrid_api_cpu"] = (
+                r["persisted"].server_cpu_ms_per_request / r["hybrid"].server_cpu_ms_per_request
+            )
+        if "persisted" in r and "baseline-persisted" in r:
+            out["persisted_rps_over_baseline_persisted_rps"] = (
+                r["persisted"].rps / r["baseline-persisted"].rps
+            )
         return out
 
     def checks(self) -> list[tuple[str, bool]]:
@@ -128,6 +138,26 @@ class ReadReport:
         if "hybrid_rps_over_pull_rps" in q:
             v = q["hybrid_rps_over_pull_rps"]
             out.append((f"hybrid rps / pull rps = {v:.2f} >= 2", v >= 2))
+        # Issue 16's targets for persisted operations.
+        for key, text, bound, at_most in (
+            ("persisted_api_cpu_over_hybrid_api_cpu", "persisted API CPU/req / hybrid's", 0.35, True),
+            ("persisted_rps_over_hybrid_rps", "persisted rps / hybrid rps", 2.5, False),
+            ("persisted_p99_over_hybrid_p99", "persisted p99 / hybrid p99", 0.5, True),
+            (
+                "persisted_rps_over_baseline_persisted_rps",
+                "persisted rps / baseline-persisted rps",
+                0.9,
+                False,
+            ),
+        ):
+            if key in q:
+                v = q[key]
+                out.append(
+                    (
+                        f"{text} = {v:.2f} {'<=' if at_most else '>='} {bound}",
+                        v <= bound if at_most else v >= bound,
+                    )
+                )
         return out
 
     def celebrity_lines(self) -> list[str]:
@@ -143,13 +173,13 @@ class ReadReport:
             f"graph: {self.graph_users:,} users; {self.sampled_users:,} sampled active users"
             f" ({self.pulled_authors} pulled authors); homeFeed(first: 20) at"
             f" {self.connections} connections; server: --workers {self.workers}",
-            f"{'variant':<8} {'rps':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+            f"{'variant':<18} {'rps':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}"
             f" {'requests':>9} {'errors':>6} {'CPU/req: API':>12} {'PG':>6} {'Redis':>6} {'total':>6}"
             f" {'loadgen CPU':>12}",
         ]
         for name, r in self.results.items():
             out.append(
-                f"{name:<8} {r.rps:>8.0f} {r.p50_ms:>8.1f} {r.p90_ms:>8.1f} {r.p99_ms:>8.1f}"
+                f"{name:<18} {r.rps:>8.0f} {r.p50_ms:>8.1f} {r.p90_ms:>8.1f} {r.p99_ms:>8.1f}"
                 f" {r.max_ms:>8.1f} {r.requests:>9,} {r.errors:>6} {r.server_cpu_ms_per_request:>10.2f}ms"
                 f" {r.postgres_cpu_ms_per_request:>6.2f} {r.redis_cpu_ms_per_request(bg):>6.2f}"
                 f" {r.total_cpu_ms_per_request(bg):>6.2f} {r.loadgen_cpu_s:>6.1f} s/{r.seconds:.0f} s"

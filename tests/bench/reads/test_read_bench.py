@@ -68,6 +68,7 @@ async def test_bench_measures_hybrid_pull_and_baseline_and_writes_its_files(
     )
     assert report.results["hybrid"].postgres_cpu_s > 0 and report.results["pull"].postgres_cpu_s > 0
     assert report.results["baseline"].postgres_cpu_s == 0  # it touches no store
+    assert report.results["baseline-persisted"].postgres_cpu_s == 0
     assert all(doc[v]["total_cpu_ms_per_request"] > 0 for v in ("hybrid", "pull"))
     assert "celebrities: threshold" in report.lines()[0]
     # The run put the world back: nobody it pulled is pulled after it (nobody posted meanwhile).
@@ -78,11 +79,18 @@ async def test_bench_measures_hybrid_pull_and_baseline_and_writes_its_files(
     finally:
         await pool.close()
     # Measured in turn, each round starting with the next variant: drift meets them all alike.
-    assert doc["run"]["slices"] == ["hybrid", "pull", "baseline", "pull", "baseline", "hybrid"]
+    assert doc["run"]["slices"] == [
+        *("hybrid", "pull", "baseline", "persisted", "baseline-persisted"),
+        *("pull", "baseline", "persisted", "baseline-persisted", "hybrid"),
+    ]
     assert set(doc["run"]["ratios"]) == {
         "hybrid_p99_over_pull_p99",
         "hybrid_rps_over_pull_rps",
         "hybrid_rps_over_baseline_rps",
+        "persisted_rps_over_hybrid_rps",
+        "persisted_p99_over_hybrid_p99",
+        "persisted_api_cpu_over_hybrid_api_cpu",
+        "persisted_rps_over_baseline_persisted_rps",
     }
     table = (out / "read.md").read_text()
     assert all(f"| {v} |" in table for v in reads.VARIANTS)
