@@ -85,6 +85,9 @@ class Settings:
     ranked_snapshot_seconds: int = 1800
     # The learned ranking model's file (None: <data dir>/rank_model.json); the heuristic ranks without one.
     rank_model: Path | None = None
+    # Share of served feed pages whose impressions are logged (percent), and most impressions queued.
+    impression_sample_percent: int = 10
+    impression_queue: int = 10_000
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed."""
@@ -213,6 +216,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             env, "RANKED_SNAPSHOT_SECONDS", DEFAULTS.ranked_snapshot_seconds, 1800, 7 * 86400
         ),
         rank_model=Path(env[PREFIX + "RANK_MODEL"]) if env.get(PREFIX + "RANK_MODEL", "").strip() else None,
+        impression_sample_percent=_int(
+            env, "IMPRESSION_SAMPLE_PERCENT", DEFAULTS.impression_sample_percent, 0, 100
+        ),
+        impression_queue=_int(env, "IMPRESSION_QUEUE", DEFAULTS.impression_queue, 0, 10_000_000),
     )
 
 

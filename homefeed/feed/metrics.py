@@ -57,3 +57,11 @@ RATE_LIMITED = Counter(
     "Requests answered RATE_LIMITED, by limit (query, anonymous, write, log_in, sign_up, passwords).",
     ["limit"],
 )
+
+# ---- ranking -----------------------------------------------------------------------------------
+
+IMPRESSIONS = Counter(
+    "homefeed_impressions",
+    "Sampled feed impressions, by outcome (queued, dropped: queue full, written, failed: not written).",
+    ["outcome"],
+)

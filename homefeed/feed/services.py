@@ -15,6 +15,7 @@ from homefeed.feed.cursors import Cursors
 from homefeed.feed.feeds import Feeds
 from homefeed.feed.limits import Limits
 from homefeed.feed.live import LiveHub, Notices
+from homefeed.feed.ranking.impressions import ImpressionLog
 from homefeed.feed.ranking.ranker import Ranker
 from homefeed.feed.ranking.scoring import Scorer
 from homefeed.feed.ranking.snapshots import Snapshots
@@ -44,10 +45,12 @@ class Services:
     notices: Notices
     live: LiveHub
     ranker: Ranker
+    impressions: ImpressionLog
 
     async def close(self) -> None:
         """Close the live hub and the pools."""
         await self.live.close()
+        await self.impressions.close()
         await self.feeds.close()
         await self.redis.aclose()
         await self.pool.close()
@@ -88,4 +91,5 @@ def build_services(
         notices=Notices(redis, settings.redis_prefix),
         live=LiveHub(redis, pool, posts, settings.redis_prefix),
         ranker=ranker,
+        impressions=ImpressionLog(pool, settings.impression_sample_percent, settings.impression_queue),
     )

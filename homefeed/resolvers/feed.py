@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from homefeed.feed.errors import Unauthenticated
+from homefeed.feed.ranking.impressions import LATEST, RANKED
 from homefeed.feed.ranking.ranker import RankedPage
 from homefeed.resolvers.connections import PostSlice, decode_after, home_scope, hydrate, page_size
 from homefeed.resolvers.context import GONE, Context
@@ -25,6 +26,7 @@ async def home_feed(ctx: Context, first: int | None, after: str | None) -> PostS
         raise Unauthenticated(GONE)
     else:
         ctx.vouch(viewer_id)
+    ctx.services.impressions.record(viewer_id, LATEST, page.post_ids)
     return await hydrate(ctx, scope, page, after=after)
 
 
@@ -49,9 +51,20 @@ async def ranked_feed(ctx: Context, first: int | None, after: str | None) -> Pos
             ranked = await ranker.below(viewer_id, size, position)
         else:
             ranked = await ranker.at(viewer_id, size, name, position + 1)
+    _log(ctx, viewer_id, ranked)
     return await hydrate(
         ctx, prefix, ranked.page, after=after, cursors=_cursors(ctx, prefix, ranked), scores=_scores(ranked)
     )
+
+
+def _log(ctx: Context, viewer: int, ranked: RankedPage) -> None:
+    """Log the page's impressions (sampled): ranked posts at their snapshot position, the
+    LATEST tail past the snapshot at its place on the page."""
+    pairs = list(zip(ranked.page.post_ids, ranked.positions, strict=True))
+    record = ctx.services.impressions.record
+    record(viewer, RANKED, [i for i, p in pairs if p is not None], [p for _, p in pairs if p is not None])
+    tail = [(k, i) for k, (i, p) in enumerate(pairs) if p is None]
+    record(viewer, LATEST, [i for _, i in tail], [k for k, _ in tail])
 
 
 def _cursors(ctx: Context, prefix: str, ranked: RankedPage) -> dict[int, str]:

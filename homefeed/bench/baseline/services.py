@@ -22,6 +22,7 @@ from homefeed.feed.errors import InvalidInput
 from homefeed.feed.feeds import Feeds, check_first
 from homefeed.feed.limits import Limits
 from homefeed.feed.live import LiveHub, Notices
+from homefeed.feed.ranking.impressions import ImpressionLog
 from homefeed.feed.ranking.ranker import Ranker
 from homefeed.feed.ranking.scoring import Scorer
 from homefeed.feed.ranking.snapshots import Snapshots
@@ -130,4 +131,5 @@ async def open_baseline_services(settings: Settings, snapshot: Path) -> Services
         live=LiveHub(redis, pool, posts, settings.redis_prefix),
         # The baseline captures LATEST pages only; a ranked read would touch the absent storage.
         ranker=Ranker(pool, cast(Feeds, feeds), Snapshots(redis, "", 1), Scorer(None), settings),
+        impressions=ImpressionLog(pool, 0, 0),
     )

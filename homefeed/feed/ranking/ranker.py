@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.feeds import Feeds, check_first
-from homefeed.feed.ranking.features import Candidates, read_candidates
+from homefeed.feed.ranking.features import read_candidates
 from homefeed.feed.ranking.rerank import rerank
 from homefeed.feed.ranking.scoring import Scorer
 from homefeed.feed.ranking.snapshots import NO_FLOOR, Snapshot, Snapshots, new_name
@@ -42,8 +42,6 @@ class RankedPage:
     snapshot: str | None
     positions: list[int | None]
     scores: list[float | None]
-    # The candidates and the viewer, when this page ranked them (for impression logging).
-    candidates: Candidates | None = None
 
 
 class Ranker:
@@ -83,7 +81,7 @@ class Ranker:
             log.warning("ranked feed in LATEST order, Redis unavailable: %s", exc)
             return await self.below(viewer, first, None)
         ranked = await self._from(viewer, first, name, snapshot, 0)
-        return RankedPage(ranked.page, name, ranked.positions, ranked.scores, candidates)
+        return ranked
 
     async def at(self, viewer: int, first: int, name: str, position: int) -> RankedPage:
         """The page from a position of a snapshot; InvalidInput once the snapshot has expired."""

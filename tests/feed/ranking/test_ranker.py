@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.ids import make_id
+from homefeed.feed.ranking.features import NAMES
 from homefeed.feed.ranking.ranker import EXPIRED, RankedPage
+from homefeed.feed.ranking.scoring import Model, write_model
 from homefeed.feed.services import Services
 from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import ServicesFactory
@@ -181,3 +185,21 @@ async def test_a_viewer_with_nothing_recent_gets_latest_order(services: Services
     await services.relations.follow(viewer, ann)
     ids, pages = await walk(services, viewer, 5)
     assert ids == [] and not pages[0].page.has_next
+
+
+async def test_an_installed_model_ranks_instead_of_the_heuristic(
+    make_services: ServicesFactory, tmp_path: Path
+) -> None:
+    # A model that likes old posts: the opposite of the heuristic's recency.
+    n = len(NAMES)
+    coef = np.zeros(n)
+    coef[NAMES.index("age_hours")] = 1.0
+    path = tmp_path / "model.json"
+    write_model(path, Model("oldest-first", np.zeros(n), np.ones(n), coef, 0.0))
+    services = await make_services(rank_model=path)
+    viewer, ann = await users(services, "viewer", "ann")
+    await services.relations.follow(viewer, ann)
+    posts = [(await services.posts.create(ann, f"{i}")).id for i in range(4)]
+    assert services.ranker.scorer.version == "oldest-first"
+    page = await services.ranker.first(viewer, 4)
+    assert page.page.post_ids == posts

@@ -1,0 +1,92 @@
+"""Impression logging: sampled, bounded, written off the request path with the ranker's features."""
+
+from __future__ import annotations
+
+import random
+
+from homefeed.feed.metrics import IMPRESSIONS
+from homefeed.feed.ranking.features import NAMES
+from homefeed.feed.ranking.impressions import LATEST, RANKED, ImpressionLog
+from homefeed.feed.services import Services
+from tests.api import Api
+from tests.conftest import ServicesFactory
+
+
+async def world(services: Services) -> tuple[int, list[int]]:
+    viewer = (await services.users.create("viewer", "v", "x")).id
+    ann = (await services.users.create("ann", "a", "x")).id
+    await services.relations.follow(viewer, ann)
+    posts = [(await services.posts.create(ann, f"{i}")).id for i in range(6)]
+    return viewer, posts
+
+
+async def test_a_logged_page_is_written_with_positions_order_and_features(services: Services) -> None:
+    viewer, posts = await world(services)
+    log = ImpressionLog(services.pool, 100, 1000, flush_every=3600)
+    assert log.record(viewer, RANKED, posts[:3], [5, 7, 8])
+    assert log.record(viewer, LATEST, posts[3:])
+    # Deleted after it was shown: it was still an impression.
+    author = await services.pool.fetchval("SELECT author_id FROM posts WHERE id = $1", posts[5])
+    await services.posts.delete(author, posts[5])
+    assert await log.flush() == 6
+    rows = await services.pool.fetch(
+        "SELECT post_id, position, feed_order, features FROM impressions ORDER BY feed_order DESC, position"
+    )
+    assert [(r["post_id"], r["position"], r["feed_order"]) for r in rows] == [
+        (posts[0], 5, RANKED),
+        (posts[1], 7, RANKED),
+        (posts[2], 8, RANKED),
+        (posts[3], 0, LATEST),
+        (posts[4], 1, LATEST),
+        (posts[5], 2, LATEST),
+    ]
+    assert all(len(r["features"]) == len(NAMES) for r in rows)
+    await log.close()
+
+
+async def test_sampling_and_the_queue_bound_drop_pages_never_wait(services: Services) -> None:
+    viewer, posts = await world(services)
+    none = ImpressionLog(services.pool, 0, 1000)
+    assert not any(none.record(viewer, LATEST, posts) for _ in range(50))
+    some = ImpressionLog(services.pool, 30, 10_000, rng=random.Random(7), flush_every=3600)
+    logged = sum(some.record(viewer, LATEST, posts[:1]) for _ in range(1000))
+    assert 200 < logged < 400
+    bounded = ImpressionLog(services.pool, 100, 10, flush_every=3600)
+    dropped = IMPRESSIONS.labels("dropped")._value.get()
+    assert bounded.record(viewer, LATEST, posts)  # 6 queued
+    assert not bounded.record(viewer, LATEST, posts)  # 12 > 10: dropped
+    assert bounded.queued == 6
+    assert IMPRESSIONS.labels("dropped")._value.get() == dropped + 6
+    for log in (none, some, bounded):
+        await log.close()
+
+
+async def test_a_failed_write_is_counted_and_dropped_not_raised(services: Services) -> None:
+    viewer, posts = await world(services)
+    log = ImpressionLog(services.pool, 100, 1000, flush_every=3600)
+    log.record(viewer, LATEST, posts)
+    await services.pool.execute("ALTER TABLE impressions RENAME TO impressions_away")
+    failed = IMPRESSIONS.labels("failed")._value.get()
+    assert await log.flush() == 0
+    assert IMPRESSIONS.labels("failed")._value.get() == failed + len(posts)
+    await services.pool.execute("ALTER TABLE impressions_away RENAME TO impressions")
+    log.record(viewer, LATEST, posts)
+    assert await log.flush() == len(posts)
+    await log.close()
+
+
+async def test_served_pages_are_logged_in_the_background(make_services: ServicesFactory) -> None:
+    services = await make_services(impression_sample_percent=100)
+    async with Api.running(services) as api:
+        viewer, ann = [await api.sign_up(h) for h in ("viewer", "ann")]
+        (await api.act(viewer, "follow", ann)).ok()
+        for i in range(4):
+            await api.post(ann, f"{i}")
+        (await api.feed(viewer, 3)).ok()
+        query = "query { homeFeed(first: 3, order: RANKED) { edges { node { id } } } }"
+        (await api.gql(query, {}, token=viewer.token)).ok()
+        await services.impressions.flush()
+        orders = await services.pool.fetch(
+            "SELECT feed_order, count(*) AS n FROM impressions GROUP BY 1 ORDER BY 1"
+        )
+        assert [(r["feed_order"], r["n"]) for r in orders] == [(LATEST, 3), (RANKED, 3)]
