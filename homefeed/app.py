@@ -1,4 +1,4 @@
-"""The ASGI app: /graphql (HTTP and GraphiQL), /healthz, /metrics. The lifespan opens the pools."""
+"""The ASGI app: /graphql (HTTP and GraphiQL), /static, /healthz, /metrics. The lifespan opens the pools."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette import status
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -49,6 +50,7 @@ from homefeed.schema.persisted import (
 )
 from homefeed.schema.persisted.fast import FastPath
 from homefeed.schema.persisted.operations import document_checker
+from homefeed.web import STATIC, STATIC_URL, graphiql_page
 from homefeed.workers.fanout_worker import FanoutWorker
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,10 @@ class GraphQLApp(GraphQL[Context, None]):
         return Context(
             services=services, token=bearer(request.headers.get("authorization")), client_key=client
         )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # Strawberry's page loads its scripts from a public CDN: ours loads the vendored copies.
+        return HTMLResponse(graphiql_page())
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate a websocket from its connection_init payload: {"authorization": "Bearer …"}."""
@@ -480,6 +486,7 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
+            Mount(f"{STATIC_URL}/vendor", StaticFiles(directory=STATIC / "vendor"), name="vendor"),
         ],
         lifespan=lifespan,
     )
