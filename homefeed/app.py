@@ -21,10 +21,11 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -40,6 +41,7 @@ from homefeed.feed.errors import FeedError, RateLimited
 from homefeed.feed.services import Services, open_services
 from homefeed.resolvers.context import Context
 from homefeed.schema import LIMIT_RULES, MAX_TOKENS, schema
+from homefeed.schema.broadcast import frame
 from homefeed.schema.errors import RETRY_AFTER, CodedSchema, code_error_frame, with_code
 from homefeed.schema.persisted import (
     DocumentStore,
@@ -67,7 +69,11 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         self.schema = _websocket_schema(self.schema)
 
     async def send_message(self, message: Any) -> None:
-        await super().send_message(code_error_frame(message))  # type: ignore[arg-type]
+        text = frame(message)
+        if text is None:
+            await super().send_message(code_error_frame(message))  # type: ignore[arg-type]
+        else:
+            await _send_text(self.websocket, text)
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
@@ -78,7 +84,21 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         self.schema = _websocket_schema(self.schema)
 
     async def send_message(self, message: Any) -> None:
-        await super().send_message(code_error_frame(message))  # type: ignore[arg-type]
+        text = frame(message)
+        if text is None:
+            await super().send_message(code_error_frame(message))  # type: ignore[arg-type]
+        else:
+            await _send_text(self.websocket, text)
+
+
+async def _send_text(websocket: Any, text: str) -> None:
+    # A payload rendered once for many subscribers (schema/broadcast.py) goes out as its prebuilt
+    # text with this subscriber's operation id, without another JSON encoding. Strawberry's
+    # adapter sends only what it encodes itself, so this writes to the Starlette socket under it.
+    try:
+        await websocket.ws.send_text(text)
+    except WebSocketDisconnect as exc:
+        raise WebSocketDisconnected from exc
 
 
 def _websocket_schema(schema: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from homefeed.feed.live import Kind
+from homefeed.feed.live import Kind, LiveEvent
 from homefeed.feed.records import Post
 from homefeed.loaders import Loaders, shared_for
 from homefeed.resolvers.connections import home_scope
@@ -19,6 +19,8 @@ class Update:
     post: Post | None
     cursor: str | None
     loaders: Loaders  # fresh for this event, batched with every other subscriber receiving it
+    event: LiveEvent  # the hub's event, shared by every subscriber receiving it
+    viewer: int
 
 
 async def home_feed_updates(ctx: Context) -> AsyncIterator[Update]:
@@ -32,7 +34,7 @@ async def home_feed_updates(ctx: Context) -> AsyncIterator[Update]:
             event = await subscriber.next()
             loaders = shared_for(services, event).for_viewer(viewer)
             if event.kind is Kind.RESYNC:
-                yield Update(Kind.RESYNC, None, None, None, loaders)
+                yield Update(Kind.RESYNC, None, None, None, loaders, event, viewer)
                 continue
             if event.post is not None:
                 loaders.posts.prime(event.post.id, event.post)
@@ -42,4 +44,6 @@ async def home_feed_updates(ctx: Context) -> AsyncIterator[Update]:
                 event.post,
                 services.cursors.encode(scope, event.post_id),
                 loaders,
+                event,
+                viewer,
             )

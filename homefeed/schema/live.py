@@ -7,10 +7,13 @@ from enum import Enum
 
 import strawberry
 
-from homefeed.resolvers import live
+from homefeed.resolvers import live, posts
 from homefeed.resolvers.context import Context
+from homefeed.schema import broadcast
+from homefeed.schema.later import later
 from homefeed.schema.node import to_global_id
 from homefeed.schema.posts import Post
+from homefeed.schema.users import User
 
 Info = strawberry.Info[Context, None]
 
@@ -41,9 +44,40 @@ class FeedUpdate:
         )
 
 
+def _root(update: live.Update, ctx: Context, liked: bool, follows: bool, cursor: str | None) -> FeedUpdate:
+    """The update of a group of subscribers who share the viewer-dependent values (broadcast.py)."""
+    post = None
+    if update.post is not None:
+        post = Post.of(update.post, ctx, update.loaders, liked=liked)
+        post.author = later(lambda: _author(update, ctx, follows))
+    return _update(update, post, cursor)
+
+
+async def _author(update: live.Update, ctx: Context, follows: bool) -> User:
+    assert update.post is not None
+    return User.of(await posts.author(ctx, update.post, update.loaders), ctx, update.loaders, follows=follows)
+
+
+def _update(update: live.Update, post: Post | None, cursor: str | None) -> FeedUpdate:
+    """As FeedUpdate.of builds it, with the given post and cursor."""
+    return FeedUpdate(
+        kind=FeedUpdateKind(update.kind.value),
+        post_id=to_global_id("Post", update.post_id) if update.post_id else strawberry.ID(""),
+        post=post,
+        cursor=cursor,
+    )
+
+
 @strawberry.type
 class FeedSubscription:
     @strawberry.subscription(description="Live changes to the signed-in user's home feed.")
     async def home_feed_updates(self, info: Info) -> AsyncGenerator[FeedUpdate, None]:
+        # A document whose answer depends on the viewer only through the flags broadcast.py
+        # batches is rendered once per event and group, not executed per subscriber.
+        raw = info._raw_info
+        shape = broadcast.shape_of(raw.operation, raw.fragments)
         async for update in live.home_feed_updates(info.context):
-            yield FeedUpdate.of(update, info.context)
+            if shape is None:
+                yield FeedUpdate.of(update, info.context)
+            else:
+                yield await broadcast.render(shape, info.schema, update, info.context, _root)  # type: ignore[misc]

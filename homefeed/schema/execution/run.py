@@ -24,6 +24,7 @@ from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, OperationType, Undefined, located_error
 
+from homefeed.schema.broadcast import Rendered
 from homefeed.schema.execution import compat
 from homefeed.schema.execution.compat import Path, inspect, is_iterable
 from homefeed.schema.execution.plan import Completion, Leaf, ListOf, ObjectOf, Plan, PlannedField, plans_for
@@ -34,6 +35,8 @@ class PlannedExecutionContext(compat.ExecutionContext):
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         if self.operation.operation is OperationType.SUBSCRIPTION:
+            if isinstance(self.root_value, Rendered):
+                return self.root_value.result()  # rendered once for many subscribers (broadcast.py)
             return super().execute_operation(serially)
         if (
             self.operation.operation is not OperationType.QUERY
