@@ -88,6 +88,10 @@ class Settings:
     # Share of served feed pages whose impressions are logged (percent), and most impressions queued.
     impression_sample_percent: int = 10
     impression_queue: int = 10_000
+    # Streaming replicas of the database: reads that tolerate lag go there (docs/operations.md).
+    database_replica_urls: tuple[str, ...] = ()
+    # A replica further behind the primary than this is skipped.
+    replica_max_lag_ms: int = 2000
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed."""
@@ -144,6 +148,17 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     if not url.startswith(tuple(s + "://" for s in schemes)):
         raise SettingsError(f"{PREFIX}{name} must start with one of {schemes} (…://), got {url!r}")
     return url
+
+
+def _urls(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(PREFIX + name, "")
+    urls = tuple(u.strip() for u in raw.split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(tuple(s + "://" for s in schemes)):
+            raise SettingsError(
+                f"{PREFIX}{name}: each URL must start with one of {schemes} (…://), got {url!r}"
+            )
+    return urls
 
 
 def _file(env: Mapping[str, str], name: str) -> Path | None:
@@ -220,6 +235,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             env, "IMPRESSION_SAMPLE_PERCENT", DEFAULTS.impression_sample_percent, 0, 100
         ),
         impression_queue=_int(env, "IMPRESSION_QUEUE", DEFAULTS.impression_queue, 0, 10_000_000),
+        database_replica_urls=_urls(env, "DATABASE_REPLICA_URLS", ("postgresql", "postgres")),
+        replica_max_lag_ms=_int(env, "REPLICA_MAX_LAG_MS", DEFAULTS.replica_max_lag_ms, 1, 3_600_000),
     )
 
 

@@ -30,6 +30,7 @@ from homefeed.feed.errors import InvalidInput
 from homefeed.feed.metrics import CELEBRITY_CACHE, COLD_REBUILDS, PULL_FALLBACKS
 from homefeed.feed.mixer import merge
 from homefeed.feed.records import Page, Post, User
+from homefeed.feed.replicas import Replicas
 from homefeed.feed.store.authors import Authors
 from homefeed.feed.store.pool import MAX_LANES, Lanes, lane_share
 from homefeed.feed.store.posts import Posts
@@ -213,8 +214,18 @@ def below(full: ListRead, cursor: int | None, limit: int) -> ListRead:
 class Feeds:
     """Home feeds (hybrid or pull), author feeds, and per-user timeline upkeep."""
 
-    def __init__(self, pool: asyncpg.Pool, redis: Redis, posts: Posts, settings: Settings) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        posts: Posts,
+        settings: Settings,
+        *,
+        replicas: Replicas | None = None,
+    ) -> None:
         self._pool = pool
+        # Visibility reads go to a replica fit for the viewer when there is one.
+        self.replicas = replicas
         self._redis = redis
         self._posts = posts
         self._keys = Keys(settings.redis_prefix)
@@ -470,9 +481,12 @@ class Feeds:
         posts, authors, liked = found.posts, found.authors, found.liked
         known = self.authors.get
         missing: list[int] = []
-        for _, post_id, author_id, text, like_count, likes in await self.visible_reads.rows(
-            viewer, ids, limit
-        ):
+        rows = None
+        if self.replicas is not None:
+            rows = await self.replicas.visible_rows(viewer, ids, limit)
+        if rows is None:
+            rows = await self.visible_reads.rows(viewer, ids, limit)
+        for _, post_id, author_id, text, like_count, likes in rows:
             posts.append(_new(Post, (post_id, author_id, text, like_count)))
             if author_id not in authors:
                 author = known(author_id)

@@ -39,6 +39,20 @@ CELEBRITY_CACHE = Counter(
     ["result"],
 )
 
+REPLICA_READS = Counter(
+    "homefeed_replica_reads", "Home-feed visibility reads answered by a PostgreSQL replica."
+)
+REPLICA_SKIPS = Counter(
+    "homefeed_replica_skips",
+    "Reads that could have gone to a replica but went to the primary, by reason.",
+    ["reason"],
+)
+REPLICA_LAG = Gauge(
+    "homefeed_replica_lag_seconds",
+    "How far each replica was behind the primary at the last probe (+Inf: down).",
+    ["replica"],
+)
+
 # ---- live updates ------------------------------------------------------------------------------
 
 LIVE_SUBSCRIBERS = Gauge("homefeed_live_subscribers", "Live home-feed subscriptions open in this process.")

@@ -19,6 +19,7 @@ from homefeed.feed.ranking.impressions import ImpressionLog
 from homefeed.feed.ranking.ranker import Ranker
 from homefeed.feed.ranking.scoring import Scorer
 from homefeed.feed.ranking.snapshots import Snapshots
+from homefeed.feed.replicas import Replicas
 from homefeed.feed.store.likes import Likes
 from homefeed.feed.store.pool import create_pool
 from homefeed.feed.store.posts import Posts
@@ -46,12 +47,15 @@ class Services:
     live: LiveHub
     ranker: Ranker
     impressions: ImpressionLog
+    replicas: Replicas | None = None
 
     async def close(self) -> None:
         """Close the live hub and the pools."""
         await self.live.close()
         await self.impressions.close()
         await self.feeds.close()
+        if self.replicas is not None:
+            await self.replicas.close()
         await self.redis.aclose()
         await self.pool.close()
 
@@ -62,26 +66,40 @@ async def open_services(settings: Settings, *, passwords: Passwords | None = Non
         raise RuntimeError("open_services needs database_url and redis_url")
     pool = await create_pool(settings.database_url)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
-    return build_services(settings, pool, redis, passwords=passwords)
+    replicas = None
+    if settings.database_replica_urls:
+        replicas = await Replicas.open(
+            pool,
+            redis,
+            settings.redis_prefix,
+            settings.database_replica_urls,
+            max_lag_ms=settings.replica_max_lag_ms,
+        )
+    return build_services(settings, pool, redis, passwords=passwords, replicas=replicas)
 
 
 def build_services(
-    settings: Settings, pool: asyncpg.Pool, redis: Redis, *, passwords: Passwords | None = None
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis: Redis,
+    *,
+    passwords: Passwords | None = None,
+    replicas: Replicas | None = None,
 ) -> Services:
-    """The engine objects over open connections."""
+    """The engine objects over open connections (and replicas, whose closing they take over)."""
     secret = config.jwt_secret(settings)
-    posts = Posts(pool)
-    feeds = Feeds(pool, redis, posts, settings)
+    posts = Posts(pool, replicas)
+    feeds = Feeds(pool, redis, posts, settings, replicas=replicas)
     snapshots = Snapshots(redis, settings.redis_prefix, settings.ranked_snapshot_seconds)
     ranker = Ranker(pool, feeds, snapshots, Scorer(config.rank_model_path(settings)), settings)
     return Services(
         settings=settings,
         pool=pool,
         redis=redis,
-        users=Users(pool),
+        users=Users(pool, replicas),
         posts=posts,
-        relations=Relations(pool),
-        likes=Likes(pool),
+        relations=Relations(pool, replicas),
+        likes=Likes(pool, replicas),
         feeds=feeds,
         cursors=Cursors(secret),
         tokens=Tokens(secret, settings.token_ttl_days * 86400),
@@ -92,4 +110,5 @@ def build_services(
         live=LiveHub(redis, pool, posts, settings.redis_prefix),
         ranker=ranker,
         impressions=ImpressionLog(pool, settings.impression_sample_percent, settings.impression_queue),
+        replicas=replicas,
     )

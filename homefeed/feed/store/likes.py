@@ -9,6 +9,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from homefeed.feed.errors import Forbidden, NotFound
+from homefeed.feed.store.marks import WriteMarks
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 
@@ -16,8 +17,14 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 class Likes:
     """Reads and writes likes."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, marks: WriteMarks | None = None) -> None:
         self._pool = pool
+        self._marks = marks
+
+    async def _mark(self, user_id: int, *, hides: bool = False) -> None:
+        # Only with replicas: their readers must see this write (homefeed/feed/replicas.py).
+        if self._marks is not None:
+            await self._marks.wrote(user_id, hides=hides)
 
     async def _check(self, conn: Conn, user_id: int, post_id: int) -> None:
         row = await conn.fetchrow(
@@ -58,6 +65,7 @@ class Likes:
                 user_id,
                 post_id,
             )
+        await self._mark(user_id)
 
     async def unlike(self, user_id: int, post_id: int) -> None:
         """Remove a like; a no-op if there was none."""
@@ -83,6 +91,7 @@ class Likes:
                 user_id,
                 post_id,
             )
+        await self._mark(user_id)
 
     async def liked_among(self, user_id: int, post_ids: Sequence[int]) -> set[int]:
         """Which of post_ids the user has liked."""

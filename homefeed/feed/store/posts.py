@@ -9,6 +9,7 @@ import asyncpg
 
 from homefeed.feed.errors import Forbidden, InvalidInput, NotFound
 from homefeed.feed.records import Post
+from homefeed.feed.store.marks import WriteMarks
 from homefeed.feed.store.text import check_storable
 
 MAX_POST_LENGTH = 280
@@ -56,8 +57,14 @@ def _unblocked(viewer: str, author: str) -> str:
 class Posts:
     """Reads and writes the posts table."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, marks: WriteMarks | None = None) -> None:
         self._pool = pool
+        self._marks = marks
+
+    async def _mark(self, user_id: int, *, hides: bool = False) -> None:
+        # Only with replicas: their readers must see this write (homefeed/feed/replicas.py).
+        if self._marks is not None:
+            await self._marks.wrote(user_id, hides=hides)
 
     async def create(self, author_id: int, text: str) -> Post:
         """Insert a post and its fan-out job atomically (one statement, one round trip)."""
@@ -79,6 +86,7 @@ class Posts:
             clean_text(text),
         )
         assert row is not None
+        await self._mark(author_id)
         return post_from_row(row)
 
     async def delete(self, viewer_id: int, post_id: int) -> None:
@@ -109,6 +117,7 @@ class Posts:
             raise NotFound("no such post")
         if row["author_id"] != viewer_id:
             raise Forbidden("only the author can delete a post")
+        await self._mark(viewer_id, hides=True)
 
     async def by_ids(self, ids: Sequence[int], *, viewer: int | None = None) -> list[Post | None]:
         """Live posts for ids, aligned with the input; None where missing or deleted, and (for a

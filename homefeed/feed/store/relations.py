@@ -14,6 +14,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from homefeed.feed.errors import Forbidden, InvalidInput, NotFound
+from homefeed.feed.store.marks import WriteMarks
 
 # Casts: without them PostgreSQL infers text parameters from `||` and rejects the integer ids.
 _PAIR_LOCK = """SELECT pg_advisory_xact_lock(hashtextextended(
@@ -44,8 +45,14 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 class Relations:
     """Reads and writes follows, blocks and mutes."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, marks: WriteMarks | None = None) -> None:
         self._pool = pool
+        self._marks = marks
+
+    async def _mark(self, user_id: int, *, hides: bool = False) -> None:
+        # Only with replicas: their readers must see this write (homefeed/feed/replicas.py).
+        if self._marks is not None:
+            await self._marks.wrote(user_id, hides=hides)
 
     async def _require_other_user(self, conn: Conn, actor: int, target: int, verb: str) -> None:
         if actor == target:
@@ -84,12 +91,14 @@ class Relations:
                 follower,
                 followee,
             )
+        await self._mark(follower)
 
     async def unfollow(self, follower: int, followee: int) -> None:
         """Stop following; a no-op if not following."""
         async with self._pool.acquire() as conn, conn.transaction():
             await self._require_other_user(conn, follower, followee, "unfollow")
             await conn.execute(_UNFOLLOW, follower, followee)
+        await self._mark(follower)
 
     async def block(self, blocker: int, blocked: int) -> None:
         """Block, removing any follow between the two in both directions."""
@@ -110,6 +119,7 @@ class Relations:
             if inserted:
                 await conn.execute(_UNFOLLOW, blocker, blocked)
                 await conn.execute(_UNFOLLOW, blocked, blocker)
+        await self._mark(blocker, hides=True)
 
     async def unblock(self, blocker: int, blocked: int) -> None:
         """Lift a block; restores nothing."""
@@ -118,6 +128,7 @@ class Relations:
             await conn.execute(
                 "DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2", blocker, blocked
             )
+        await self._mark(blocker)
 
     async def mute(self, muter: int, muted: int) -> None:
         """Hide the muted user's posts from the muter's feed."""
@@ -128,12 +139,14 @@ class Relations:
                 muter,
                 muted,
             )
+        await self._mark(muter)
 
     async def unmute(self, muter: int, muted: int) -> None:
         """Show the muted user's posts again."""
         async with self._pool.acquire() as conn:
             await self._require_other_user(conn, muter, muted, "unmute")
             await conn.execute("DELETE FROM mutes WHERE muter_id = $1 AND muted_id = $2", muter, muted)
+        await self._mark(muter)
 
     async def follows_among(self, viewer: int, user_ids: Sequence[int]) -> set[int]:
         """Which of user_ids the viewer follows."""

@@ -9,6 +9,7 @@ import asyncpg
 
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.records import User
+from homefeed.feed.store.marks import WriteMarks
 from homefeed.feed.store.text import check_storable, storable
 
 HANDLE = re.compile(r"^[A-Za-z0-9_]{1,30}$")
@@ -55,8 +56,14 @@ def clean_display_name(name: str | None, handle: str) -> str:
 class Users:
     """Reads and writes the users table."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, marks: WriteMarks | None = None) -> None:
         self._pool = pool
+        self._marks = marks
+
+    async def _mark(self, user_id: int, *, hides: bool = False) -> None:
+        # Only with replicas: their readers must see this write (homefeed/feed/replicas.py).
+        if self._marks is not None:
+            await self._marks.wrote(user_id, hides=hides)
 
     async def create(self, handle: str, display_name: str, password_hash: str) -> User:
         """Insert a user; InvalidInput if the handle is taken (in any letter case)."""
@@ -71,6 +78,7 @@ class Users:
         except asyncpg.UniqueViolationError:
             raise InvalidInput(f"handle @{handle} is taken") from None
         assert row is not None
+        await self._mark(row["id"])
         return user_from_row(row)
 
     async def by_ids(self, ids: Sequence[int]) -> list[User | None]:

@@ -17,6 +17,7 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -50,6 +51,25 @@ CROSS JOIN LATERAL (
     LIMIT r.lim
 ) x
 """
+# The same on a replica, which may not have replayed every post a list names: each read also
+# counts how many of its candidates the server has at all (a LEFT JOIN keeps a row for a read
+# with nothing visible). Fewer than asked means some post is not there yet, and the read goes
+# to the primary rather than dropping it.
+VISIBLE_CHECKED = (
+    VISIBLE.replace(
+        "SELECT r.ord, x.*",
+        "SELECT r.ord, x.*,\n"
+        "       (SELECT count(*) FROM posts q WHERE q.id = ANY (($5::bigint[])[r.lo:r.hi]))::int AS known",
+    )
+    .replace("CROSS JOIN LATERAL (", "LEFT JOIN LATERAL (")
+    .replace(") x\n", ") x ON true\n")
+)
+
+
+class NotReplicated(Exception):
+    """A replica lacks some of a read's candidate posts: the primary must answer it."""
+
+
 # Columns of a row after `ord`, in order.
 COLUMNS = (
     "id",
@@ -85,9 +105,16 @@ class VisibleReads:
     """Visibility reads, batched onto a few held connections."""
 
     def __init__(
-        self, pool: asyncpg.Pool, connections: int = CONNECTIONS, max_batch: int = MAX_BATCH
+        self,
+        pool: asyncpg.Pool,
+        connections: int = CONNECTIONS,
+        max_batch: int = MAX_BATCH,
+        *,
+        checked: bool = False,
     ) -> None:
         self._lanes = Lanes(pool, size=connections, session=SESSION)
+        # On a replica: reads whose candidates are not all there fail with NotReplicated.
+        self._checked = checked
         self._slots = max(1, self._lanes.size)
         self.connections = self._lanes.size  # held (0: statements go through the pool)
         self._max_batch = max_batch
@@ -99,7 +126,10 @@ class VisibleReads:
         self.batches = 0  # statements run
 
     async def rows(self, viewer: int, ids: Sequence[int], limit: int) -> list[asyncpg.Record]:
-        """The visible posts among ids, newest first, at most `limit`: `ord` then COLUMNS, by position."""
+        """The visible posts among ids, newest first, at most `limit`: `ord` then COLUMNS, by position.
+
+        Checked reads (replicas) raise NotReplicated if the server lacks any of `ids`.
+        """
         if self._closing:
             raise RuntimeError("the feed's visibility reads are closed")
         loop = asyncio.get_running_loop()
@@ -140,7 +170,8 @@ class VisibleReads:
                 highs.append(len(candidates))
                 limits.append(read.limit)
             try:
-                rows = await self._lanes.fetch(VISIBLE, viewers, lows, highs, limits, candidates)
+                statement = VISIBLE_CHECKED if self._checked else VISIBLE
+                rows = await self._lanes.fetch(statement, viewers, lows, highs, limits, candidates)
             except BaseException as exc:
                 error = exc if isinstance(exc, Exception) else ConnectionError("the feed reads were stopped")
                 for read in batch:
@@ -150,6 +181,9 @@ class VisibleReads:
                     raise
                 return
             self.batches += 1
+            if self._checked:
+                self._answer_checked(batch, rows)
+                return
             answers: list[list[asyncpg.Record]] = [[] for _ in batch]
             for row in rows:
                 answers[row[0] - 1].append(row)
@@ -160,6 +194,25 @@ class VisibleReads:
             self._running -= 1
             if self._queue:
                 self._dispatch()
+
+    @staticmethod
+    def _answer_checked(batch: list[_Read], rows: list[asyncpg.Record]) -> None:
+        # Rows keep the unchecked shape (`ord`, then COLUMNS) so readers need not tell them apart.
+        answers: list[list[Any]] = [[] for _ in batch]
+        known = [0] * len(batch)
+        width = 1 + len(COLUMNS)
+        for row in rows:
+            index = row[0] - 1
+            known[index] = row[width]
+            if row[1] is not None:
+                answers[index].append(row[:width])
+        for read, answer, have in zip(batch, answers, known, strict=True):
+            if read.rows.done():
+                continue
+            if have < len(set(read.ids)):
+                read.rows.set_exception(NotReplicated(f"{len(set(read.ids)) - have} posts not replayed"))
+            else:
+                read.rows.set_result(answer)
 
     async def close(self) -> None:
         """Answer the reads already asked for, refuse new ones, and give the connections back."""
