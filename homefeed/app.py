@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette import status
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,7 +52,7 @@ from homefeed.schema.persisted import (
 )
 from homefeed.schema.persisted.fast import FastPath
 from homefeed.schema.persisted.operations import document_checker
-from homefeed.web import STATIC, STATIC_URL, graphiql_page
+from homefeed.web import STATIC, STATIC_URL, client_page, graphiql_page
 from homefeed.workers.fanout_worker import FanoutWorker
 
 log = logging.getLogger(__name__)
@@ -428,7 +428,8 @@ async def metrics(request: Request) -> Response:
 
 
 async def index(request: Request) -> Response:
-    return RedirectResponse("/graphql")
+    """The web client: sign in, post, follow, and the home feed with its live updates."""
+    return HTMLResponse(client_page())
 
 
 # Objects allocated between collections of the youngest generation (CPython's default is 700).
@@ -507,6 +508,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Mount(f"{STATIC_URL}/vendor", StaticFiles(directory=STATIC / "vendor"), name="vendor"),
+            Mount(f"{STATIC_URL}/client", StaticFiles(directory=STATIC / "client"), name="client"),
         ],
         lifespan=lifespan,
     )

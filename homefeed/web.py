@@ -71,6 +71,12 @@ def fill_assets(text: str, source: str) -> str:
 
 
 @cache
+def client_page() -> str:
+    """The web client at `/` (static/client.html and static/client/)."""
+    return render_page("client.html")
+
+
+@cache
 def graphiql_page() -> str:
     """GraphiQL with the explorer plugin, loading nothing from outside the app."""
     return render_page("graphiql.html")

@@ -73,7 +73,14 @@ async def test_graphiql_is_served_to_browsers(api: Api) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "graphiql" in response.text.lower()
-    assert (await api.http.get("/", follow_redirects=False)).headers["location"] == "/graphql"
+
+
+async def test_the_web_client_is_served_at_the_root(api: Api) -> None:
+    page = await api.http.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/static/client/app.js">' in page.text
+    assert (await api.http.get("/static/client/app.js")).status_code == 200
+    assert (await api.http.get("/static/vendor/graphql-ws.min.js")).status_code == 200
 
 
 async def test_queries_work_over_get(api: Api) -> None:

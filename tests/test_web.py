@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from homefeed.web import VENDOR, fill_assets, graphiql_page, vendored
+from homefeed.web import VENDOR, client_page, fill_assets, graphiql_page, vendored
 from scripts.refresh_graphiql import ASSETS, integrity
 
 
@@ -30,3 +30,11 @@ def test_graphiql_page_loads_only_the_apps_own_files_with_integrity() -> None:
 def test_a_page_naming_an_asset_outside_the_manifest_is_refused() -> None:
     with pytest.raises(LookupError, match=r"page\.html names not-vendored\.js"):
         fill_assets("<!--asset:not-vendored.js-->", "page.html")
+
+
+def test_client_page_loads_only_the_apps_own_files() -> None:
+    page = client_page()
+    assert "<!--asset:" not in page
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sources and all(s.startswith("/static/") for s in sources)
+    assert 'integrity="sha384-' in page  # the vendored graphql-ws
