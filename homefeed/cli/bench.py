@@ -1,4 +1,4 @@
-"""`homefeed bench fanout | live | read | chaos`: the benchmarks' arguments, and running them.
+"""`homefeed bench fanout | live | read | rank | chaos`: the benchmarks' arguments, and running them.
 
 The benchmarks load only for these commands (numpy, matplotlib, the worker room).
 """
@@ -36,6 +36,14 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     bf.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
     _celebrity_arguments(bf)
     bf.set_defaults(run=run_fanout)
+    bk = benches.add_parser(
+        "rank", help="RANKED vs LATEST vs the heuristic: AUC, NDCG@20, diversity, slots, serving cost"
+    )
+    bk.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
+    bk.add_argument("--viewers", type=int, default=500, help="held-out viewers evaluated (default 500)")
+    bk.add_argument("--seed", type=int, default=0, help="the seed the world was generated with (default 0)")
+    bk.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
+    bk.set_defaults(run=run_rank)
     bl = benches.add_parser(
         "live", help="live-update delivery lag and memory with 1,000 websocket subscribers"
     )
@@ -184,6 +192,19 @@ def run_read(settings: Settings, args: argparse.Namespace) -> int:
     for path in reads.write_outputs(report, options):
         print(f"wrote {path}")
     return 0
+
+
+def run_rank(settings: Settings, args: argparse.Namespace) -> int:
+    from homefeed.bench import rank
+
+    options = rank.RankOptions(
+        viewers=args.viewers,
+        seed=args.seed,
+        min_users=args.min_users,
+        json_path=Path(args.json) if args.json else None,
+    )
+    report = _bench("rank", settings, lambda ready: rank.run(ready, options, log=_say), options.json_path)
+    return 1 if report is None else 0
 
 
 def run_chaos(settings: Settings, args: argparse.Namespace) -> int:

@@ -32,7 +32,17 @@ SEEDED_PASSWORD_HASH = (
 _PG_EPOCH_MS = 946_684_800_000
 # Tables the seed fills, and the ones a reset empties too (they reference users or posts).
 SEEDED_TABLES = ("users", "posts", "follows", "followers")
-RESET_TABLES = (*SEEDED_TABLES, "handles", "outbox", "likes", "blocks", "mutes")
+RESET_TABLES = (
+    *SEEDED_TABLES,
+    "handles",
+    "outbox",
+    "likes",
+    "blocks",
+    "mutes",
+    "affinity",
+    "author_days",
+    "impressions",
+)
 # Big tables whose secondary indexes and foreign keys are dropped during COPY and rebuilt after.
 _BULK_TABLES = ("posts", "follows", "followers")
 
