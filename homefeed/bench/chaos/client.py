@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -72,7 +73,9 @@ def _post(url: str, body: dict[str, Any], token: str, timeout: float) -> Reply:
         return Reply(None, f"http {exc.code}")
     except TimeoutError:
         return Reply(None, "timeout")
-    except (OSError, orjson.JSONDecodeError) as exc:
+    # A server killed mid-response breaks the body (IncompleteRead, RemoteDisconnected):
+    # the request's outcome is unknown, as with a dropped connection.
+    except (OSError, http.client.HTTPException, orjson.JSONDecodeError) as exc:
         reason = getattr(exc, "reason", exc)
         return Reply(None, "timeout" if isinstance(reason, TimeoutError) else "connection")
     if not isinstance(doc, dict):
