@@ -23,6 +23,7 @@ def draw(report: ReadReport, path: Path) -> None:
         "baseline": "tab:gray",
         "persisted": "tab:green",
         "baseline-persisted": "tab:olive",
+        "ranked": "tab:purple",
     }
     for name, r in report.results.items():
         if not r.latencies_ms:

@@ -9,12 +9,13 @@ import random
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 import orjson
 
-FEED = """query HomeFeed($first: Int, $after: String) { homeFeed(first: $first, after: $after) {
+FEED = """query HomeFeed($first: Int, $after: String, $order: FeedOrder) {
+  homeFeed(first: $first, after: $after, order: $order) {
   edges { cursor node { id text createdAt likeCount viewerHasLiked
                         author { id handle displayName viewerFollows } } }
   pageInfo { hasNextPage endCursor } } }"""
@@ -38,6 +39,7 @@ class Plan:
     seed: int
     # Send the feed query as Apollo's APQ does: its hash alone, the text once per miss.
     persisted: bool = False
+    order: str = "LATEST"
 
 
 @dataclass
@@ -49,6 +51,9 @@ class LoadResult:
     error_sample: list[str]
     seconds: float
     cpu_s: float
+    # The same latencies split: first pages (no cursor) and deeper ones.
+    first_ms: list[float] = field(default_factory=list)
+    deeper_ms: list[float] = field(default_factory=list)
 
 
 PERSISTED_QUERY_NOT_FOUND = b"PERSISTED_QUERY_NOT_FOUND"
@@ -84,6 +89,8 @@ class _Load:
         self.recording = False
         self.stop = False
         self.latencies: list[float] = []
+        self.first_ms: list[float] = []
+        self.deeper_ms: list[float] = []
         self.first_pages = 0
         self.deeper_pages = 0
         self.errors = 0
@@ -109,11 +116,13 @@ class _Load:
             self.error_sample,
             t1 - t0,
             cpu1 - cpu0,
+            self.first_ms,
+            self.deeper_ms,
         )
 
     def _request(self, token: str, after: str | None, *, text: bool = True) -> bytes:
         request: dict[str, object] = {
-            "variables": {"first": self.plan.first, "after": after},
+            "variables": {"first": self.plan.first, "after": after, "order": self.plan.order},
             "operationName": "HomeFeed",
         }
         if self.plan.persisted:
@@ -153,8 +162,10 @@ class _Load:
                         self.latencies.append(elapsed * 1000)
                         if page == 0:
                             self.first_pages += 1
+                            self.first_ms.append(elapsed * 1000)
                         else:
                             self.deeper_pages += 1
+                            self.deeper_ms.append(elapsed * 1000)
                     if after is None:
                         break
         finally:

@@ -20,7 +20,7 @@ from homefeed.bench.baseline.snapshot import capture
 from homefeed.bench.celebrities import apply, choose, restore
 from homefeed.bench.errors import SEED_HINT, BenchError
 from homefeed.bench.reads.load import STARTED, STOPPED, LoadResult, Plan, load_generator
-from homefeed.bench.reads.options import PERSISTED, VARIANTS, ReadOptions
+from homefeed.bench.reads.options import ORDERED, PERSISTED, VARIANTS, ReadOptions
 from homefeed.bench.reads.report import ReadReport, VariantResult
 from homefeed.bench.reads.stores import StoreCpu, postgres_seconds
 from homefeed.bench.server import ServedApi
@@ -134,7 +134,16 @@ async def _measure(
                 server = servers[variant]
                 stores = StoreCpu(services.pool, services.redis, server.local_addresses)
                 slices[variant].append(
-                    await _slice(server, stores, viewers, options, warmup, each, variant in PERSISTED)
+                    await _slice(
+                        server,
+                        stores,
+                        viewers,
+                        options,
+                        warmup,
+                        each,
+                        variant in PERSISTED,
+                        ORDERED.get(variant, ("", "LATEST"))[1],
+                    )
                 )
                 order.append(variant)
     finally:
@@ -157,6 +166,7 @@ def _served(variant: str, settings: Settings, secret: str, snapshot: Path, optio
         "HOMEFEED_CELEBRITY_THRESHOLD": str(int(settings.celebrity_threshold)),
     }
     variant = PERSISTED.get(variant, variant)
+    variant = ORDERED.get(variant, (variant, ""))[0]
     if variant == "baseline":
         env[SNAPSHOT_ENV] = str(snapshot)
         return ServedApi(settings, secret, options.workers, env, app=APP_FACTORY)
@@ -181,6 +191,7 @@ async def _slice(
     warmup: float,
     seconds: float,
     persisted: bool,
+    order: str = "LATEST",
 ) -> _Slice:
     """One load generator against one server: `warmup`, then `seconds` measured."""
     plan = Plan(
@@ -194,6 +205,7 @@ async def _slice(
         depth=options.depth,
         seed=options.seed,
         persisted=persisted,
+        order=order,
     )
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
@@ -228,6 +240,8 @@ def _combine(slices: Sequence[_Slice]) -> VariantResult:
         p50_ms=interpolated(ms, 50),
         p90_ms=interpolated(ms, 90),
         p99_ms=interpolated(ms, 99),
+        p99_first_ms=interpolated([x for s in slices for x in s.load.first_ms], 99),
+        p99_deeper_ms=interpolated([x for s in slices for x in s.load.deeper_ms], 99),
         max_ms=max(ms) if ms else float("nan"),
         requests=len(ms),
         first_pages=sum(s.load.first_pages for s in slices),

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from homefeed.bench.celebrities import CelebrityOptions
 
-VARIANTS = ("hybrid", "pull", "baseline", "persisted", "baseline-persisted")
+VARIANTS = ("hybrid", "pull", "baseline", "persisted", "baseline-persisted", "ranked")
 # Variants sending the feed query as an APQ hash (the fast path), and the server each runs.
 PERSISTED = {"persisted": "hybrid", "baseline-persisted": "baseline"}
+# Variants asking for another feed order than LATEST, and the server each runs.
+ORDERED = {"ranked": ("hybrid", "RANKED")}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ class VariantResult:
     postgres_cpu_s: float = 0.0  # of the PostgreSQL backends of the API's connections (see stores.py)
     redis_cpu_s: float = 0.0  # of the whole Redis server, whoever its clients were
     machine_busy: float = 0.0  # share of all cores busy while measuring (everything on the machine)
+    p99_first_ms: float = float("nan")  # first pages (no cursor) only
+    p99_deeper_ms: float = float("nan")  # pages after a cursor only
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -117,6 +119,14 @@ class ReadReport:
             out["persisted_api_cpu_over_hybrid_api_cpu"] = (
                 r["persisted"].server_cpu_ms_per_request / r["hybrid"].server_cpu_ms_per_request
             )
+        if "ranked" in r and "hybrid" in r:
+            # RANKED against LATEST on the same server: first pages rank, deeper ones read the snapshot.
+            out["ranked_first_p99_over_hybrid_first_p99"] = (
+                r["ranked"].p99_first_ms / r["hybrid"].p99_first_ms
+            )
+            out["ranked_deeper_p99_over_hybrid_deeper_p99"] = (
+                r["ranked"].p99_deeper_ms / r["hybrid"].p99_deeper_ms
+            )
         if "persisted" in r and "baseline-persisted" in r:
             out["persisted_rps_over_baseline_persisted_rps"] = (
                 r["persisted"].rps / r["baseline-persisted"].rps
@@ -149,6 +159,9 @@ class ReadReport:
                 0.9,
                 False,
             ),
+            # Issue 14's targets for RANKED.
+            ("ranked_first_p99_over_hybrid_first_p99", "RANKED first-page p99 / LATEST's", 1.5, True),
+            ("ranked_deeper_p99_over_hybrid_deeper_p99", "RANKED later-page p99 / LATEST's", 1.1, True),
         ):
             if key in q:
                 v = q[key]

@@ -79,10 +79,8 @@ async def test_bench_measures_hybrid_pull_and_baseline_and_writes_its_files(
     finally:
         await pool.close()
     # Measured in turn, each round starting with the next variant: drift meets them all alike.
-    assert doc["run"]["slices"] == [
-        *("hybrid", "pull", "baseline", "persisted", "baseline-persisted"),
-        *("pull", "baseline", "persisted", "baseline-persisted", "hybrid"),
-    ]
+    variants = list(reads.VARIANTS)
+    assert doc["run"]["slices"] == [*variants, *variants[1:], variants[0]]
     assert set(doc["run"]["ratios"]) == {
         "hybrid_p99_over_pull_p99",
         "hybrid_rps_over_pull_rps",
@@ -91,7 +89,13 @@ async def test_bench_measures_hybrid_pull_and_baseline_and_writes_its_files(
         "persisted_p99_over_hybrid_p99",
         "persisted_api_cpu_over_hybrid_api_cpu",
         "persisted_rps_over_baseline_persisted_rps",
+        "ranked_first_p99_over_hybrid_first_p99",
+        "ranked_deeper_p99_over_hybrid_deeper_p99",
     }
+    # RANKED pages were read, first and deeper, each split timed.
+    ranked = report.results["ranked"]
+    assert ranked.first_pages > 0 and ranked.deeper_pages > 0
+    assert ranked.p99_first_ms > 0 and ranked.p99_deeper_ms > 0
     table = (out / "read.md").read_text()
     assert all(f"| {v} |" in table for v in reads.VARIANTS)
     assert (out / "read.png").read_bytes().startswith(b"\x89PNG")
