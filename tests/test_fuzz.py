@@ -10,6 +10,8 @@ still healthy. HOMEFEED_FUZZ_EXAMPLES sets the examples per operation, mode and 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,8 +39,15 @@ from tests.conftest import FAST_PASSWORDS, with_search_path
 from tests.served import served_on_a_thread
 from tests.small_world import World, seed
 
-EXAMPLES = int(os.environ.get("HOMEFEED_FUZZ_EXAMPLES", "20"))
-CODES = {"UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT", "NOT_FOUND", "RATE_LIMITED"}
+EXAMPLES = int(os.environ.get("HOMEFEED_FUZZ_EXAMPLES", "15"))
+CODES = {
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "BAD_USER_INPUT",
+    "NOT_FOUND",
+    "RATE_LIMITED",
+    "PERSISTED_QUERY_NOT_FOUND",
+}
 BAD_TOKEN = "Bearer not.a.token"
 
 
@@ -49,13 +59,14 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     codes: Counter[str] = field(default_factory=Counter)
     answered_data: int = 0
+    persisted: int = 0  # APQ requests, beside the examples
 
     def report(self) -> str:
         return (
             f"{sum(self.examples.values())} examples over {len(self.examples)} operations; "
             f"statuses {dict(sorted(self.statuses.items()))}; "
             f"error codes {dict(sorted(self.codes.items()))}; "
-            f"{self.answered_data} answers with data"
+            f"{self.answered_data} answers with data; {self.persisted} persisted-query requests"
         )
 
 
@@ -92,18 +103,55 @@ def fuzz(
     def run(case: schemathesis.Case[Any]) -> None:
         response = case.call(base_url=url, headers=headers)
         tally.examples[operation.label] += 1
-        tally.statuses[response.status_code] += 1
-        payload: Any = response.json() if response.status_code < 500 else {}
-        for error in payload.get("errors") or []:
-            tally.codes[str((error.get("extensions") or {}).get("code"))] += 1
-        tally.answered_data += bool(payload.get("data"))
-        case.validate_response(
-            response,
-            checks=[schemathesis.checks.response_schema_conformance, coded_errors],
-            headers=headers,
-        )
+        checked(case, response, headers, tally)
+        if operation.label.startswith("Query."):
+            persisted(case, url, headers, response, tally)
 
     run()
+
+
+def checked(case: schemathesis.Case[Any], response: Any, headers: dict[str, str], tally: Tally) -> None:
+    """Count the answer, then run schemathesis' conformance check and ours on it."""
+    tally.statuses[response.status_code] += 1
+    payload: Any = response.json() if response.status_code < 500 else {}
+    for error in payload.get("errors") or []:
+        tally.codes[str((error.get("extensions") or {}).get("code"))] += 1
+    tally.answered_data += bool(payload.get("data"))
+    case.validate_response(
+        response,
+        checks=[schemathesis.checks.response_schema_conformance, coded_errors],
+        headers=headers,
+    )
+
+
+def persisted(
+    case: schemathesis.Case[Any], url: str, headers: dict[str, str], plain: Any, tally: Tally
+) -> None:
+    """The same query as an automatic persisted query (APQ): the hash alone, the hash with the
+    text (which registers a valid document), then the hash alone over POST and GET. Each answer
+    passes the same checks; once registered, each is the plain answer (a query changes nothing;
+    but a RANKED first page ranks anew and names a new snapshot each time)."""
+    query = str(case.body)
+    digest = hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()
+    extensions: dict[str, Any] = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+    endpoint = f"{url}/graphql"
+    legs = [
+        requests.post(endpoint, json={"extensions": extensions}, headers=headers),
+        requests.post(endpoint, json={"query": query, "extensions": extensions}, headers=headers),
+        requests.post(endpoint, json={"extensions": extensions}, headers=headers),
+        requests.get(endpoint, params={"extensions": json.dumps(extensions)}, headers=headers),
+    ]
+    tally.persisted += len(legs)
+    for leg in legs:
+        checked(case, leg, headers, tally)
+    if "RANKED" in query:
+        return
+    expected = plain.json()
+    assert legs[1].json() == expected, (query, legs[1].text, plain.text)
+    for leg in legs[2:]:
+        codes = [(e.get("extensions") or {}).get("code") for e in leg.json().get("errors") or []]
+        if codes != ["PERSISTED_QUERY_NOT_FOUND"]:  # else: the document did not validate
+            assert leg.json() == expected, (query, leg.request.method, leg.text, plain.text)
 
 
 def described(exc: BaseException) -> str:

@@ -2,7 +2,8 @@
 Redis holding a small world: queries generated from the schema (fields, aliases, fragments,
 variables, bad arguments, broken syntax), anonymous, signed in and with a bad token, give the same
 data, the same errors and the same extensions. Queries only: a mutation would change the world
-between the two runs. HOMEFEED_EXECUTOR_EXAMPLES sets the number of generated queries."""
+between the two runs; and no RANKED order, whose first page differs from run to run by design.
+HOMEFEED_EXECUTOR_EXAMPLES sets the number of generated queries."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import os
 from typing import Any
 
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 from strawberry.types import ExecutionResult
 
@@ -59,6 +60,9 @@ async def test_generated_queries_on_the_real_schema(services: Services, world: W
         "Int": ["3", "20", "101"],
     }
     query, variables = data.draw(generate.queries(PLANNED._schema, extra=extra), label="query")
+    # Each RANKED first page ranks at its own instant and keeps a snapshot of its own (named in
+    # its cursors): two runs differ by design, whatever executes them.
+    assume("RANKED" not in query and "RANKED" not in variables.values())
     token = data.draw(
         st.sampled_from([None, world.accounts[0].token, world.accounts[3].token, "not.a.token"]),
         label="token",
