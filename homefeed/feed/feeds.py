@@ -264,6 +264,8 @@ class Feeds:
             recent_ttl=self.recent_ttl,
         )
         self.recent_cache = RecentCache(settings.celebrity_cache_ms)
+        # Pulled lists being read right now, so concurrent readers share the read.
+        self._recent_pending: dict[int, asyncio.Future[ListRead]] = {}
         self.pulled_authors = PulledAuthors(pool, settings.celebrity_cache_ms)
         # Per viewer, until when this process knows their timeline's expiry needs no refresh
         # (it only counts down, and only rebuilds set it, to the full term): until then a read
@@ -425,7 +427,7 @@ class Feeds:
     async def _read_sources(
         self, timeline: str, pulled: Sequence[int], cursor: int | None, fetch: int, *, with_ttl: bool
     ) -> list[ListRead]:
-        """The timeline below the cursor and each pulled author's list, in one Redis round trip.
+        """The timeline below the cursor and each pulled author's list, read at the same time.
 
         Without `with_ttl` the timeline's read may report a made-up full expiry (never acted on).
         """
@@ -434,32 +436,87 @@ class Feeds:
         if pulled:
             _CACHE_HIT.inc(len(pulled) - len(missing))
             _CACHE_MISS.inc(len(missing))
-        if not missing and self.reads is not None:
-            # The usual read: the timeline alone (and its expiry when due), on the lean connection.
-            if with_ttl:
-                raw, ttl = await self.reads.get_with_ttl(timeline)
-            else:
-                raw, ttl = await self.reads.get(timeline), self.timeline_ttl
-            reads = [list_below(decode_list(raw), cursor, fetch, ttl)]
-            for author in pulled:
-                whole = cached[author]
-                assert whole is not None
-                reads.append(below(whole, cursor, fetch))
-            return reads
-        queries = [ListQuery(timeline, cursor, fetch)]
-        queries += [ListQuery(self._keys.recent(a), None, self.size + 2) for a in missing]
-        reads = await self._redis_call(self._lists.read(queries))
-        for author, read in zip(missing, reads[1:], strict=True):
-            if not read.complete:
-                read = await self._recent_fallback(author)
-            self.recent_cache.put(author, read)
-            cached[author] = read
-        sources = [reads[0]]
+        if missing:
+            # Both go out in the same turn of the loop: one write to Redis, as one pipeline.
+            own, lists = await asyncio.gather(
+                self._read_timeline(timeline, cursor, fetch, with_ttl=with_ttl),
+                self._recent_lists(missing),
+            )
+            cached.update(lists)
+        else:
+            own = await self._read_timeline(timeline, cursor, fetch, with_ttl=with_ttl)
+        reads = [own]
         for author in pulled:
             whole = cached[author]
             assert whole is not None
-            sources.append(below(whole, cursor, fetch))
-        return sources
+            reads.append(below(whole, cursor, fetch))
+        return reads
+
+    async def _read_timeline(
+        self, timeline: str, cursor: int | None, fetch: int, *, with_ttl: bool
+    ) -> ListRead:
+        if self.reads is None:
+            return (await self._redis_call(self._lists.read([ListQuery(timeline, cursor, fetch)])))[0]
+        # The usual read: the timeline alone (and its expiry when due), on the lean connection.
+        if with_ttl:
+            raw, ttl = await self.reads.get_with_ttl(timeline)
+        else:
+            raw, ttl = await self.reads.get(timeline), self.timeline_ttl
+        return list_below(decode_list(raw), cursor, fetch, ttl)
+
+    async def _recent_lists(self, authors: Sequence[int]) -> dict[int, ListRead]:
+        """Pulled authors' whole lists, read once per process however many readers want them at once.
+
+        When a kept list expires, every concurrent reader of that author misses it together: each
+        used to read and decode it again (with 30 pulled authors, a good share of all reads).
+        """
+        found: dict[int, ListRead] = {}
+        waits: dict[int, asyncio.Future[ListRead]] = {}
+        fetch: list[int] = []
+        for author in authors:
+            kept = self.recent_cache.get(author)
+            if kept is not None:
+                found[author] = kept
+            elif (pending := self._recent_pending.get(author)) is not None:
+                waits[author] = pending
+            else:
+                fetch.append(author)
+        if fetch:
+            loop = asyncio.get_running_loop()
+            mine = {a: loop.create_future() for a in fetch}
+            self._recent_pending.update(mine)
+            try:
+                reads = await self._read_recent(fetch)
+                for author, read in zip(fetch, reads, strict=True):
+                    if not read.complete:
+                        read = await self._recent_fallback(author)
+                    self.recent_cache.put(author, read)
+                    found[author] = read
+                    mine[author].set_result(read)
+            except BaseException as exc:
+                error = exc if isinstance(exc, Exception) else ConnectionError("the read was stopped")
+                for future in mine.values():
+                    if not future.done():
+                        future.set_exception(error)
+                        future.exception()  # retrieved: the waiters (if any) get it raised
+                raise
+            finally:
+                for author, future in mine.items():
+                    if self._recent_pending.get(author) is future:
+                        del self._recent_pending[author]
+        for author, future in waits.items():
+            found[author] = await asyncio.shield(future)
+        return found
+
+    async def _read_recent(self, authors: Sequence[int]) -> list[ListRead]:
+        """Whole recent lists, on the lean connection when there is one (GETs in one write)."""
+        limit = self.size + 2
+        if self.reads is None:
+            queries = [ListQuery(self._keys.recent(a), None, limit) for a in authors]
+            return await self._redis_call(self._lists.read(queries))
+        reads = self.reads
+        raws = await asyncio.gather(*(reads.get(self._keys.recent(a)) for a in authors))
+        return [list_below(decode_list(raw), None, limit, self.recent_ttl) for raw in raws]
 
     async def visible(self, viewer: int, ids: Sequence[int]) -> list[Post]:
         """The posts among ids that the viewer may see in their feed, newest first, hydrated."""

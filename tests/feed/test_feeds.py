@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from homefeed.feed.config import Settings
+from homefeed.feed.feeds import RecentCache
 from homefeed.feed.records import User
 from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.pool import create_pool
 from homefeed.feed.timeline.encoding import decode
 from homefeed.feed.timeline.keys import Keys
+from homefeed.feed.timeline.lists import ListRead
 from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import FAST_PASSWORDS, ServicesFactory
 
@@ -175,3 +179,50 @@ async def test_which_pulled_authors_a_viewer_follows_is_kept_and_a_follow_elsewh
         assert (await reader.feeds.home(alice.id, 5, None)).post_ids == []
     finally:
         await reader.close()
+
+
+async def test_readers_missing_a_pulled_list_together_share_one_read_and_one_failure(
+    services: Services,
+) -> None:
+    star = await user(services, "star")
+    fans = [await user(services, f"fan{i}") for i in range(12)]
+    for fan in fans:
+        await follow(services, fan, star)
+    await services.pool.execute(
+        "UPDATE users SET fanout_mode = 1, pull_from = next_id() WHERE id = $1", star.id
+    )
+    await services.feeds.rebuild_recent(star.id)
+    for i in range(3):
+        post = await services.posts.create(star.id, f"pulled {i}")
+        await services.feeds.push_recent(star.id, post.id)
+    truth = {f.id: (await services.feeds.pull_page(f.id, 10, None)).post_ids for f in fans}
+    assert all(len(ids) == 3 for ids in truth.values())
+    feeds = services.feeds
+    for fan in fans:  # timelines built, so only the pulled list is missing below
+        await feeds.home(fan.id, 10, None)
+
+    asked: list[list[int]] = []
+    real = feeds._read_recent
+
+    async def counted(authors: Sequence[int]) -> list[ListRead]:
+        asked.append(list(authors))
+        await asyncio.sleep(0.01)  # long enough for every reader to miss it meanwhile
+        return await real(authors)
+
+    feeds._read_recent = counted  # type: ignore[method-assign]
+    feeds.recent_cache = RecentCache(500)  # forget what is kept: every reader misses at once
+    pages = await asyncio.gather(*(feeds.home(f.id, 10, None) for f in fans))
+    assert [p.post_ids for p in pages] == [truth[f.id] for f in fans]
+    assert asked == [[star.id]]
+
+    async def failing(authors: Sequence[int]) -> list[ListRead]:
+        asked.append(list(authors))
+        await asyncio.sleep(0.01)
+        raise RedisConnectionError("Redis went away mid-read")
+
+    feeds._read_recent = failing  # type: ignore[method-assign]
+    feeds.recent_cache = RecentCache(500)
+    pages = await asyncio.gather(*(feeds.home(f.id, 10, None) for f in fans))
+    # Every reader waiting on the failed read was answered from PostgreSQL: nothing lost.
+    assert [p.post_ids for p in pages] == [truth[f.id] for f in fans]
+    assert asked[1:] == [[star.id]] and not feeds._recent_pending
