@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -66,7 +67,21 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--no-compression", action="store_true", help="subscribers do not offer permessage-deflate"
     )
     bl.add_argument("--min-users", type=int, default=1000, help="refuse smaller graphs (default 1000)")
+    bl.add_argument(
+        "--per-subscriber",
+        action="store_true",
+        help="subscribe with a document the server executes per subscriber (render-once's baseline)",
+    )
     bl.set_defaults(run=run_live)
+    bh = benches.add_parser(
+        "live-heap", help="where an idle subscription's memory goes (tracemalloc, API in this process)"
+    )
+    bh.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON to PATH")
+    bh.add_argument("--subscribers", type=int, default=500, help="idle subscribers (default 500)")
+    bh.add_argument(
+        "--by", choices=("filename", "lineno"), default="filename", help="group by (default file)"
+    )
+    bh.set_defaults(run=run_live_heap)
     br = benches.add_parser(
         "read", help="homeFeed reads at 32 connections: hybrid, pull, baseline; by text and by APQ hash"
     )
@@ -160,11 +175,27 @@ def run_live(settings: Settings, args: argparse.Namespace) -> int:
         threshold=args.threshold,
         workers=args.workers,
         compression=not args.no_compression,
+        per_subscriber=args.per_subscriber,
         min_users=args.min_users,
         json_path=Path(args.json) if args.json else None,
     )
     report = _bench("live", settings, lambda ready: live.run(ready, options, log=_say), options.json_path)
     return 1 if report is None else 0
+
+
+def run_live_heap(settings: Settings, args: argparse.Namespace) -> int:
+    from homefeed.bench.live import heap
+
+    json_path = Path(args.json) if args.json else None
+
+    async def measure(ready: Settings) -> heap.HeapReport:
+        report = await heap.run(ready, args.subscribers, log=_say, by=args.by)
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        return report
+
+    return 1 if _bench("live-heap", settings, measure, json_path) is None else 0
 
 
 def run_read(settings: Settings, args: argparse.Namespace) -> int:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -147,8 +147,10 @@ class Relations:
 class Subscriber:
     viewer: int
     queue: asyncio.Queue[LiveEvent] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
-    followees: set[int] = field(default_factory=set)
-    hidden: set[int] = field(default_factory=set)  # muted or blocked either way
+    # The hub's Relations sets themselves, replaced whole when relationships change: a copy per
+    # subscriber would double the largest part of an idle subscription's memory (bench live-heap).
+    followees: frozenset[int] = frozenset()
+    hidden: frozenset[int] = frozenset()  # muted or blocked either way
     overflowed: bool = False
     resync_queued: bool = False
     recent: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_ADDED))
@@ -197,6 +199,58 @@ class Subscriber:
         return event
 
 
+class _Index:
+    """Subscribers by user id (an author they follow, or the viewer). Most keys have one member,
+    kept as itself: a set per followed author was the largest part of an idle subscription's
+    memory (bench live-heap), since viewers' followees overlap little."""
+
+    __slots__ = ("_members",)
+
+    def __init__(self) -> None:
+        self._members: dict[int, Subscriber | set[Subscriber]] = {}
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._members
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._members)
+
+    def get(self, key: int) -> Collection[Subscriber]:
+        """The members of key (none if absent)."""
+        found = self._members.get(key)
+        if found is None:
+            return ()
+        return (found,) if isinstance(found, Subscriber) else found
+
+    def add(self, key: int, sub: Subscriber) -> bool:
+        """Add sub under key; whether key is new."""
+        found = self._members.get(key)
+        if found is None:
+            self._members[key] = sub
+            return True
+        if isinstance(found, Subscriber):
+            if found is not sub:
+                self._members[key] = {found, sub}
+        else:
+            found.add(sub)
+        return False
+
+    def drop(self, key: int, sub: Subscriber) -> bool:
+        """Remove sub from key; whether key is now gone."""
+        found = self._members.get(key)
+        if found is None:
+            return False
+        if isinstance(found, Subscriber):
+            if found is not sub:
+                return False
+            del self._members[key]
+            return True
+        found.discard(sub)
+        if len(found) == 1:
+            self._members[key] = next(iter(found))
+        return False
+
+
 class LiveHub:
     """This process's single Redis subscription, shared by all its live subscribers."""
 
@@ -218,8 +272,8 @@ class LiveHub:
         self._task: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._subscribers: set[Subscriber] = set()
-        self._by_author: defaultdict[int, set[Subscriber]] = defaultdict(set)
-        self._by_user: defaultdict[int, set[Subscriber]] = defaultdict(set)
+        self._by_author = _Index()
+        self._by_user = _Index()
         self._subscribed: set[str] = set()
         # Index keys that gained their first or lost their last subscriber since the last sync:
         # syncing looks at these only, so a subscribe costs its own channels, not every channel.
@@ -252,7 +306,8 @@ class LiveHub:
         """A live subscriber for viewer, registered for as long as the context lasts."""
         sub = Subscriber(viewer)
         state = (await self.relations([viewer]))[viewer]
-        sub.followees, sub.hidden = set(state.followees), set(state.hidden)
+        sub.followees, sub.hidden = state.followees, state.hidden
+        del state
         async with self._lock:
             self._subscribers.add(sub)
             LIVE_SUBSCRIBERS.inc()
@@ -272,19 +327,13 @@ class LiveHub:
                 with contextlib.suppress(RedisError, OSError):
                     await self._sync_channels()
 
-    def _add(self, index: defaultdict[int, set[Subscriber]], key: int, sub: Subscriber) -> None:
-        members = index[key]
-        if not members:
+    def _add(self, index: _Index, key: int, sub: Subscriber) -> None:
+        if index.add(key, sub):
             self._dirty.add((index is self._by_author, key))
-        members.add(sub)
 
-    def _drop(self, index: defaultdict[int, set[Subscriber]], key: int, sub: Subscriber) -> None:
-        members = index.get(key)
-        if members is not None:
-            members.discard(sub)
-            if not members:
-                del index[key]
-                self._dirty.add((index is self._by_author, key))
+    def _drop(self, index: _Index, key: int, sub: Subscriber) -> None:
+        if index.drop(key, sub):
+            self._dirty.add((index is self._by_author, key))
 
     def _wanted(self) -> set[str]:
         return {self.channels.author(a) for a in self._by_author} | {
@@ -383,7 +432,7 @@ class LiveHub:
             await self._on_user(owner, notice)
 
     async def _on_author(self, author: int, notice: Notice) -> None:
-        subs = [s for s in self._by_author.get(author, ()) if s.sees(author)]
+        subs = [s for s in self._by_author.get(author) if s.sees(author)]
         targets = [
             s
             for s in subs
@@ -405,7 +454,7 @@ class LiveHub:
             sub.offer(event)
 
     async def _on_user(self, viewer: int, notice: Notice) -> None:
-        subs = list(self._by_user.get(viewer, ()))
+        subs = list(self._by_user.get(viewer))
         if not subs:
             return
         generations = [s.generation for s in subs]
@@ -454,7 +503,7 @@ class LiveHub:
         for author in state.followees - sub.followees:
             self._add(self._by_author, author, sub)
         before = sub.visible()
-        sub.followees, sub.hidden = set(state.followees), set(state.hidden)
+        sub.followees, sub.hidden = state.followees, state.hidden
         after = sub.visible()
         if not announce:
             return

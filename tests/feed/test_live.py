@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
@@ -22,6 +23,7 @@ from homefeed.feed.live import (
     Notice,
     Relations,
     Subscriber,
+    _Index,
 )
 from homefeed.feed.services import Services
 
@@ -62,7 +64,7 @@ async def test_a_post_announced_twice_is_added_once() -> None:
 
 
 def test_visibility_follows_relationships() -> None:
-    sub = Subscriber(viewer=1, followees={2, 3}, hidden={3})
+    sub = Subscriber(viewer=1, followees=frozenset({2, 3}), hidden=frozenset({3}))
     assert sub.sees(1) and sub.sees(2)
     assert not sub.sees(3)  # followed but muted or blocked
     assert not sub.sees(4)  # not followed
@@ -361,3 +363,22 @@ async def test_a_reconnect_that_fails_is_retried_not_spun_on(
         assert (events[1].kind, events[1].post_id) == (Kind.ADDED, post.id)
     lost = [r for r in caplog.records if "live hub lost Redis" in r.getMessage()]
     assert len(lost) <= 10, f"{len(lost)} failed turns: the loop retried without waiting"
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.integers(0, 3)), max_size=60))
+def test_the_hub_index_keeps_exactly_the_members_added_and_not_dropped(
+    steps: list[tuple[bool, int, int]],
+) -> None:
+    # One member per key is kept as itself, more in a set: neither may lose or invent a member.
+    subs = [Subscriber(viewer=i) for i in range(4)]
+    index, truth = _Index(), defaultdict[int, set[Subscriber]](set)
+    for adding, key, who in steps:
+        if adding:
+            assert index.add(key, subs[who]) == (not truth[key])
+            truth[key].add(subs[who])
+        else:
+            had = subs[who] in truth[key]
+            truth[key].discard(subs[who])
+            assert index.drop(key, subs[who]) == (had and not truth[key])
+        assert {k: set(index.get(k)) for k in index} == {k: v for k, v in truth.items() if v}
+        assert all(len(index.get(k)) == len(set(index.get(k))) for k in index)

@@ -15,6 +15,11 @@ from homefeed.bench.errors import BenchError
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
 SUBSCRIPTION = "subscription { homeFeedUpdates { kind postId cursor post { id text } } }"
+# The same answer, but a document with a directive is executed per subscriber: the baseline of
+# render-once (`--per-subscriber`).
+PER_SUBSCRIBER = (
+    "subscription { homeFeedUpdates { ... @include(if: true) { kind postId cursor post { id text } } } }"
+)
 CREATE_POST = "mutation($text: String!) { createPost(text: $text) { id } }"
 DELETE_POST = "mutation($id: ID!) { deletePost(id: $id) }"
 

@@ -56,6 +56,9 @@ class Figures(BenchBase):
                     "kind": kind,
                     "create_ms": round(create * 1000, 1),
                     "p50_ms": round(mine.p50, 1),
+                    "min_ms": round(
+                        min((first[i] - began_at for i in sees[kind] if i in first), default=0) * 1000, 1
+                    ),
                     "max_ms": round(mine.max, 1),
                     "delivered": mine.n,
                     "expected": len(sees[kind]),

@@ -10,7 +10,7 @@ from multiprocessing.connection import Connection
 
 import orjson
 
-from homefeed.bench.live.api import LEGACY_WS, SUBSCRIPTION
+from homefeed.bench.live.api import LEGACY_WS
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Plan:
     protocols: list[str]
     connect_concurrency: int
     compression: bool
+    query: str  # the subscription document every subscriber sends
 
 
 @dataclass
@@ -124,7 +125,7 @@ class _LoadGenerator:
                 start = {
                     "id": "1",
                     "type": "start" if legacy else "subscribe",
-                    "payload": {"query": SUBSCRIPTION},
+                    "payload": {"query": self.plan.query},
                 }
                 await ws.send(orjson.dumps(start).decode())
         except Exception as exc:

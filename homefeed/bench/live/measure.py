@@ -15,7 +15,14 @@ import psutil
 from redis.asyncio import Redis
 
 from homefeed.bench.errors import BenchError
-from homefeed.bench.live.api import CREATE_POST, LEGACY_WS, TRANSPORT_WS, graphql
+from homefeed.bench.live.api import (
+    CREATE_POST,
+    LEGACY_WS,
+    PER_SUBSCRIBER,
+    SUBSCRIPTION,
+    TRANSPORT_WS,
+    graphql,
+)
 from homefeed.bench.live.figures import Figures
 from homefeed.bench.live.graph import Graph
 from homefeed.bench.live.load import Plan, load_generator
@@ -27,6 +34,10 @@ from homefeed.feed import config
 from homefeed.feed.auth import Tokens
 from homefeed.feed.config import Settings
 from homefeed.feed.store.pool import create_pool
+
+# Share of a post's delivery window (first to last arrival) the load generator may spend on CPU
+# before its own reading, not the server, is what the lags show.
+LOAD_GENERATOR_LIMIT = 0.8
 
 
 async def run(settings: Settings, options: LiveOptions, log: Callable[[str], None] = print) -> LiveReport:
@@ -91,6 +102,7 @@ class _Bench(Graph, Serving, Figures):
                 protocols,
                 self.opt.connect_concurrency,
                 self.opt.compression,
+                PER_SUBSCRIBER if self.opt.per_subscriber else SUBSCRIPTION,
             )
             loader = ctx.Process(
                 target=load_generator, args=(child, plan), name="bench-live-load", daemon=True
@@ -176,7 +188,19 @@ class _Bench(Graph, Serving, Figures):
             ]
             self.notes.append("posts not delivered to every subscriber: " + ", ".join(late))
         report.server_cpu_ms_per_post = cpu_ms_per_post
+        report.server_cpu_us_per_delivery = cpu_ms_per_post * 1000 * len(posts) / max(1, report.delivered)
         report.load_generator_cpu_ms_per_post = loader_cpu_ms_per_post
+        # The load generator reads a post's updates between its first and last arrival: its CPU per
+        # post over that window (median over posts) is the share of the window it was busy.
+        windows = sorted(p["max_ms"] - p["min_ms"] for p in report.per_post if p["delivered"])
+        window_ms = windows[len(windows) // 2] if windows else 0.0
+        report.load_generator_busy = loader_cpu_ms_per_post / window_ms if window_ms > 0 else 0.0
+        report.document = "per-subscriber" if self.opt.per_subscriber else "render-once"
+        if report.load_generator_busy >= LOAD_GENERATOR_LIMIT:
+            self.notes.append(
+                f"the load generator was the limit: it was busy {report.load_generator_busy:.0%} of the time"
+                " between a post's first and last arrival, so lags include its own queueing"
+            )
         report.failed_connections = len(failed)
         report.load_average = list(os.getloadavg())
         if report.load_average[0] > (os.cpu_count() or 1):

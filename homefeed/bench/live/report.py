@@ -41,6 +41,11 @@ class LiveReport:
     pubsub_connections_total: int = 0
     server_cpu_ms_per_post: float = 0.0  # includes the gap between posts (an idle server uses ~0)
     load_generator_cpu_ms_per_post: float = 0.0
+    # Server CPU per post over deliveries per post: an upper bound per delivery, since it includes
+    # createPost and the fan-out to every follower.
+    server_cpu_us_per_delivery: float = 0.0
+    load_generator_busy: float = 0.0  # its CPU per post over a post's delivery window (median)
+    document: str = "render-once"  # or "per-subscriber": the subscription document's path
     rss_before_mb: float = 0.0
     rss_after_mb: float = 0.0
     connect_seconds: float = 0.0
@@ -92,6 +97,12 @@ class LiveReport:
             f"        (all server processes: createPost, fan-out, {self.subscribers:,} deliveries;"
             f" load generator {self.load_generator_cpu_ms_per_post:.1f} ms; unlike the lag, not inflated by"
             " other processes)"
+        )
+        out.append(
+            f"server_cpu_us_per_delivery {self.server_cpu_us_per_delivery:7.1f}"
+            f"        (the above over {self.delivered / max(1, sum(self.posts.values())):,.0f} deliveries per"
+            f" post: an upper bound; document: {self.document}; load generator busy"
+            f" {self.load_generator_busy:.0%} of a post's delivery window)"
         )
         if self.create_post_ms is not None:
             out.append(

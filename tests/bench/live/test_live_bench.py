@@ -12,6 +12,7 @@ import pytest
 
 from homefeed.bench import live
 from homefeed.bench.errors import BenchError
+from homefeed.bench.live import heap
 from homefeed.feed.config import Settings
 from homefeed.feed.store.pool import create_pool
 from homefeed.seed import SeedParams
@@ -77,3 +78,27 @@ async def test_bench_refuses_a_graph_too_small_and_says_how_to_seed(
     await _seed(settings_, 50)
     with pytest.raises(BenchError, match="homefeed seed --users 100000"):
         await live.run(settings_, live.LiveOptions(min_users=1000), log=lambda _: None)
+
+
+async def test_bench_measures_the_per_subscriber_baseline_and_the_heap(
+    settings_: Settings, tmp_path: Path
+) -> None:
+    await _seed(settings_, 300)
+    options = live.LiveOptions(
+        subscribers=6, posts=2, ordinary_followers=20, min_users=100, gap=0.0, per_subscriber=True
+    )
+    report = await live.run(settings_.with_(data_dir=tmp_path), options, log=lambda _: None)
+    assert report.document == "per-subscriber"
+    assert report.expected > 0 and report.missed == 0 and report.duplicates == 0
+    assert report.server_cpu_us_per_delivery > 0
+
+    assert settings_.database_url
+    pool = await create_pool(settings_.database_url, min_size=1, max_size=1)
+    try:
+        seen = await pool.fetch("SELECT id, last_seen_at FROM users ORDER BY id LIMIT 5")
+        measured = await heap.run(settings_.with_(data_dir=tmp_path), 5, log=lambda _: None)
+        assert await pool.fetch("SELECT id, last_seen_at FROM users ORDER BY id LIMIT 5") == seen
+    finally:
+        await pool.close()
+    assert measured.connected == 5 and measured.by_file_kb
+    assert "registered while measured: 5" in " ".join(measured.notes)
