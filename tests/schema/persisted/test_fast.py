@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from homefeed.feed.services import Services
@@ -265,6 +265,9 @@ async def test_generated_queries_are_identical_on_both_paths(
     """Documents generated from the schema (fragments, aliases, variables, bad arguments and
     tokens) get the same answer from both paths, whichever of them the fast path takes."""
     text, variables = case
+    # A RANKED first page ranks anew and names a new snapshot on every request, by design:
+    # two requests never give the same cursors, whichever path answers them.
+    assume("RANKED" not in text and "RANKED" not in variables.values())
     token = {"alice": paths.alice.token, None: None, "bad": "bad-token"}[who]
     taken.clear()
     fast, view = await paths.both(text, variables, token)
