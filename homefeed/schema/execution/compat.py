@@ -51,6 +51,12 @@ ExecutionContext = StrawberryGraphQLCoreExecutionContext
 Grouped = dict[str, list[FieldDetails]]
 
 
+def variable_values(executor: ExecutionContext, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The coerced values of these variables in this execution (None for one not given)."""
+    coerced = executor.variable_values.coerced
+    return tuple(coerced.get(name) for name in names)
+
+
 def fragment_definitions(executor: ExecutionContext) -> list[FragmentDefinitionNode]:
     """The document's fragment definitions."""
     return list(executor.fragment_definitions.values())

@@ -9,9 +9,13 @@ A field is read as a plain attribute only when Strawberry's resolver does nothin
 (compat.default_attribute); any other field, including one with permissions or extensions,
 runs its own resolver, as graphql-core would call it.
 
-An operation is refused (`Unplannable`) when it uses what a plan shared by every execution of
-the operation cannot hold: directives (@skip and @include depend on variables), @defer,
-introspection of the schema, interface and union fields, and custom `is_type_of`.
+@skip and @include are decided while collecting fields, with the request's variable values:
+an operation using them has one plan per combination of the values of the variables their
+conditions read (literal conditions are the same for every request).
+
+An operation is refused (`Unplannable`) when it uses what a plan cannot hold: directives other
+than @skip and @include, @defer, introspection of the schema, interface and union fields, and
+custom `is_type_of`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from graphql import (
     Node,
     OperationDefinitionNode,
     OperationType,
+    VariableNode,
     is_abstract_type,
     is_leaf_type,
     is_list_type,
@@ -47,6 +52,11 @@ from homefeed.schema.execution import compat
 # Compiled plans of one schema, by operation node: the parser cache hands out the same node for
 # the same document, so an operation is compiled once per schema while it stays in that cache.
 MAX_PLANS = 512
+# Plans kept per operation, one per combination of its @skip/@include variables' values: a
+# document with many such variables cannot make one operation hold more than this.
+MAX_VARIANTS = 16
+# The directives a plan can decide while it is compiled (from the request's variables).
+CONDITIONS = ("skip", "include")
 
 
 class Unplannable(Exception):
@@ -96,33 +106,53 @@ class Plan:
     root: ObjectOf
 
 
+@dataclass(slots=True)
+class _Operation:
+    operation: OperationDefinitionNode
+    # The variables @skip/@include conditions read, sorted; None: other directives (unplannable).
+    conditions: tuple[str, ...] | None
+    # By the conditions' values (() when there are none).
+    plans: OrderedDict[tuple[Any, ...], Plan | None] = field(default_factory=OrderedDict)
+
+
 class Plans:
     """The plans of recent operations (None for an unplannable one), least recently used dropped."""
 
     def __init__(self, size: int = MAX_PLANS) -> None:
         self.size = size
-        self._plans: OrderedDict[int, tuple[OperationDefinitionNode, Plan | None]] = OrderedDict()
+        self._operations: OrderedDict[int, _Operation] = OrderedDict()
 
     def for_operation(self, executor: compat.ExecutionContext) -> Plan | None:
-        """The plan of the executor's operation, compiled on first sight."""
+        """The plan of the executor's operation for its @skip/@include values, compiled on first sight."""
         operation = executor.operation
         key = id(operation)
-        cached = self._plans.get(key)
-        if cached is not None and cached[0] is operation:
-            self._plans.move_to_end(key)
-            return cached[1]
+        entry = self._operations.get(key)
+        if entry is None or entry.operation is not operation:
+            entry = _Operation(operation, _conditions(executor))
+            self._operations[key] = entry
+            if len(self._operations) > self.size:
+                self._operations.popitem(last=False)
+        else:
+            self._operations.move_to_end(key)
+        if entry.conditions is None:
+            entry.plans[()] = None
+            return None
+        values = compat.variable_values(executor, entry.conditions)
+        if values in entry.plans:
+            entry.plans.move_to_end(values)
+            return entry.plans[values]
         try:
             plan: Plan | None = Compiler(executor).compile()
         except Unplannable:
             plan = None
-        self._plans[key] = (operation, plan)
-        if len(self._plans) > self.size:
-            self._plans.popitem(last=False)
+        entry.plans[values] = plan
+        if len(entry.plans) > MAX_VARIANTS:
+            entry.plans.popitem(last=False)
         return plan
 
     def entries(self) -> list[tuple[OperationDefinitionNode, Plan | None]]:
-        """The cached operations with their plans, oldest first."""
-        return list(self._plans.values())
+        """The cached operations with their plans (one per @skip/@include values), oldest first."""
+        return [(e.operation, plan) for e in self._operations.values() for plan in e.plans.values()]
 
 
 _SCHEMA_PLANS: weakref.WeakKeyDictionary[GraphQLSchema, Plans] = weakref.WeakKeyDictionary()
@@ -143,8 +173,6 @@ class Compiler:
 
     def compile(self) -> Plan:
         ex = self.ex
-        if _has_directives(ex.operation) or any(_has_directives(f) for f in compat.fragment_definitions(ex)):
-            raise Unplannable("directives")
         root_type = self.schema.get_root_type(OperationType.QUERY)
         if root_type is None:
             raise Unplannable("no query type")
@@ -203,15 +231,21 @@ class Compiler:
         return completion
 
 
-def _has_directives(node: Node) -> bool:
-    """Whether any directive appears in a definition (a plan is shared by all variable values)."""
-    stack: list[Any] = [node]
+def _conditions(executor: compat.ExecutionContext) -> tuple[str, ...] | None:
+    """The variables the operation's @skip/@include conditions read (in its own definition and
+    its fragments), sorted; None when any other directive appears."""
+    names: set[str] = set()
+    stack: list[Any] = [executor.operation, *compat.fragment_definitions(executor)]
     while stack:
         current = stack.pop()
         if isinstance(current, DirectiveNode):
-            return True
-        if isinstance(current, Node):
+            if current.name.value not in CONDITIONS:
+                return None
+            names.update(
+                a.value.name.value for a in current.arguments or () if isinstance(a.value, VariableNode)
+            )
+        elif isinstance(current, Node):
             stack.extend(getattr(current, k) for k in current.keys if k != "loc")
         elif isinstance(current, list | tuple):
             stack.extend(current)
-    return False
+    return tuple(sorted(names))

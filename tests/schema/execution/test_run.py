@@ -123,7 +123,7 @@ CASES: list[tuple[str, str, dict[str, Any] | None]] = [
         None,
     ),
     ("DataLoader", "{ items { loaded asyncLoaded child { loaded } } }", None),
-    # Directives: a fallback to graphql-core.
+    # Directives: planned per value of the variables their conditions read.
     (
         "skip and include",
         "query($yes: Boolean!) { items { id name @skip(if: $yes) shout @include(if: $yes) } }",
