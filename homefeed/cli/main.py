@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from homefeed.cli import bench, jobs, migrate, rank, seeding, serve, worker
+from homefeed.cli import bench, capacity, jobs, migrate, rank, seeding, serve, worker
 from homefeed.feed import config
 from homefeed.feed.config import SettingsError
 
@@ -14,7 +14,7 @@ from homefeed.feed.config import SettingsError
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="homefeed", description="A home-timeline GraphQL service.")
     commands = p.add_subparsers(dest="command", required=True)
-    for command in (serve, worker, jobs, migrate, seeding, rank, bench):
+    for command in (serve, worker, jobs, migrate, seeding, rank, bench, capacity):
         command.add_command(commands)
     return p
 

@@ -1,0 +1,1 @@
+"""The capacity model (`homefeed capacity`): measured per-operation costs scaled to N daily users."""
