@@ -146,10 +146,15 @@ async def apply(pool: asyncpg.Pool, feeds: Feeds, celebrities: Celebrities) -> N
     rows = await pool.fetch(_PULL, celebrities.threshold)
     celebrities.changed = [(r["id"], r["pull_from"]) for r in rows]
     changed = [a for a, _ in celebrities.changed]
-    # A list left from an earlier pulled period may lack what the author posted since.
-    await feeds.forget_recent(changed)
-    for author in celebrities.pulled:
-        await feeds.rebuild_recent(author)
+    try:
+        # A list left from an earlier pulled period may lack what the author posted since.
+        await feeds.forget_recent(changed)
+        for author in celebrities.pulled:
+            await feeds.rebuild_recent(author)
+    except BaseException:
+        # Not left half-applied: the run will not happen, so the world goes back now.
+        await restore(pool, feeds, celebrities)
+        raise
 
 
 async def restore(pool: asyncpg.Pool, feeds: Feeds, celebrities: Celebrities) -> list[int]:

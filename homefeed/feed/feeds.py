@@ -619,15 +619,14 @@ class Feeds:
 
     async def rebuild_recent(self, author: int) -> None:
         """Build a pulled author's recent list from PostgreSQL now (an author just made pulled)."""
+        # Upkeep, not a read: the client's own timeout applies, not the read path's.
         ids = await self._posts.by_author(author, None, self.size + 1)
-        await self._redis_call(
-            self._writes.rebuild_recent(author, ids[: self.size], whole_history=len(ids) <= self.size)
-        )
+        await self._writes.rebuild_recent(author, ids[: self.size], whole_history=len(ids) <= self.size)
 
     async def forget_recent(self, authors: Sequence[int]) -> None:
         """Drop these authors' recent lists: once pushed again nothing keeps them current."""
         if authors:
-            await self._redis_call(self._redis.unlink(*(self._keys.recent(a) for a in authors)))
+            await self._redis.unlink(*(self._keys.recent(a) for a in authors))
 
     async def _recent_fallback(self, author: int) -> ListRead:
         """A pulled author's list is missing: rebuild it once (within the limit); read PostgreSQL now."""

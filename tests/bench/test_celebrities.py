@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from homefeed.bench.celebrities import CelebrityOptions, apply, choose, restore
 from homefeed.feed.services import Services
 from homefeed.feed.timeline.keys import Keys
@@ -100,3 +103,17 @@ async def test_apply_pulls_for_the_run_and_restore_puts_back_only_what_is_safe(s
     assert after == {poster: 1}
     for author in quiet:
         assert not await services.redis.exists(keys.recent(author))
+
+
+async def test_an_apply_that_fails_midway_leaves_nobody_pulled(services: Services) -> None:
+    users = await _world(services)
+    found = await choose(services.pool, users, CelebrityOptions(top_share=0.01, min_viewer_share=0.0))
+    assert found.pulled
+
+    async def unreachable(author: int) -> None:
+        raise RedisTimeoutError("Redis did not answer")
+
+    services.feeds.rebuild_recent = unreachable  # type: ignore[method-assign]
+    with pytest.raises(RedisTimeoutError):
+        await apply(services.pool, services.feeds, found)
+    assert not await services.pool.fetchval("SELECT count(*) FROM users WHERE fanout_mode <> 0")

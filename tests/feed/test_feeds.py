@@ -203,25 +203,42 @@ async def test_readers_missing_a_pulled_list_together_share_one_read_and_one_fai
 
     asked: list[list[int]] = []
     real = feeds._read_recent
+    real_lists = feeds._recent_lists
+    entered = 0
+
+    async def entering(authors: Sequence[int]) -> dict[int, ListRead]:
+        nonlocal entered
+        entered += 1  # it decides at once, before any await, whether to read or to wait
+        return await real_lists(authors)
+
+    async def every_reader_in() -> None:
+        for _ in range(3000):
+            if entered >= len(fans):
+                return
+            await asyncio.sleep(0.01)
 
     async def counted(authors: Sequence[int]) -> list[ListRead]:
         asked.append(list(authors))
-        await asyncio.sleep(0.01)  # long enough for every reader to miss it meanwhile
+        await every_reader_in()  # the read is still out when every other reader misses
         return await real(authors)
+
+    feeds._recent_lists = entering  # type: ignore[method-assign]
 
     feeds._read_recent = counted  # type: ignore[method-assign]
     feeds.recent_cache = RecentCache(500)  # forget what is kept: every reader misses at once
+    entered = 0
     pages = await asyncio.gather(*(feeds.home(f.id, 10, None) for f in fans))
     assert [p.post_ids for p in pages] == [truth[f.id] for f in fans]
     assert asked == [[star.id]]
 
     async def failing(authors: Sequence[int]) -> list[ListRead]:
         asked.append(list(authors))
-        await asyncio.sleep(0.01)
+        await every_reader_in()
         raise RedisConnectionError("Redis went away mid-read")
 
     feeds._read_recent = failing  # type: ignore[method-assign]
     feeds.recent_cache = RecentCache(500)
+    entered = 0
     pages = await asyncio.gather(*(feeds.home(f.id, 10, None) for f in fans))
     # Every reader waiting on the failed read was answered from PostgreSQL: nothing lost.
     assert [p.post_ids for p in pages] == [truth[f.id] for f in fans]
