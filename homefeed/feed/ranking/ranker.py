@@ -25,7 +25,7 @@ from homefeed.feed.feeds import Feeds, check_first
 from homefeed.feed.ranking.features import read_candidates
 from homefeed.feed.ranking.rerank import rerank
 from homefeed.feed.ranking.scoring import Scorer
-from homefeed.feed.ranking.snapshots import NO_FLOOR, Snapshot, Snapshots, new_name
+from homefeed.feed.ranking.snapshots import NO_FLOOR, Snapshot, Snapshots, name_of
 from homefeed.feed.records import Page
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Ranker:
         order = np.asarray(rerank(candidates, scores, first), dtype=np.int64)
         floor = int(candidates.ids.min()) if len(candidates) else NO_FLOOR
         snapshot = Snapshot(candidates.ids[order], scores[order], floor)
-        name = new_name()
+        name = name_of(viewer, snapshot)
         try:
             await self.snapshots.put(viewer, name, snapshot)
         except (RedisError, OSError) as exc:

@@ -8,7 +8,7 @@ is gone is refused (the client starts from the first page).
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 import struct
 from dataclasses import dataclass
 
@@ -53,9 +53,14 @@ class Snapshot:
         return cls(ids, scores, floor)
 
 
-def new_name() -> str:
-    """A fresh snapshot name (cursors carry it, signed)."""
-    return secrets.token_hex(6)
+def name_of(viewer: int, snapshot: Snapshot) -> str:
+    """The snapshot's name (cursors carry it, signed): a digest of the viewer and the content.
+
+    The same ranking twice (same candidates, features and instant) is the same snapshot, with
+    the same cursors; storing it again only renews its expiry.
+    """
+    digest = hashlib.blake2b(snapshot.encode(), digest_size=8, key=str(viewer).encode())
+    return digest.hexdigest()
 
 
 class Snapshots:

@@ -203,3 +203,16 @@ async def test_an_installed_model_ranks_instead_of_the_heuristic(
     assert services.ranker.scorer.version == "oldest-first"
     page = await services.ranker.first(viewer, 4)
     assert page.page.post_ids == posts
+
+
+async def test_the_same_ranking_is_the_same_snapshot(services: Services) -> None:
+    viewer, ann = await users(services, "viewer", "ann")
+    await services.relations.follow(viewer, ann)
+    for i in range(3):
+        await services.posts.create(ann, f"{i}")
+    now = time.time()
+    services.ranker.clock = lambda: now
+    a, b = await services.ranker.first(viewer, 2), await services.ranker.first(viewer, 2)
+    assert a.snapshot == b.snapshot and a.scores == b.scores
+    services.ranker.clock = lambda: now + 3600  # an hour on, scores decay: another snapshot
+    assert (await services.ranker.first(viewer, 2)).snapshot != a.snapshot

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import pytest
@@ -31,7 +32,11 @@ PLAIN = build_schema(execution_context_class=None)
 
 
 @pytest.fixture
-async def world(api: Api) -> World:
+async def world(api: Api, services: Services) -> World:
+    # RANKED ranks at its clock's instant (post ages): pinned, both executors get the same page,
+    # and so the same snapshot and cursors (a snapshot is named by its content).
+    now = time.time()
+    services.ranker.clock = lambda: now
     return await seed(api)
 
 
