@@ -129,6 +129,19 @@ def complete_async_list(
     return executor.complete_list_value(type_, details, info, path, value, None)  # type: ignore[return-value]
 
 
+def complete_abstract(
+    executor: ExecutionContext,
+    type_: Any,
+    details: list[FieldDetails],
+    info: Any,
+    path: Path,
+    value: Any,
+) -> Any:
+    """A value of an interface or union type, completed by graphql-core itself: the runtime
+    type's resolution and checks, the subfields and their errors exactly as graphql-core's."""
+    return executor.complete_abstract_value(type_, details, info, path, value, None)
+
+
 def resolve_info_builder(executor: ExecutionContext) -> Callable[..., Any]:
     """The executor's own `build_resolve_info(definition, nodes, parent type, path)`."""
     return executor.build_resolve_info

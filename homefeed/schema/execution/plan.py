@@ -13,9 +13,12 @@ runs its own resolver, as graphql-core would call it.
 an operation using them has one plan per combination of the values of the variables their
 conditions read (literal conditions are the same for every request).
 
+A field of an interface or union type is planned up to its value: graphql-core resolves the
+runtime type and completes the value below it, with the same executor (so its errors land in
+the same list, in graphql-core's order).
+
 An operation is refused (`Unplannable`) when it uses what a plan cannot hold: directives other
-than @skip and @include, @defer, introspection of the schema, interface and union fields, and
-custom `is_type_of`.
+than @skip and @include, @defer, introspection of the schema, and custom `is_type_of`.
 """
 
 from __future__ import annotations
@@ -29,13 +32,16 @@ from typing import Any
 from graphql import (
     DirectiveNode,
     FieldNode,
+    GraphQLAbstractType,
     GraphQLField,
+    GraphQLInterfaceType,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    GraphQLUnionType,
     Node,
     OperationDefinitionNode,
     OperationType,
@@ -83,7 +89,15 @@ class ObjectOf:
     fields: list[PlannedField] = field(default_factory=list)
 
 
-Completion = Leaf | ListOf | ObjectOf
+@dataclass(slots=True)
+class AbstractOf:
+    """An interface or union: graphql-core resolves the runtime type and completes the value
+    (and everything below it) itself, as it does without a plan."""
+
+    type_: GraphQLAbstractType
+
+
+Completion = Leaf | ListOf | ObjectOf | AbstractOf
 
 
 @dataclass(slots=True)
@@ -221,8 +235,11 @@ class Compiler:
             return ListOf(type_, self._completion(item, details), is_non_null_type(item))
         if is_leaf_type(type_):
             return Leaf(type_)
-        if is_abstract_type(type_) or not is_object_type(type_):
-            raise Unplannable("abstract type")
+        if is_abstract_type(type_):
+            assert isinstance(type_, GraphQLInterfaceType | GraphQLUnionType)
+            return AbstractOf(type_)
+        if not is_object_type(type_):
+            raise Unplannable(f"unknown kind of type {type_}")
         assert isinstance(type_, GraphQLObjectType)
         if compat.custom_is_type_of(type_):
             raise Unplannable("custom is_type_of")

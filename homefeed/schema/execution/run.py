@@ -27,7 +27,16 @@ from graphql import ExecutionResult, GraphQLError, OperationType, Undefined, loc
 from homefeed.schema.broadcast import Rendered
 from homefeed.schema.execution import compat
 from homefeed.schema.execution.compat import Path, inspect, is_iterable
-from homefeed.schema.execution.plan import Completion, Leaf, ListOf, ObjectOf, Plan, PlannedField, plans_for
+from homefeed.schema.execution.plan import (
+    AbstractOf,
+    Completion,
+    Leaf,
+    ListOf,
+    ObjectOf,
+    Plan,
+    PlannedField,
+    plans_for,
+)
 
 
 class PlannedExecutionContext(compat.ExecutionContext):
@@ -220,6 +229,10 @@ class Run:
                     f"Expected value of type '{completion.type_.name}' but got: {inspect(value)}.", f.nodes
                 )
             return self._object(completion, value, path)
+        if type(completion) is AbstractOf:
+            if info is None:
+                info = self.resolve_info(f.definition, f.nodes, f.parent, _field_path(path))
+            return compat.complete_abstract(self.ex, completion.type_, f.details, info, path, value)
         assert isinstance(completion, ListOf)
         return self._list(f, completion, info, path, value)
 
