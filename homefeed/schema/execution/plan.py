@@ -23,6 +23,7 @@ than @skip and @include, @defer, introspection of the schema, and custom `is_typ
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -54,6 +55,8 @@ from graphql import (
 )
 
 from homefeed.schema.execution import compat
+
+log = logging.getLogger("homefeed.execution")
 
 # Compiled plans of one schema, by operation node: the parser cache hands out the same node for
 # the same document, so an operation is compiled once per schema while it stays in that cache.
@@ -143,6 +146,8 @@ class Plans:
         entry = self._operations.get(key)
         if entry is None or entry.operation is not operation:
             entry = _Operation(operation, _conditions(executor))
+            if entry.conditions is None:
+                _fallback(operation, "a directive other than @skip/@include")
             self._operations[key] = entry
             if len(self._operations) > self.size:
                 self._operations.popitem(last=False)
@@ -157,7 +162,9 @@ class Plans:
             return entry.plans[values]
         try:
             plan: Plan | None = Compiler(executor).compile()
-        except Unplannable:
+        except Unplannable as exc:
+            if not entry.plans:
+                _fallback(operation, str(exc))
             plan = None
         entry.plans[values] = plan
         if len(entry.plans) > MAX_VARIANTS:
@@ -246,6 +253,13 @@ class Compiler:
         completion = ObjectOf(type_, type_.is_type_of)
         completion.fields = self._fields(type_, compat.subfields(self.ex, type_, details))
         return completion
+
+
+def _fallback(operation: OperationDefinitionNode, reason: str) -> None:
+    # Once per operation while it is cached: which operations miss the plan, and why, is what
+    # an operator needs to see, not a line per request.
+    name = operation.name.value if operation.name else "anonymous"
+    log.info("operation %s runs through graphql-core: %s", name, reason)
 
 
 def _conditions(executor: compat.ExecutionContext) -> tuple[str, ...] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,11 +67,15 @@ async def test_plannable_queries_take_the_plan(runs: list[object], query: str) -
     ],
 )
 async def test_unplannable_queries_fall_back(
-    runs: list[object], query: str, variables: dict[str, Any] | None
+    runs: list[object], query: str, variables: dict[str, Any] | None, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="homefeed.execution")
     await assert_same(query, variables)
     assert runs == []
     assert _plans_for(query) == [None]
+    # The reason is logged once, when the operation is first seen.
+    [record] = [r for r in caplog.records if r.name == "homefeed.execution"]
+    assert "runs through graphql-core" in record.getMessage()
 
 
 async def test_mutations_fall_back(runs: list[object]) -> None:
