@@ -5,8 +5,9 @@ blocked either way) from the newest back to the window, at most `cap` of them: t
 LATEST shows at the top of the feed, read from the source of truth, so they depend neither on
 the celebrity threshold nor on what Redis holds. Features come from aggregates the write path
 keeps (posts.like_count, affinity, author_days; migration 0005): nothing is recounted per read
-except the likes by the viewer's followees on the candidates (social proof), one index range
-per followee.
+except the likes by the viewer's followees on the candidates (social proof). Every part is a
+LATERAL index range (per followee, per author): written as joins, PostgreSQL scanned the
+whole likes and author_days tables for each read.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ _TAIL = """
 , social AS (
     SELECT l.post_id, count(*)::int AS n
     FROM follows f
-    JOIN likes l ON l.user_id = f.followee_id AND l.post_id >= (SELECT min(id) FROM cand)
+    CROSS JOIN LATERAL (
+        SELECT post_id FROM likes
+        WHERE user_id = f.followee_id AND post_id >= (SELECT min(id) FROM cand)
+    ) l
     WHERE f.follower_id = $1 AND l.post_id IN (SELECT id FROM cand)
     GROUP BY l.post_id
 ), aff AS (
@@ -39,8 +43,12 @@ _TAIL = """
 ), top AS (
     SELECT author_id FROM aff WHERE n > 0 AND author_id <> $1 ORDER BY n DESC, author_id LIMIT 3
 ), rate AS (
-    SELECT author_id, sum(likes)::float8 / greatest(sum(posts), 1) AS r FROM author_days
-    WHERE author_id IN (SELECT DISTINCT author_id FROM cand) AND day >= $3 GROUP BY author_id
+    SELECT a.author_id, d.r
+    FROM (SELECT DISTINCT author_id FROM cand) a
+    CROSS JOIN LATERAL (
+        SELECT sum(likes)::float8 / greatest(sum(posts), 1) AS r FROM author_days
+        WHERE author_id = a.author_id AND day >= $3
+    ) d
 )
 SELECT c.id, c.author_id, c.like_count, coalesce(s.n, 0) AS social, coalesce(aff.n, 0) AS affinity,
        coalesce(rate.r, 0) AS rate, c.author_id IN (SELECT author_id FROM top) AS top
