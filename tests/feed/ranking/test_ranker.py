@@ -199,7 +199,13 @@ async def test_an_installed_model_ranks_instead_of_the_heuristic(
     services = await make_services(rank_model=path)
     viewer, ann = await users(services, "viewer", "ann")
     await services.relations.follow(viewer, ann)
-    posts = [(await services.posts.create(ann, f"{i}")).id for i in range(4)]
+    # A minute apart: posts made within one millisecond have the same age, and tie.
+    now_ms = int(time.time() * 1000)
+    posts = [make_id(now_ms - (4 - i) * 60_000, i) for i in range(4)]
+    for post_id in posts:
+        await services.pool.execute(
+            "INSERT INTO posts (author_id, id, text) VALUES ($1, $2, 'x')", ann, post_id
+        )
     assert services.ranker.scorer.version == "oldest-first"
     page = await services.ranker.first(viewer, 4)
     assert page.page.post_ids == posts
