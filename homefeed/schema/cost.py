@@ -57,6 +57,7 @@ from homefeed.feed.config import DEFAULTS
 from homefeed.feed.feeds import MAX_PAGE
 from homefeed.resolvers.connections import DEFAULT_FIRST
 from homefeed.resolvers.context import Context
+from homefeed.schema.operation import provided_operation_name, unnamed_choice_error
 
 PAGE_ARGUMENT = "first"
 
@@ -280,6 +281,11 @@ class CostLimit(SchemaExtension):
                 ctx.schema._schema, ctx.graphql_document, ctx.validation_rules
             )
         if not ctx.pre_execution_errors and ctx.graphql_document is not None:
+            unnamed = unnamed_choice_error(ctx.graphql_document, provided_operation_name(ctx))
+            if unnamed is not None:
+                ctx.pre_execution_errors = [unnamed]
+                yield
+                return
             budget = budget_of(ctx.context)
             cost = counted_cost(ctx.schema._schema, ctx.graphql_document, ctx.operation_name, ctx.variables)
             self._cost = {"requested": cost, "budget": budget}

@@ -51,6 +51,7 @@ from homefeed.resolvers.context import Context
 from homefeed.schema.cost import budget_of, counted_cost
 from homefeed.schema.errors import log_errors, with_code
 from homefeed.schema.metrics import LATENCY, REQUESTS, operation_label
+from homefeed.schema.operation import unnamed_choice_error
 
 # Documents kept ready, as Strawberry's parser and validation caches keep theirs.
 MAX_PREPARED = 1024
@@ -93,6 +94,9 @@ class FastPath:
         try:
             document = parse(text, max_tokens=self.max_tokens)
         except GraphQLError:
+            return None
+        # Several operations and no name: the view answers the spec's request error.
+        if unnamed_choice_error(document, operation_name) is not None:
             return None
         operation = get_operation_ast(document, operation_name)
         if operation is None or operation.operation is not OperationType.QUERY:
