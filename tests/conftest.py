@@ -1,11 +1,14 @@
 """Real servers for the suite: the ones named by HOMEFEED_DATABASE_URL / HOMEFEED_REDIS_URL, else embedded.
 
-Every test gets its own PostgreSQL schema and Redis key prefix, so tests run in
-any order and never see each other's data.
+Every test that uses the servers runs twice: against that single Redis, and against a local
+Valkey cluster of 3 masters and 3 replicas that the session starts from the embedded binary
+(always the embedded one, whatever the URL names). Every test gets its own PostgreSQL schema
+and Redis key prefix, so tests run in any order and never see each other's data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,12 +21,13 @@ import pytest
 from argon2 import PasswordHasher
 from asyncpg.connection import LoggedQuery
 from hypothesis import HealthCheck, settings
-from redis.asyncio import Redis
 
 from homefeed.cli.embedded import servers_for
+from homefeed.cli.valkey_cluster import LocalCluster, local_cluster
 from homefeed.feed import config
 from homefeed.feed.auth import Passwords
 from homefeed.feed.config import Settings
+from homefeed.feed.redis_client import open_redis
 from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.pool import create_pool
 from homefeed.migrations.runner import migrate
@@ -45,12 +49,42 @@ FAST_PASSWORDS = Passwords(
 
 
 @pytest.fixture(scope="session")
-def servers() -> Iterator[Settings]:
-    """Settings naming a running PostgreSQL and Redis for the whole session."""
+def single_servers() -> Iterator[Settings]:
+    """Settings naming a running PostgreSQL and a single Redis for the whole session."""
     base = config.load()
     data_dir = Path(tempfile.mkdtemp(prefix="homefeed-test-"))
     with servers_for(base.with_(data_dir=data_dir)) as ready:
         yield ready
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[LocalCluster]:
+    """A local 3-master, 3-replica Valkey cluster for the whole session (tests must not break it)."""
+    with local_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def on_cluster(request: pytest.FixtureRequest) -> bool:
+    """Whether this run of the test is the one against the cluster."""
+    callspec = getattr(request.node, "callspec", None)
+    return bool(callspec is not None and callspec.params.get("servers") == "cluster")
+
+
+@pytest.fixture
+def single_redis(on_cluster: bool) -> None:
+    """Skips the cluster run of a test about one server's connection or databases."""
+    if on_cluster:
+        pytest.skip("about a single Redis server's connection (the cluster's own tests cover routing)")
+
+
+@pytest.fixture(scope="session", params=["single", "cluster"])
+def servers(request: pytest.FixtureRequest, single_servers: Settings) -> Settings:
+    """Settings naming PostgreSQL and a Redis: the single server, then the cluster."""
+    if request.param == "single":
+        return single_servers
+    cluster: LocalCluster = request.getfixturevalue("valkey_cluster")
+    return single_servers.with_(redis_url=cluster.url)
 
 
 def with_search_path(url: str, schema: str) -> str:
@@ -61,9 +95,9 @@ def with_search_path(url: str, schema: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-@pytest.fixture
-async def settings_(servers: Settings) -> AsyncIterator[Settings]:
-    """Settings for one test: a fresh schema, migrated, and a fresh Redis key prefix."""
+@contextlib.asynccontextmanager
+async def isolated_settings(servers: Settings) -> AsyncIterator[Settings]:
+    """Settings over servers with a fresh schema, migrated, and a fresh Redis key prefix; dropped after."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     assert servers.database_url and servers.redis_url
     conn = await asyncpg.connect(servers.database_url)
@@ -98,7 +132,7 @@ async def settings_(servers: Settings) -> AsyncIterator[Settings]:
         await conn.execute(f"DROP SCHEMA {name} CASCADE")
     finally:
         await conn.close()
-    redis = Redis.from_url(servers.redis_url)
+    redis = await open_redis(servers.redis_url)
     try:
         keys = [k async for k in redis.scan_iter(match=f"{name}:*", count=1000)]
         if keys:
@@ -108,11 +142,18 @@ async def settings_(servers: Settings) -> AsyncIterator[Settings]:
 
 
 @pytest.fixture
+async def settings_(servers: Settings) -> AsyncIterator[Settings]:
+    """Settings for one test: a fresh schema, migrated, and a fresh Redis key prefix."""
+    async with isolated_settings(servers) as isolated:
+        yield isolated
+
+
+@pytest.fixture
 async def services(settings_: Settings) -> AsyncIterator[Services]:
     """The engine over this test's schema and key prefix."""
     assert settings_.database_url and settings_.redis_url
     pool = await create_pool(settings_.database_url)
-    redis = Redis.from_url(settings_.redis_url)
+    redis = await open_redis(settings_.redis_url)
     opened = build_services(settings_, pool, redis, passwords=FAST_PASSWORDS)
     try:
         yield opened
@@ -132,7 +173,8 @@ async def make_services(settings_: Settings) -> AsyncIterator[ServicesFactory]:
         changed = settings_.with_(**changes)
         assert changed.database_url and changed.redis_url
         pool = await create_pool(changed.database_url)
-        made = build_services(changed, pool, Redis.from_url(changed.redis_url), passwords=FAST_PASSWORDS)
+        redis = await open_redis(changed.redis_url)
+        made = build_services(changed, pool, redis, passwords=FAST_PASSWORDS)
         opened.append(made)
         return made
 
@@ -176,7 +218,8 @@ async def counted(settings_: Settings) -> AsyncIterator[Counted]:
     assert settings_.database_url and settings_.redis_url
     # One connection: asyncpg introspects types once per connection, which would blur the count.
     pool = await create_pool(settings_.database_url, min_size=1, max_size=1, on_query=record)
-    services = build_services(settings_, pool, Redis.from_url(settings_.redis_url), passwords=FAST_PASSWORDS)
+    redis = await open_redis(settings_.redis_url)
+    services = build_services(settings_, pool, redis, passwords=FAST_PASSWORDS)
     try:
         async with Api.running(services) as api:
             yield Counted(api, services, statements)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import asyncpg
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from homefeed.feed.breaker import Breaker, within
@@ -30,6 +29,7 @@ from homefeed.feed.errors import InvalidInput
 from homefeed.feed.metrics import CELEBRITY_CACHE, COLD_REBUILDS, PULL_FALLBACKS
 from homefeed.feed.mixer import merge
 from homefeed.feed.records import Page, Post, User
+from homefeed.feed.redis_client import RedisClient, is_cluster
 from homefeed.feed.replicas import Replicas
 from homefeed.feed.store.authors import Authors
 from homefeed.feed.store.pool import MAX_LANES, Lanes, lane_share
@@ -38,12 +38,14 @@ from homefeed.feed.store.pull import NO_UPPER_BOUND, pull_ids, timeline_ids
 from homefeed.feed.store.users import Users
 from homefeed.feed.store.visible import CONNECTIONS as VISIBLE_CONNECTIONS
 from homefeed.feed.store.visible import VisibleReads
+from homefeed.feed.timeline.cluster_reads import ClusterReads
 from homefeed.feed.timeline.encoding import decode as decode_list
 from homefeed.feed.timeline.encoding import encode_id
 from homefeed.feed.timeline.keys import Keys
 from homefeed.feed.timeline.lists import BOTTOM, IdLists, ListQuery, ListRead
 from homefeed.feed.timeline.lists import below as list_below
 from homefeed.feed.timeline.reads import RedisReads
+from homefeed.feed.timeline.slots import SlotMap
 from homefeed.feed.timeline.writes import BuiltTimeline, TimelineWrites
 
 log = logging.getLogger(__name__)
@@ -217,7 +219,7 @@ class Feeds:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        redis: Redis,
+        redis: RedisClient,
         posts: Posts,
         settings: Settings,
         *,
@@ -236,7 +238,14 @@ class Feeds:
         self.breaker = Breaker(settings.redis_breaker_ms / 1000)
         # The hot read's GET bypasses redis-py (see reads.py); without a URL (a client
         # handed in by a test) it goes through the client.
-        self.reads = RedisReads(settings.redis_url, self.read_timeout) if settings.redis_url else None
+        # On a cluster, the lean paths (these GETs, fan-out's appends) route by slot themselves,
+        # over one map of the cluster per process.
+        self.slots = SlotMap(settings.redis_url) if settings.redis_url and is_cluster(redis) else None
+        self.reads: RedisReads | ClusterReads | None = None
+        if self.slots is not None:
+            self.reads = ClusterReads(self.slots, self.read_timeout)
+        elif settings.redis_url:
+            self.reads = RedisReads(settings.redis_url, self.read_timeout)
         # Cold rebuilds running in this process, and how many may: past it, readers without a
         # timeline are answered from PostgreSQL and leave the rebuild to a later read.
         self.rebuilding = 0
@@ -262,6 +271,7 @@ class Feeds:
             self._lists,
             timeline_ttl=self.timeline_ttl,
             recent_ttl=self.recent_ttl,
+            slots=self.slots,
         )
         self.recent_cache = RecentCache(settings.celebrity_cache_ms)
         # Pulled lists being read right now, so concurrent readers share the read.
@@ -781,6 +791,10 @@ class Feeds:
         `more_before` says the author has older posts than these (see IdLists.add).
         """
         await self._writes.add(user_ids, post_ids, more_before=more_before)
+
+    async def replicated(self) -> None:
+        """On a cluster, wait until every master's replica has every write made so far (no-op otherwise)."""
+        await self._writes.replicated()
 
     async def write_built(self, timelines: Sequence[BuiltTimeline]) -> None:
         """Store whole timelines computed elsewhere (a bulk load), replacing what is there."""

@@ -1,6 +1,7 @@
 """Live feed updates: notices published to Redis, and one hub per process that fans them out in memory.
 
-Channels (classic pub/sub, one subscription connection per process):
+Channels (one subscription per process: classic pub/sub on a single server, sharded pub/sub
+with a connection per owning master on a cluster, see pubsub.py):
 - `{prefix}:live:author:{a}`: a post of author `a` reached followers in a follower-id
   range (after fan-out, or at once for pulled authors), or was deleted;
 - `{prefix}:live:user:{u}`: user `u`'s relationships changed (follow, block, mute, ...).
@@ -30,13 +31,13 @@ from enum import Enum
 
 import asyncpg
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from homefeed.feed.metrics import LIVE_DELIVERED, LIVE_OVERFLOWS, LIVE_RESYNCS, LIVE_SUBSCRIBERS
+from homefeed.feed.pubsub import Subscription, open_subscription, publish
 from homefeed.feed.records import Post
+from homefeed.feed.redis_client import RedisClient
 from homefeed.feed.store.posts import Posts
 
 log = logging.getLogger(__name__)
@@ -112,13 +113,13 @@ class Channels:
 class Notices:
     """Publishes notices. Best effort: a lost notice only costs a live update, never feed content."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self.channels = Channels(prefix)
 
     async def _publish(self, channel: str, notice: Notice) -> None:
         try:
-            await self._redis.publish(channel, notice.encode())
+            await publish(self._redis, channel, notice.encode())
         except (RedisError, OSError) as exc:
             log.warning("live notice dropped, Redis unavailable: %s", exc)
 
@@ -256,7 +257,7 @@ class LiveHub:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         pool: asyncpg.Pool,
         posts: Posts,
         prefix: str,
@@ -268,7 +269,7 @@ class LiveHub:
         self._posts = posts
         self.channels = Channels(prefix)
         self.refresh_seconds = refresh_seconds
-        self._pubsub: PubSub | None = None
+        self._pubsub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._subscribers: set[Subscriber] = set()
@@ -343,7 +344,7 @@ class LiveHub:
     async def _sync_channels(self) -> None:
         """Subscribe to what connected viewers need and unsubscribe from the rest (of what changed)."""
         if self._pubsub is None:
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub = open_subscription(self._redis)
         added: list[str] = []
         removed: list[str] = []
         for is_author, key in self._dirty:
@@ -377,7 +378,7 @@ class LiveHub:
             try:
                 if self._pubsub is None:
                     raise RedisConnectionError("not subscribed: the last reconnect failed")
-                message = await self._pubsub.get_message(timeout=1.0)
+                message = await self._pubsub.next_message(wait=1.0)
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -387,10 +388,10 @@ class LiveHub:
                 backoff = min(backoff * 2, 5.0)
                 await self._reconnect()
                 continue
-            if message is None or message["type"] != "message":
+            if message is None:
                 continue
             try:
-                await self._dispatch(message["channel"].decode(), Notice.decode(message["data"]))
+                await self._dispatch(message[0], Notice.decode(message[1]))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -401,11 +402,11 @@ class LiveHub:
             old, self._pubsub = self._pubsub, None
             if old is not None:
                 with contextlib.suppress(Exception):
-                    await old.aclose()  # type: ignore[no-untyped-call]
+                    await old.aclose()
             self._subscribed = set()
             self._dirty.clear()  # resubscribing to everything wanted covers them
             try:
-                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                self._pubsub = open_subscription(self._redis)
                 wanted = self._wanted()
                 if wanted:
                     await self._pubsub.subscribe(*wanted)
@@ -535,4 +536,4 @@ class LiveHub:
                     await task
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from homefeed.feed.errors import RateLimited
+from homefeed.feed.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class RateLimiter:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         prefix: str,
         limit: int = 0,
         window_seconds: int = 60,

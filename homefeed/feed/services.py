@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass
 
 import asyncpg
-from redis.asyncio import Redis
 
 from homefeed.feed import config
 from homefeed.feed.auth import Passwords, Tokens
@@ -20,6 +19,7 @@ from homefeed.feed.ranking.ranker import Ranker
 from homefeed.feed.ranking.scoring import Scorer
 from homefeed.feed.ranking.snapshots import Snapshots
 from homefeed.feed.replicas import Replicas
+from homefeed.feed.redis_client import RedisClient, open_redis
 from homefeed.feed.store.likes import Likes
 from homefeed.feed.store.pool import create_pool
 from homefeed.feed.store.posts import Posts
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class Services:
     settings: Settings
     pool: asyncpg.Pool
-    redis: Redis
+    redis: RedisClient
     users: Users
     posts: Posts
     relations: Relations
@@ -65,7 +65,7 @@ async def open_services(settings: Settings, *, passwords: Passwords | None = Non
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("open_services needs database_url and redis_url")
     pool = await create_pool(settings.database_url)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    redis = await open_redis(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     replicas = None
     if settings.database_replica_urls:
         replicas = await Replicas.open(
@@ -81,7 +81,7 @@ async def open_services(settings: Settings, *, passwords: Passwords | None = Non
 def build_services(
     settings: Settings,
     pool: asyncpg.Pool,
-    redis: Redis,
+    redis: RedisClient,
     *,
     passwords: Passwords | None = None,
     replicas: Replicas | None = None,

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import asyncpg
 import numpy as np
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from homefeed.feed.config import Settings
 from homefeed.feed.feeds import Feeds
+from homefeed.feed.redis_client import RedisClient, open_redis
 from homefeed.feed.store.pool import create_pool
 from homefeed.feed.store.posts import Posts
 from homefeed.seed import load
@@ -70,7 +70,7 @@ async def seed(
     params: SeedParams,
     progress: SeedProgress | None = None,
     *,
-    redis: Redis | None = None,
+    redis: RedisClient | None = None,
     settings: Settings | None = None,
 ) -> SeedReport:
     """Generate the world for params and load it; SeedError if users exist and reset is not set.
@@ -123,7 +123,7 @@ async def _fan_out(
     world: World,
     clock: Clock,
     *,
-    redis: Redis | None,
+    redis: RedisClient | None,
     settings: Settings | None,
 ) -> str:
     """Build every active user's timeline for the freshly loaded world; a one-line note for the report."""
@@ -143,7 +143,7 @@ async def _fan_out(
     return f"{written:,} timelines built"
 
 
-async def _forget_redis(redis: Redis, prefix: str) -> None:
+async def _forget_redis(redis: RedisClient, prefix: str) -> None:
     """Drop every key under the prefix: it is derived from the world just replaced."""
     batch: list[bytes] = []
     async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
@@ -159,7 +159,7 @@ async def seed_from_settings(settings: Settings, params: SeedParams, progress: S
     """Open a pool and a Redis client for settings (URLs set), seed, close them."""
     assert settings.database_url and settings.redis_url
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
-    redis = Redis.from_url(settings.redis_url)
+    redis = await open_redis(settings.redis_url)
     try:
         return await seed(pool, params, progress, redis=redis, settings=settings)
     finally:

@@ -9,6 +9,8 @@ import random
 import time
 import traceback
 
+from redis.exceptions import RedisError
+
 from homefeed.feed.job_runner import JobRunner
 from homefeed.feed.metrics import JOBS
 from homefeed.feed.services import Services
@@ -35,6 +37,7 @@ class FanoutWorker:
     def __init__(self, services: Services) -> None:
         settings = services.settings
         self.max_attempts = settings.job_max_attempts
+        self.feeds = services.feeds
         self.outbox = Outbox(services.pool, settings.job_lease_seconds, settings.job_max_attempts)
         self.jobs = JobRunner(
             services.pool,
@@ -69,11 +72,25 @@ class FanoutWorker:
                     await self._failed(job, exc)
                 else:
                     done.append(job)
+            # On a cluster, jobs are done only once their writes reached a replica: a failover
+            # then cannot take back what a finished job wrote (replication keeps order, so all
+            # of it). One barrier per claimed batch; if it fails, the jobs' leases run out and
+            # they are redone (their writes are idempotent).
+            if done and not await self._replicated():
+                return len(jobs)
             # Inside the heartbeat: finished jobs stay leased until they are deleted.
             await self.outbox.complete([j.id for j in done])
         for job in done:
             JOBS.labels(job.kind, "done").inc()
         return len(jobs)
+
+    async def _replicated(self) -> bool:
+        try:
+            await self.feeds.replicated()
+        except (RedisError, OSError) as exc:
+            log.warning("replication barrier failed; the batch's jobs will be redone: %s", exc)
+            return False
+        return True
 
     async def _failed(self, job: Job, exc: Exception) -> None:
         error = "".join(traceback.format_exception(exc))[-ERROR_CHARS:]

@@ -144,6 +144,7 @@ async def _world(services: Services, users: int, follows: int, posts: int) -> li
     return ids
 
 
+@pytest.mark.usefixtures("single_redis")  # a proxy in front of one server
 async def test_hung_redis_answers_from_postgresql_within_the_deadline_then_recovers(
     settings_: Settings,
 ) -> None:
@@ -192,6 +193,7 @@ async def test_hung_redis_answers_from_postgresql_within_the_deadline_then_recov
         await proxy.close()
 
 
+@pytest.mark.usefixtures("single_redis")  # a proxy in front of one server
 async def test_a_refusing_redis_opens_the_breaker_and_a_probe_closes_it(settings_: Settings) -> None:
     assert settings_.redis_url
     target = urlsplit(settings_.redis_url)
@@ -234,6 +236,7 @@ def _p99(samples: list[float]) -> float:
     return samples[int(len(samples) * 0.99) - 1]
 
 
+@pytest.mark.usefixtures("single_redis")  # a proxy in front of one server
 async def test_paused_redis_keeps_read_p99_under_twice_the_pull_paths(settings_: Settings) -> None:
     """Measures it: a Valkey of the test's own, SIGSTOPped (a paused process: connects, never answers)."""
     reads, concurrency = 2000, 8

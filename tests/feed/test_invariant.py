@@ -34,13 +34,13 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
-from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import FeedError
 from homefeed.feed.feeds import Feeds
 from homefeed.feed.job_runner import JobRunner
 from homefeed.feed.records import Page
+from homefeed.feed.redis_client import RedisClient, open_redis
 from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.outbox import Outbox
 from homefeed.feed.store.pool import create_pool
@@ -88,7 +88,7 @@ class World:
     spec: WorldSpec
     settings: Settings
     pool: asyncpg.Pool
-    redis: Redis
+    redis: RedisClient
     services: Services | None = None
     worker: FanoutWorker | None = None
     users: list[int] = field(default_factory=list)
@@ -279,7 +279,7 @@ async def open_worlds(servers: Settings, specs: Sequence[WorldSpec]) -> AsyncIte
             pool = await create_pool(isolated.database_url or "", min_size=1, max_size=8)
             await migrate(pool)
             await pool.execute(_DRAIN_INSERT_FAULTS)
-            worlds.append(World(spec, isolated, pool, Redis.from_url(servers.redis_url)))
+            worlds.append(World(spec, isolated, pool, await open_redis(servers.redis_url)))
         yield worlds
     finally:
         for world in worlds:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis
 
 from homefeed.feed.errors import FeedError
 from homefeed.feed.live import (
@@ -25,6 +26,7 @@ from homefeed.feed.live import (
     Subscriber,
     _Index,
 )
+from homefeed.feed.pubsub import ClassicSubscription, subscriber_counts
 from homefeed.feed.services import Services
 
 
@@ -82,8 +84,8 @@ async def _listened(services: Services, channels: list[str], expected: set[str])
     Redis to answer, so a PUBSUB NUMSUB on another connection may overtake them.
     """
     for _ in range(100):
-        counts = await services.redis.pubsub_numsub(*channels)
-        seen = {name.decode() if isinstance(name, bytes) else name for name, n in counts if n}
+        counts = await subscriber_counts(services.redis, channels)
+        seen = {name for name, n in zip(channels, counts, strict=True) if n}
         if seen == expected:
             break
         await asyncio.sleep(0.02)
@@ -324,6 +326,7 @@ async def test_the_hub_counts_subscribers_deliveries_resyncs_and_overflows(servi
     assert sample("homefeed_live_subscribers") == open_before
 
 
+@pytest.mark.usefixtures("single_redis")  # the cluster's reconnects: tests/feed/test_cluster_failover.py
 async def test_a_reconnect_that_fails_is_retried_not_spun_on(
     services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -332,6 +335,7 @@ async def test_a_reconnect_that_fails_is_retried_not_spun_on(
     author, fan = [await services.users.create(h, h, "x") for h in ("author", "fan")]
     await services.relations.follow(fan.id, author.id)
     hub = services.live
+    assert isinstance(hub._redis, Redis)
     real_pubsub = hub._redis.pubsub
     failures = 0
 
@@ -349,8 +353,8 @@ async def test_a_reconnect_that_fails_is_retried_not_spun_on(
 
     async with hub.subscribe(fan.id) as sub:
         monkeypatch.setattr(hub._redis, "pubsub", flaky_pubsub)
-        assert hub._pubsub is not None and hub._pubsub.connection is not None
-        await hub._pubsub.connection.disconnect()
+        assert isinstance(hub._pubsub, ClassicSubscription) and hub._pubsub.pubsub.connection is not None
+        await hub._pubsub.pubsub.connection.disconnect()
         for _ in range(200):
             if failures == 3 and hub.channel_count:
                 break

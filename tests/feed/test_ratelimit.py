@@ -23,6 +23,7 @@ from homefeed.feed import ratelimit
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import RateLimited
 from homefeed.feed.ratelimit import Bucket, RateLimiter
+from homefeed.feed.redis_client import RedisClient, open_redis
 
 
 class Clock:
@@ -36,9 +37,9 @@ class Clock:
 
 
 @pytest.fixture
-async def redis(settings_: Settings) -> AsyncIterator[Redis]:
+async def redis(settings_: Settings) -> AsyncIterator[RedisClient]:
     assert settings_.redis_url
-    client = Redis.from_url(settings_.redis_url)
+    client = await open_redis(settings_.redis_url)
     try:
         yield client
     finally:
@@ -63,11 +64,11 @@ async def allowed(limiter: RateLimiter, key: str, hits: int) -> int:
     return through
 
 
-async def prefixed_keys(redis: Redis, prefix: str) -> list[bytes]:
+async def prefixed_keys(redis: RedisClient, prefix: str) -> list[bytes]:
     return [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
 
 
-async def test_the_limit_holds_exactly(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_the_limit_holds_exactly(redis: RedisClient, settings_: Settings, clock: Clock) -> None:
     limiter = RateLimiter(redis, settings_.redis_prefix, limit=5)
     for _ in range(5):
         await limiter.hit("w:1")
@@ -81,7 +82,7 @@ async def test_the_limit_holds_exactly(redis: Redis, settings_: Settings, clock:
 async def test_concurrent_hits_from_many_processes_share_one_count(settings_: Settings, clock: Clock) -> None:
     # Every API process has its own client; the count is Redis's, so the limit is global.
     assert settings_.redis_url
-    clients = [Redis.from_url(settings_.redis_url) for _ in range(4)]
+    clients = [await open_redis(settings_.redis_url) for _ in range(4)]
     try:
         limiters = [RateLimiter(c, settings_.redis_prefix, limit=20) for c in clients]
         outcomes = await asyncio.gather(
@@ -95,7 +96,7 @@ async def test_concurrent_hits_from_many_processes_share_one_count(settings_: Se
     assert len(passed) == 20 and len(refused) == 40, outcomes
 
 
-async def test_a_new_window_starts_a_new_count(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_a_new_window_starts_a_new_count(redis: RedisClient, settings_: Settings, clock: Clock) -> None:
     limiter = RateLimiter(redis, settings_.redis_prefix, limit=3, window_seconds=10)
     assert await allowed(limiter, "k", 5) == 3
     clock.now += 9  # still the same window (it started at ...30 - 0 and lasts 10 s)
@@ -107,7 +108,9 @@ async def test_a_new_window_starts_a_new_count(redis: Redis, settings_: Settings
     assert await allowed(limiter, "k", 4) == 3
 
 
-async def test_keys_expire_so_redis_does_not_fill_up(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_keys_expire_so_redis_does_not_fill_up(
+    redis: RedisClient, settings_: Settings, clock: Clock
+) -> None:
     limiter = RateLimiter(redis, settings_.redis_prefix, limit=100, window_seconds=60)
     await limiter.hit("w:7")
     (key,) = await prefixed_keys(redis, settings_.redis_prefix)
@@ -117,7 +120,7 @@ async def test_keys_expire_so_redis_does_not_fill_up(redis: Redis, settings_: Se
     assert 0 < await redis.ttl(key) <= 120
 
 
-async def test_keys_are_isolated(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_keys_are_isolated(redis: RedisClient, settings_: Settings, clock: Clock) -> None:
     limiter = RateLimiter(redis, settings_.redis_prefix, limit=2)
     assert await allowed(limiter, "w:1", 5) == 2
     # Another user, another kind of action, a key that merely starts the same: untouched.
@@ -125,7 +128,7 @@ async def test_keys_are_isolated(redis: Redis, settings_: Settings, clock: Clock
         assert await allowed(limiter, other, 2) == 2, other
 
 
-async def test_prefixes_are_isolated(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_prefixes_are_isolated(redis: RedisClient, settings_: Settings, clock: Clock) -> None:
     # Tenants (and tests) sharing a Redis server do not share counts.
     mine = RateLimiter(redis, settings_.redis_prefix, limit=1)
     theirs = RateLimiter(redis, settings_.redis_prefix + "x", limit=1)
@@ -141,7 +144,7 @@ async def test_prefixes_are_isolated(redis: Redis, settings_: Settings, clock: C
 
 @given(keys=st.lists(st.text(min_size=1, max_size=30), min_size=2, max_size=6, unique=True))
 async def test_distinct_keys_never_share_a_count(
-    redis: Redis, settings_: Settings, clock: Clock, keys: list[str]
+    redis: RedisClient, settings_: Settings, clock: Clock, keys: list[str]
 ) -> None:
     # Any text a caller builds a key from (handles, addresses, braces, colons) counts apart.
     prefix = f"{settings_.redis_prefix}:{uuid.uuid4().hex[:8]}"
@@ -154,7 +157,7 @@ async def test_distinct_keys_never_share_a_count(
 
 
 async def test_limit_zero_allows_everything_and_touches_nothing(
-    redis: Redis, settings_: Settings, clock: Clock
+    redis: RedisClient, settings_: Settings, clock: Clock
 ) -> None:
     limiter = RateLimiter(redis, settings_.redis_prefix, limit=0)
     assert await allowed(limiter, "w:1", 50) == 50
@@ -193,7 +196,7 @@ async def test_redis_hanging_fails_open_within_the_socket_timeout(clock: Clock) 
         server.close()
 
 
-async def test_a_wrong_type_key_fails_open(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_a_wrong_type_key_fails_open(redis: RedisClient, settings_: Settings, clock: Clock) -> None:
     # Redis answering with an error (here: the counter's key holds a list) is an outage too.
     limiter = RateLimiter(redis, settings_.redis_prefix, limit=1, window_seconds=60)
     window = int(clock.now) // 60
@@ -201,6 +204,7 @@ async def test_a_wrong_type_key_fails_open(redis: Redis, settings_: Settings, cl
     assert await allowed(limiter, "w:1", 3) == 3
 
 
+@pytest.mark.usefixtures("single_redis")  # a proxy in front of one server
 async def test_limiting_resumes_when_redis_comes_back(settings_: Settings, clock: Clock) -> None:
     # Through a proxy we can cut: fail open while it is down, count again once it is back.
     assert settings_.redis_url
@@ -293,7 +297,7 @@ async def test_several_buckets_cost_one_round_trip(
 
 
 async def test_a_subjects_keys_share_one_cluster_slot(
-    redis: Redis, settings_: Settings, clock: Clock
+    redis: RedisClient, settings_: Settings, clock: Clock
 ) -> None:
     # On a Redis Cluster the pipeline goes to one node only if every key hashes to one slot.
     limiter = RateLimiter(redis, settings_.redis_prefix)
@@ -303,7 +307,7 @@ async def test_a_subjects_keys_share_one_cluster_slot(
     assert len({key_slot(k) for k in keys}) == 1
 
 
-async def test_each_bucket_keeps_its_own_count(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_each_bucket_keeps_its_own_count(redis: RedisClient, settings_: Settings, clock: Clock) -> None:
     limiter = RateLimiter(redis, settings_.redis_prefix)
     for _ in range(3):
         await limiter.hit_all("a:1", (PAIR, ADDRESS))
@@ -315,7 +319,7 @@ async def test_each_bucket_keeps_its_own_count(redis: Redis, settings_: Settings
         await limiter.hit_all("a:1", (Bucket("login:carol", 3, 900), ADDRESS))
 
 
-async def test_retry_after_is_the_rest_of_the_window(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_retry_after_is_the_rest_of_the_window(redis: RedisClient, settings_: Settings, clock: Clock) -> None:
     limiter = RateLimiter(redis, settings_.redis_prefix)
     hour = Bucket("signup", 1, 3600)
     clock.now = 1_800_000_000.0 + 600.25  # 600.25 s into an hour-long window
@@ -327,7 +331,7 @@ async def test_retry_after_is_the_rest_of_the_window(redis: Redis, settings_: Se
 
 
 async def test_the_longest_wait_among_refusing_buckets_is_reported(
-    redis: Redis, settings_: Settings, clock: Clock
+    redis: RedisClient, settings_: Settings, clock: Clock
 ) -> None:
     limiter = RateLimiter(redis, settings_.redis_prefix)
     minute, hour = Bucket("m", 1, 60), Bucket("h", 1, 3600)

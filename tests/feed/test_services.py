@@ -10,10 +10,12 @@ import jwt
 import pytest
 from argon2 import PasswordHasher
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from homefeed.feed.auth import Passwords
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import RateLimited, Unauthenticated
+from homefeed.feed.redis_client import open_redis
 from homefeed.feed.services import Services, build_services, open_services
 from homefeed.feed.store.pool import create_pool
 
@@ -90,7 +92,9 @@ async def test_open_services_bounds_redis_waits(settings_: Settings) -> None:
     # A hung Redis must not hang requests forever: the client is opened with timeouts.
     services = await open_services(settings_, passwords=FAST)
     try:
-        kwargs = services.redis.connection_pool.connection_kwargs
+        redis = services.redis
+        pool = redis.nodes_manager if isinstance(redis, RedisCluster) else redis.connection_pool
+        kwargs = pool.connection_kwargs
         assert kwargs.get("socket_timeout") and kwargs.get("socket_connect_timeout")
     finally:
         await services.close()
@@ -132,7 +136,7 @@ async def test_settings_reach_the_parts(settings_: Settings) -> None:
     changed = settings_.with_(token_ttl_days=2, rate_limit_per_minute=2)
     assert changed.database_url and changed.redis_url
     services = build_services(
-        changed, await create_pool(changed.database_url), Redis.from_url(changed.redis_url), passwords=FAST
+        changed, await create_pool(changed.database_url), await open_redis(changed.redis_url), passwords=FAST
     )
     try:
         claims = jwt.decode(services.tokens.issue(3), options={"verify_signature": False})

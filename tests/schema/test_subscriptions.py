@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -13,6 +13,7 @@ import websockets
 from gql import Client, gql
 from gql.transport.exceptions import TransportError
 from gql.transport.websockets import WebsocketsTransport
+from redis.asyncio.cluster import RedisCluster
 from websockets.typing import Origin, Subprotocol
 
 from homefeed.feed.services import Services
@@ -186,8 +187,15 @@ async def test_one_redis_subscription_connection_per_process(
         subscribed(server, PROTOCOLS[0], people[2]),
         subscribed(server, PROTOCOLS[0], people[3]),
     ):
-        clients = await services.redis.client_list(_type="pubsub")
-        assert len(clients) == 1
+        redis = services.redis
+        if isinstance(redis, RedisCluster):
+            # One connection per master that owns a subscribed channel, never one per viewer.
+            replies = await redis.client_list(_type="pubsub", target_nodes=RedisCluster.ALL_NODES)
+            by_node = cast(dict[str, list[object]], replies)
+            assert all(len(clients) <= 1 for clients in by_node.values())
+            assert 1 <= sum(len(clients) for clients in by_node.values()) <= len(redis.get_primaries())
+        else:
+            assert len(await redis.client_list(_type="pubsub")) == 1
         assert services.live.subscriber_count == 4
 
 
@@ -198,7 +206,11 @@ async def test_redis_reconnect_tells_every_subscriber_to_resync(
     alice, bob = await accounts(http, "alice", "bob")
     (await http.act(alice, "follow", bob)).ok()
     async with subscribed(server, protocol, alice) as feed:
-        await services.redis.client_kill_filter(_type="pubsub")
+        redis = services.redis
+        if isinstance(redis, RedisCluster):
+            await redis.client_kill_filter(_type="pubsub", target_nodes=RedisCluster.ALL_NODES)
+        else:
+            await redis.client_kill_filter(_type="pubsub")
         resync = await feed.next()
         assert resync == {"kind": "RESYNC", "postId": "", "cursor": None, "post": None}
         # And it is live again after resubscribing.

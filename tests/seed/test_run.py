@@ -7,6 +7,7 @@ import pytest
 from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
+from homefeed.feed.redis_client import open_redis
 from homefeed.seed.errors import SeedError
 from homefeed.seed.generate import SeedParams, generate
 from homefeed.seed.run import seed
@@ -49,7 +50,7 @@ async def test_seed_refuses_a_non_empty_database_unless_reset(pool: asyncpg.Pool
 
 async def test_reset_drops_the_old_worlds_redis_keys(pool: asyncpg.Pool, settings_: Settings) -> None:
     assert settings_.redis_url
-    redis = Redis.from_url(settings_.redis_url)
+    redis = await open_redis(settings_.redis_url)
     other = f"not-{settings_.redis_prefix}:kept"
     try:
         await seed(pool, params(users=40))

@@ -16,6 +16,7 @@ from homefeed.bench.errors import BenchError
 from homefeed.bench.live.api import DELETE_POST, SUBSCRIPTION, TRANSPORT_WS, graphql, post_pk
 from homefeed.bench.live.base import BenchBase
 from homefeed.bench.server import ServedApi
+from homefeed.feed.pubsub import subscriber_counts
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -80,8 +81,7 @@ class Serving(BenchBase):
         wanted = len(subs) - len(failed)
         deadline = time.monotonic() + within
         while True:
-            counts = await self.redis.pubsub_numsub(*channels)
-            registered = sum(1 for _, n in counts if n)
+            registered = sum(1 for n in await subscriber_counts(self.redis, channels) if n)
             if registered >= wanted:
                 return
             if time.monotonic() > deadline:

@@ -9,12 +9,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from homefeed.bench.errors import SEED_HINT, BenchError
 from homefeed.bench.writes.options import FanoutOptions
 from homefeed.feed.ids import make_id
+from homefeed.feed.redis_client import RedisClient
 from homefeed.feed.services import Services
 from homefeed.feed.timeline.encoding import encode_id
 from homefeed.feed.timeline.keys import Keys
@@ -67,7 +67,7 @@ class BenchBase:
         self.opt = options
         self.log = log
         self.pool = services.pool
-        self.redis: Redis = services.redis
+        self.redis: RedisClient = services.redis
         self.feeds = services.feeds
         self.size = services.feeds.size
         # The engine's own key layout and list code over the bench's prefix: the bench reads and

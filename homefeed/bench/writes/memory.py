@@ -6,10 +6,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-
 from homefeed.bench.writes.base import BenchBase, as_text
 from homefeed.feed.ids import make_id
+from homefeed.feed.redis_client import RedisClient
 
 
 class Memory(BenchBase):
@@ -69,7 +68,7 @@ class Memory(BenchBase):
         return used / (count * entries), encoding
 
 
-async def _memory_used(redis: Redis, keys: Sequence[bytes]) -> tuple[int, str]:
+async def _memory_used(redis: RedisClient, keys: Sequence[bytes]) -> tuple[int, str]:
     """MEMORY USAGE (exact: SAMPLES 0) summed over keys, and the encodings seen."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis as SyncRedis
-from redis.asyncio import Redis
 
 from homefeed.bench.errors import SEED_HINT, BenchError
 from homefeed.bench.writes.base import BOTTOM, BenchBase, as_text, timer
 from homefeed.feed.ids import make_id
+from homefeed.feed.redis_client import RedisClient
 from homefeed.feed.timeline.bulk_writer import BATCH, BulkWriter
 from homefeed.feed.timeline.encoding import encode_id
 from homefeed.feed.timeline.lists import ListQuery
@@ -178,7 +178,7 @@ def _baseline_add_sync(redis: SyncRedis, keys: Sequence[bytes], member: bytes, k
         pipe.execute()
 
 
-async def _baseline_add(redis: Redis, keys: Sequence[bytes], member: bytes, keep: int) -> None:
+async def _baseline_add(redis: RedisClient, keys: Sequence[bytes], member: bytes, keep: int) -> None:
     """The same with redis-py's asyncio client (reported beside the baseline)."""
     score = int.from_bytes(member, "big")
     for start in range(0, len(keys), BATCH):

@@ -21,6 +21,7 @@ import contextlib
 import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import hiredis
@@ -30,6 +31,7 @@ from redis.exceptions import ResponseError
 from homefeed.feed.timeline.reads import bulk, setup_commands
 
 BATCH = 4096
+ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +68,22 @@ class BulkWriter:
             await self._pipeline([(b"".join(setup), len(setup))])
         return reader, writer
 
-    async def _pipeline(self, batches: Iterable[tuple[bytes, int]]) -> list[int]:
+    async def _pipeline(
+        self, batches: Iterable[tuple[bytes, int]], *, keep_errors: bool = False
+    ) -> list[int | ResponseError]:
         """Send batches of commands back to back, reading replies while Redis works on the next batch.
 
         At most one batch beyond the one being written is left unanswered, so Redis always has
         work queued while this process builds the next payload and parses the previous replies:
         the two sides run in parallel instead of taking turns. Returns the integer replies in order
         (0 for others); raises the first error reply once every reply has been read (the connection
-        stays usable).
+        stays usable), or with keep_errors returns error replies in their places.
         """
         assert self._reader is not None and self._writer is not None
         reader, writer = self._reader, self._writer
         parser = hiredis.Reader(replyError=ResponseError)
         sent = got = 0
-        replies_seen: list[int] = []
+        replies_seen: list[int | ResponseError] = []
         error: ResponseError | None = None
         previous = 0  # replies owed for batches before the one just written
 
@@ -94,7 +98,7 @@ class BulkWriter:
                     got += 1
                     if isinstance(reply, ResponseError):
                         error = error or reply
-                    replies_seen.append(reply if isinstance(reply, int) else 0)
+                    replies_seen.append(reply if isinstance(reply, int | ResponseError) else 0)
 
         for payload, replies in batches:
             writer.write(payload)
@@ -102,7 +106,7 @@ class BulkWriter:
             previous = sent = sent + replies
             await writer.drain()
         await read_until(sent)
-        if error is not None:
+        if error is not None and not keep_errors:
             raise error
         return replies_seen
 
@@ -117,17 +121,40 @@ class BulkWriter:
             written=len(keys), overgrown=[k for k, n in zip(keys, lengths, strict=True) if n > max_bytes]
         )
 
+    async def commands(self, payload: bytes, replies: int) -> list[int | ResponseError]:
+        """Raw RESP commands on this connection; their integer replies (0 for others), errors in place."""
+        async with self._lock:
+            await self._connect()
+            try:
+                return await self._pipeline([(payload, replies)], keep_errors=True)
+            except (OSError, RedisConnectionError):
+                await self.close()
+                raise
+
     async def _send_each(
         self, keys: Sequence[bytes], head: Sequence[bytes], tail: Sequence[bytes]
     ) -> list[int]:
         """Send `head + [key] + tail` for every key: everything but the key is encoded once."""
+        return integers(await self.send_each(keys, head, tail))
+
+    async def send_each(
+        self, keys: Sequence[bytes], head: Sequence[bytes], tail: Sequence[bytes], *, asking: bool = False
+    ) -> list[int | ResponseError]:
+        """`_send_each`, but error replies are returned in their places (a cluster's MOVED and ASK).
+
+        With asking, each command is preceded by ASKING (a slot being migrated to this node).
+        """
         prefix = b"*%d\r\n" % (len(head) + 1 + len(tail)) + b"".join(bulk(a) for a in head)
         suffix = b"".join(bulk(a) for a in tail)
+        per_key = 1
+        if asking:
+            prefix, per_key = ASKING + prefix, 2
         async with self._lock:
             for attempt in (1, 2):
                 try:
                     await self._connect()
-                    return await self._pipeline(_batches(keys, prefix, suffix))
+                    replies = await self._pipeline(_batches(keys, prefix, suffix, per_key), keep_errors=True)
+                    return replies[per_key - 1 :: per_key]
                 except (OSError, RedisConnectionError):
                     # Reconnect once: a resent APPEND is harmless (readers deduplicate).
                     await self.close()
@@ -144,10 +171,20 @@ class BulkWriter:
         self._reader = self._writer = None
 
 
-def _batches(keys: Sequence[bytes], prefix: bytes, suffix: bytes) -> Iterator[tuple[bytes, int]]:
+def _batches(
+    keys: Sequence[bytes], prefix: bytes, suffix: bytes, per_key: int = 1
+) -> Iterator[tuple[bytes, int]]:
     """`prefix + key + suffix` for every key, BATCH commands a payload, built lazily (while Redis works)."""
     # One %-format per key: the constant parts are escaped into the template once.
     template = prefix.replace(b"%", b"%%") + b"$%d\r\n%b\r\n" + suffix.replace(b"%", b"%%")
     for start in range(0, len(keys), BATCH):
         batch = keys[start : start + BATCH]
-        yield b"".join([template % (len(k), k) for k in batch]), len(batch)
+        yield b"".join([template % (len(k), k) for k in batch]), len(batch) * per_key
+
+
+def integers(replies: Sequence[int | ResponseError]) -> list[int]:
+    """The replies, all integers, or the first error reply raised."""
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return cast(list[int], replies)

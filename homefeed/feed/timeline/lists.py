@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from homefeed.feed.redis_client import RedisClient
 from homefeed.feed.timeline.encoding import Blob, bounded, built, decode, encode, max_bytes
 
 BOTTOM = 0  # the id a read reports after the last entry of a list that holds all history
@@ -58,7 +58,7 @@ def below(blob: Blob, before: int | None, limit: int, ttl: int) -> ListRead:
 class IdLists:
     """Reads and rewrites bounded id lists of `size` ids (plus slack for appends)."""
 
-    def __init__(self, redis: Redis, size: int) -> None:
+    def __init__(self, redis: RedisClient, size: int) -> None:
         self._redis = redis
         self.size = size
 

@@ -177,6 +177,18 @@ class RedisReads:
         connection = await self._connection_for_use()
         return await connection.send(command(args))
 
+    async def send_many(self, payloads: Sequence[bytes]) -> list[object]:
+        """Commands written together, in order: their replies, error replies returned, not raised."""
+        connection = await self._connection_for_use()
+        futures = [connection.send(p) for p in payloads]
+        replies: list[object] = []
+        for future in futures:
+            try:
+                replies.append(await future)
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
+
     async def _connection_for_use(self) -> _Connection:
         connection = self._connection
         if connection is None or connection.lost is not None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
+from homefeed.feed.redis_client import RedisClient, is_cluster
 from homefeed.feed.timeline.bulk_writer import BulkWriter
+from homefeed.feed.timeline.cluster_writer import ClusterBulkWriter
 from homefeed.feed.timeline.encoding import Ids, built, encode, encode_id
 from homefeed.feed.timeline.keys import Keys
 from homefeed.feed.timeline.lists import IdLists
+from homefeed.feed.timeline.slots import SlotMap
 
 # Built timelines per pipelined round trip when seeding.
 SET_BATCH = 500
@@ -38,13 +39,14 @@ class TimelineWrites:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         url: str | None,
         keys: Keys,
         lists: IdLists,
         *,
         timeline_ttl: int,
         recent_ttl: int,
+        slots: SlotMap | None = None,
     ) -> None:
         self._redis = redis
         self._url = url
@@ -54,6 +56,10 @@ class TimelineWrites:
         self._recent_ttl = recent_ttl
         self._max_bytes = lists.max_bytes
         self._bulk: BulkWriter | None = None
+        # On a cluster, appends are routed by slot (over the caller's map of it, if it has one).
+        if slots is None and url and is_cluster(redis):
+            slots = SlotMap(url)
+        self._slots = slots
 
     async def close(self) -> None:
         """Close the bulk writer's connection (the next append reconnects)."""
@@ -81,8 +87,15 @@ class TimelineWrites:
         if self._bulk is None:
             if not self._url:
                 raise RuntimeError("timeline appends need settings.redis_url (their own connection)")
-            self._bulk = BulkWriter(self._url)
+            self._bulk = ClusterBulkWriter(self._slots) if self._slots else BulkWriter(self._url)
         return self._bulk
+
+    async def replicated(self) -> None:
+        """On a cluster, a replication barrier on every master (see ClusterBulkWriter.replicated)."""
+        if self._slots is not None:
+            writer = self._writer()
+            assert isinstance(writer, ClusterBulkWriter)
+            await writer.replicated()
 
     # ---- merges and removals ------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ async def _seed(settings: Settings, users: int) -> None:
         await pool.close()
 
 
+@pytest.mark.usefixtures("single_redis")  # the run kills and flushes a Valkey of its own
 async def test_nothing_is_lost_under_kills_restarts_and_a_flush(settings_: Settings, tmp_path: Path) -> None:
     await _seed(settings_, 300)
     options = chaos.ChaosOptions(

@@ -10,9 +10,11 @@ from redis.exceptions import ResponseError
 from homefeed.feed.config import Settings
 from homefeed.feed.services import Services
 from homefeed.feed.timeline.bulk_writer import BATCH, BulkWriter
+from homefeed.feed.timeline.cluster_writer import ClusterBulkWriter
 from homefeed.feed.timeline.encoding import decode, encode_id
 from homefeed.feed.timeline.keys import Keys
 from homefeed.feed.timeline.lists import IdLists, ListQuery
+from homefeed.feed.timeline.slots import SlotMap
 
 
 async def stored(services: Services, key: bytes) -> list[int]:
@@ -22,8 +24,9 @@ async def stored(services: Services, key: bytes) -> list[int]:
 
 
 @pytest.fixture
-async def writer(settings_: Settings) -> AsyncIterator[BulkWriter]:
-    made = BulkWriter(settings_.redis_url or "")
+async def writer(settings_: Settings, on_cluster: bool) -> AsyncIterator[BulkWriter]:
+    url = settings_.redis_url or ""
+    made = ClusterBulkWriter(SlotMap(url)) if on_cluster else BulkWriter(url)
     yield made
     await made.close()
 

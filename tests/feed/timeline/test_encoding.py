@@ -7,8 +7,8 @@ import random
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 
+from homefeed.feed.redis_client import RedisClient
 from homefeed.feed.services import Services
 from homefeed.feed.timeline.encoding import (
     BUILT,
@@ -105,7 +105,7 @@ async def test_full_timeline_costs_at_most_20_bytes_an_entry(services: Services)
 
 async def test_memory_check_would_catch_a_default_sorted_set(services: Services) -> None:
     # The comparison the encoding is chosen against: decimal members with id scores.
-    redis: Redis = services.redis
+    redis: RedisClient = services.redis
     key = f"{services.settings.redis_prefix}:plain"
     rng = random.Random(8)
     await redis.zadd(key, {str(i): i for i in rng.sample(range(2**45, 2**53), 800)})

@@ -13,27 +13,31 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from homefeed.feed.config import Settings
+from homefeed.feed.redis_client import RedisClient, open_redis
+from homefeed.feed.timeline.cluster_reads import ClusterReads
 from homefeed.feed.timeline.reads import RedisReads
+from homefeed.feed.timeline.slots import SlotMap
 
 
 @pytest.fixture
-async def reads(settings_: Settings) -> AsyncIterator[RedisReads]:
-    """Reads on this test's Redis, closed afterwards."""
-    made = RedisReads(settings_.redis_url or "")
+async def reads(settings_: Settings, on_cluster: bool) -> AsyncIterator[RedisReads | ClusterReads]:
+    """Reads on this test's Redis (routed by slot on the cluster), closed afterwards."""
+    url = settings_.redis_url or ""
+    made = ClusterReads(SlotMap(url)) if on_cluster else RedisReads(url)
     yield made
     made.close()
 
 
 @pytest.fixture
-async def redis(settings_: Settings) -> AsyncIterator[Redis]:
+async def redis(settings_: Settings) -> AsyncIterator[RedisClient]:
     assert settings_.redis_url
-    client = Redis.from_url(settings_.redis_url)
+    client = await open_redis(settings_.redis_url)
     yield client
     await client.aclose()
 
 
 async def test_get_returns_values_and_none_for_missing(
-    settings_: Settings, redis: Redis, reads: RedisReads
+    settings_: Settings, redis: RedisClient, reads: RedisReads | ClusterReads
 ) -> None:
     key = f"{settings_.redis_prefix}:k"
     await redis.set(key, b"\x00\x01binary\r\n")
@@ -41,8 +45,9 @@ async def test_get_returns_values_and_none_for_missing(
     assert await reads.get(f"{settings_.redis_prefix}:missing") is None
 
 
+@pytest.mark.usefixtures("single_redis")
 async def test_concurrent_gets_share_one_connection_in_order(
-    settings_: Settings, redis: Redis, reads: RedisReads
+    settings_: Settings, redis: RedisClient, reads: RedisReads | ClusterReads
 ) -> None:
     keys = [f"{settings_.redis_prefix}:k{i}" for i in range(300)]
     await redis.mset({k: k.encode() * (i % 7 + 1) for i, k in enumerate(keys)})
@@ -67,12 +72,14 @@ class _CountingTransport:
         return getattr(self.inner, name)
 
 
+@pytest.mark.usefixtures("single_redis")
 async def test_gets_of_one_loop_turn_go_out_in_one_write(
-    settings_: Settings, redis: Redis, reads: RedisReads
+    settings_: Settings, redis: RedisClient, reads: RedisReads | ClusterReads
 ) -> None:
     keys = [f"{settings_.redis_prefix}:w{i}" for i in range(10)]
     await redis.mset({k: k.encode() for k in keys})
     await reads.get(keys[0])  # connected
+    assert isinstance(reads, RedisReads)
     connection = reads._connection
     assert connection is not None and connection.transport is not None
     counting = _CountingTransport(connection.transport)
@@ -84,7 +91,7 @@ async def test_gets_of_one_loop_turn_go_out_in_one_write(
 
 
 async def test_error_reply_is_raised_and_connection_stays_usable(
-    settings_: Settings, redis: Redis, reads: RedisReads
+    settings_: Settings, redis: RedisClient, reads: RedisReads | ClusterReads
 ) -> None:
     key = f"{settings_.redis_prefix}:h"
     await redis.hset(key, "f", "v")
@@ -94,12 +101,14 @@ async def test_error_reply_is_raised_and_connection_stays_usable(
     assert await reads.get(f"{key}2") == b"ok"
 
 
+@pytest.mark.usefixtures("single_redis")
 async def test_a_killed_connection_fails_then_reconnects(
-    settings_: Settings, redis: Redis, reads: RedisReads
+    settings_: Settings, redis: RedisClient, reads: RedisReads | ClusterReads
 ) -> None:
     key = f"{settings_.redis_prefix}:k"
     await redis.set(key, b"v")
     assert await reads.get(key) == b"v"
+    assert isinstance(reads, RedisReads)
     connection = reads._connection
     assert connection is not None and connection.transport is not None
     host, port = connection.transport.get_extra_info("sockname")[:2]
@@ -112,6 +121,7 @@ async def test_a_killed_connection_fails_then_reconnects(
     assert await reads.get(key) == b"v"
 
 
+@pytest.mark.usefixtures("single_redis")
 async def test_selects_the_database_in_the_url(settings_: Settings) -> None:
     assert settings_.redis_url
     parts = urlsplit(settings_.redis_url)
@@ -162,7 +172,9 @@ async def test_nothing_listening_is_a_connection_error() -> None:
         await reads.get("k")
 
 
-async def test_get_with_ttl(settings_: Settings, redis: Redis, reads: RedisReads) -> None:
+async def test_get_with_ttl(
+    settings_: Settings, redis: RedisClient, reads: RedisReads | ClusterReads
+) -> None:
     key = f"{settings_.redis_prefix}:k"
     await redis.set(key, b"v", ex=100)
     await redis.set(f"{key}-forever", b"w")

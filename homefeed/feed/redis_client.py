@@ -1,0 +1,38 @@
+"""The Redis client for a URL: a plain client for a single server, a cluster client for a cluster.
+
+Which one is decided by the server itself at start-up (`INFO cluster`), so pointing
+HOMEFEED_REDIS_URL at any node of a Redis Cluster or Valkey cluster needs no other setting.
+Every key the service writes carries its user's hash tag (timeline/keys.py), so each command
+and each optimistic transaction touches one slot.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+RedisClient: TypeAlias = Redis | RedisCluster
+
+
+async def is_cluster_url(url: str) -> bool:
+    """Whether the server at url runs in cluster mode (asks it: `INFO cluster`)."""
+    probe = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    try:
+        info = await probe.info("cluster")
+    finally:
+        await probe.aclose()
+    return bool(info.get("cluster_enabled"))
+
+
+async def open_redis(url: str, **options: Any) -> RedisClient:
+    """A client for the server or cluster at url (options as for `Redis.from_url`)."""
+    if await is_cluster_url(url):
+        return RedisCluster.from_url(url, **options)
+    return Redis.from_url(url, **options)
+
+
+def is_cluster(redis: RedisClient) -> bool:
+    """Whether this client talks to a cluster."""
+    return isinstance(redis, RedisCluster)

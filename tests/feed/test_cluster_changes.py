@@ -1,0 +1,129 @@
+"""A Redis Cluster changing under load: slots resharded while posts fan out and feeds are read, and a
+master killed until its replica takes over. Feeds stay equal to the PostgreSQL pull query throughout,
+and every acknowledged post is there afterwards.
+
+Each test has a cluster of its own (it reshards or breaks it) and runs once, whatever the
+session's Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from homefeed.cli.valkey_cluster import LocalCluster, local_cluster
+from homefeed.feed.config import Settings
+from homefeed.feed.services import Services
+from tests.feed.cluster_world import World, redis_fallbacks, services_on
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[LocalCluster]:
+    with local_cluster() as cluster:
+        yield cluster
+
+
+async def test_resharding_under_reads_and_fan_out_keeps_feeds_equal_to_the_pull_query(
+    own_cluster: LocalCluster, single_servers: Settings
+) -> None:
+    # A generous read deadline: on a loaded test machine a slow reply is not what this test is about.
+    async with services_on(
+        own_cluster, single_servers, celebrity_threshold=20, redis_read_timeout_ms=5000
+    ) as services:
+        world = await World.make(services)
+        await world.check()
+        slots = sorted(set(world.timeline_slots()))
+        masters = own_cluster.masters()
+        owners = {slot: await _owner_port(services, slot) for slot in slots}
+        source = max(masters, key=lambda m: sum(1 for p in owners.values() if p == m.port))
+        target = next(m for m in masters if m is not source)
+        moving = [slot for slot in slots if owners[slot] == source.port]
+        assert moving
+        fallbacks = redis_fallbacks()
+        rounds = 0
+
+        async def load() -> None:
+            # A post, its fan-out, and reads: each meets the slot in its current state.
+            nonlocal rounds
+            await world.post()
+            await world.drain()
+            await world.check(world.rng.sample(world.users, 8))
+            rounds += 1
+
+        source_id, target_id = (
+            own_cluster.call(source, "CLUSTER", "MYID"),
+            own_cluster.call(target, "CLUSTER", "MYID"),
+        )
+        for slot in moving:
+            # What `valkey-cli --cluster reshard` does per slot, with load between every step.
+            own_cluster.call(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+            own_cluster.call(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+            await load()  # keys created now are created on the target (ASK)
+            while keys := own_cluster.call(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "1").split():
+                own_cluster.call(
+                    source, "MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *keys
+                )
+                await load()  # a moved key answers ASK on the source
+            for master in masters:
+                own_cluster.call(master, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+            await load()  # the source answers MOVED
+        await world.drain()
+        assert await world.outbox_left() == 0 and await world.dead_jobs() == 0
+        await world.check_everything()
+        # The slots did move, and every read followed them (ASK, MOVED) instead of falling back.
+        assert all([await _owner_port(services, slot) == target.port for slot in moving])
+        assert redis_fallbacks() == fallbacks, "a read fell back to PostgreSQL during the resharding"
+        assert rounds >= 2 * len(moving)
+
+
+async def _owner_port(services: Services, slot: int) -> int:
+    """The port of the master serving a slot now."""
+    assert services.feeds.slots is not None
+    await services.feeds.slots.reload()
+    return (await services.feeds.slots.owner(slot)).port
+
+
+async def test_a_killed_master_falls_back_to_postgresql_until_failover_and_loses_nothing(
+    own_cluster: LocalCluster, single_servers: Settings
+) -> None:
+    async with services_on(own_cluster, single_servers, celebrity_threshold=20) as services:
+        world = await World.make(services)
+        await world.check()
+        slots = world.timeline_slots()
+        masters = [n.port for n in own_cluster.masters()]
+        held = {port: 0 for port in masters}
+        for slot in slots:
+            held[await _owner_port(services, slot)] += 1
+        victim = next(n for n in own_cluster.nodes if n.port == max(held, key=lambda p: held[p]))
+        fallbacks = redis_fallbacks()
+        own_cluster.kill(victim)
+        killed_at = time.monotonic()
+        # While the cluster notices and promotes the replica: posts keep being acknowledged and
+        # fanned out where possible, and every feed read equals the pull query (from PostgreSQL
+        # when its master is gone).
+        promoted = False
+        while time.monotonic() - killed_at < 60:
+            await world.post()
+            await world.drain()
+            await world.check(world.rng.sample(world.users, 8))
+            if victim.port not in [n.port for n in own_cluster.masters()] and len(own_cluster.masters()) == 3:
+                promoted = True
+                break
+            await asyncio.sleep(0.2)
+        assert promoted, "the replica was not promoted within a minute"
+        assert redis_fallbacks() > fallbacks, "no read noticed the dead master"
+        own_cluster.wait_healthy()
+        # After the failover: the failed jobs are retried and everything is back in Redis.
+        deadline = time.monotonic() + 60
+        while await world.outbox_left() and time.monotonic() < deadline:
+            await world.drain()
+            await asyncio.sleep(0.5)
+        assert await world.outbox_left() == 0 and await world.dead_jobs() == 0
+        await asyncio.sleep(services.settings.redis_breaker_ms / 1000)
+        await world.check_everything()
+        recovered = redis_fallbacks()
+        await world.check()
+        assert redis_fallbacks() == recovered, "reads still fall back to PostgreSQL after the failover"
