@@ -58,12 +58,14 @@ class ClusterReads:
         for _ in range(MAX_REDIRECTS):
             node = self._node(address)
             try:
-                replies = await node.send_many([ASKING, *payloads] if asking else payloads)
+                # ASKING lets only the one command after it in: each command gets its own.
+                sent = [p for payload in payloads for p in (ASKING, payload)] if asking else payloads
+                replies = await node.send_many(sent)
             except (RedisConnectionError, RedisTimeoutError):
                 self._slots.unreachable()
                 raise
             if asking:
-                replies = replies[1:]
+                replies = replies[1::2]
             redirects = [redirect_of(r) for r in replies if isinstance(r, ResponseError)]
             redirect = next((r for r in redirects if r is not None), None)
             if redirect is None:

@@ -1,0 +1,70 @@
+"""The fast paths on a cluster: reads and fan-out appends reach every master, and follow a slot that
+moves (ASK while it migrates, MOVED after) with a map that still names its old owner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from homefeed.cli.valkey_cluster import LocalCluster, Node, local_cluster
+from homefeed.feed.timeline.cluster_reads import ClusterReads
+from homefeed.feed.timeline.cluster_writer import ClusterBulkWriter
+from homefeed.feed.timeline.encoding import encode_id
+from homefeed.feed.timeline.slots import SlotMap, key_slot
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[LocalCluster]:
+    with local_cluster() as cluster:
+        yield cluster
+
+
+def _node(cluster: LocalCluster, port: int) -> Node:
+    return next(n for n in cluster.nodes if n.port == port)
+
+
+async def test_reads_and_appends_follow_a_slot_as_it_migrates_and_after(own_cluster: LocalCluster) -> None:
+    slots = SlotMap(own_cluster.url)
+    reads, writer = ClusterReads(slots), ClusterBulkWriter(slots)
+    client = RedisCluster.from_url(own_cluster.url)
+    keys = [b"t:{%d}:tl" % u for u in range(300)]
+    try:
+        appended = await writer.append(keys, encode_id(1), ttl=60, max_bytes=10_000)
+        assert appended.written == len(keys)
+        owners = {await slots.owner(key_slot(k)) for k in keys}
+        assert len(owners) == 3  # the keys spread over every master
+        assert [await reads.get(k.decode()) for k in keys] == [encode_id(1)] * len(keys)
+
+        # Migrate a key's slot to another master, the way valkey-cli reshard does.
+        moving = keys[0]
+        slot = key_slot(moving)
+        source = _node(own_cluster, (await slots.owner(slot)).port)
+        target = next(n for n in own_cluster.masters() if n.port != source.port)
+        source_id, target_id = (
+            own_cluster.call(source, "CLUSTER", "MYID"),
+            own_cluster.call(target, "CLUSTER", "MYID"),
+        )
+        own_cluster.call(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+        own_cluster.call(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+        own_cluster.call(
+            source, "MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", moving.decode()
+        )
+        # The map still names the source, which answers ASK for the moved key.
+        assert (await slots.owner(slot)).port == source.port
+        assert await reads.get(moving.decode()) == encode_id(1)
+        assert await reads.get_with_ttl(moving.decode()) == (encode_id(1), await client.ttl(moving))
+        await writer.append([moving], encode_id(2), ttl=60, max_bytes=10_000)
+        created = b"t:{%d}:new" % int(moving.split(b"{")[1].split(b"}")[0])
+        await writer.append([created], encode_id(3), ttl=60, max_bytes=10_000)  # created on the target
+        for master in own_cluster.masters():
+            own_cluster.call(master, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+        # Now the source answers MOVED: the map learns the new owner.
+        assert await reads.get(moving.decode()) == encode_id(1) + encode_id(2)
+        assert (await slots.owner(slot)).port == target.port
+        assert await reads.get(created.decode()) == encode_id(3)
+    finally:
+        reads.close()
+        await writer.close()
+        await client.aclose()
