@@ -36,6 +36,11 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     bf.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
     _celebrity_arguments(bf)
+    bf.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="instead: writes/s on a local 3-master Valkey cluster beside the configured Redis, same run",
+    )
     bf.set_defaults(run=run_fanout)
     bk = benches.add_parser(
         "rank", help="RANKED vs LATEST vs the heuristic: AUC, NDCG@20, diversity, slots, serving cost"
@@ -161,6 +166,16 @@ def run_fanout(settings: Settings, args: argparse.Namespace) -> int:
         json_path=Path(args.json) if args.json else None,
         celebrities=_celebrities(args),
     )
+    if args.redis_cluster:
+        from homefeed.bench.writes import cluster
+
+        compared = _bench(
+            "fanout --redis-cluster",
+            settings,
+            lambda ready: cluster.run(ready, options, log=_say),
+            options.json_path,
+        )
+        return 1 if compared is None else 0
     report = _bench("fanout", settings, lambda ready: writes.run(ready, options, log=_say), options.json_path)
     return 1 if report is None else 0
 
