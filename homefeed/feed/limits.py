@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import RateLimited
 from homefeed.feed.metrics import RATE_LIMITED
 from homefeed.feed.ratelimit import Bucket, RateLimiter
+from homefeed.feed.redis_client import RedisClient
 from homefeed.feed.store.users import HANDLE
 
 QUERY_WINDOW = 60
@@ -29,7 +28,9 @@ NO_SUCH_HANDLE = "-"
 class Limits:
     """The API's rate limits over one Redis, from settings (a limit of 0 switches one off)."""
 
-    def __init__(self, redis: Redis, settings: Settings, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self, redis: RedisClient, settings: Settings, *, clock: Callable[[], float] | None = None
+    ) -> None:
         self._limiter = RateLimiter(redis, settings.redis_prefix, clock=clock)
         self._query = Bucket("q", settings.query_rate_limit, QUERY_WINDOW)
         self._anonymous = Bucket("q", settings.anonymous_rate_limit, QUERY_WINDOW)

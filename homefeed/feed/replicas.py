@@ -28,10 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from homefeed.feed.metrics import REPLICA_LAG, REPLICA_READS, REPLICA_SKIPS
+from homefeed.feed.redis_client import RedisClient
 from homefeed.feed.store.pool import create_pool
 from homefeed.feed.store.visible import NotReplicated, VisibleReads
 
@@ -102,7 +103,7 @@ class Replicas:
     def __init__(
         self,
         primary: asyncpg.Pool,
-        redis: Redis,
+        redis: RedisClient,
         prefix: str,
         replicas: Sequence[asyncpg.Pool],
         *,
@@ -124,7 +125,7 @@ class Replicas:
 
     @classmethod
     async def open(
-        cls, primary: asyncpg.Pool, redis: Redis, prefix: str, urls: Sequence[str], *, max_lag_ms: int
+        cls, primary: asyncpg.Pool, redis: RedisClient, prefix: str, urls: Sequence[str], *, max_lag_ms: int
     ) -> Replicas:
         """Open a pool per replica URL (a replica down at start-up is skipped until it answers)."""
         pools = [await create_pool(url, min_size=0) for url in urls]
@@ -154,7 +155,12 @@ class Replicas:
     async def _needed(self, viewer: int) -> int | None:
         """The LSN a replica must have replayed to answer this viewer; None if unknown."""
         try:
-            own, hide = await self._redis.mget([self._user_key(viewer), self._hide_key])
+            keys = [self._user_key(viewer), self._hide_key]
+            if isinstance(self._redis, RedisCluster):
+                # The two keys live in different slots: read each from its own master.
+                own, hide = await self._redis.mget_nonatomic(keys)
+            else:
+                own, hide = await self._redis.mget(keys)
         except (RedisError, OSError):
             return None
         return max(int(own or 0), int(hide or 0))

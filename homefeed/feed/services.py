@@ -18,8 +18,8 @@ from homefeed.feed.ranking.impressions import ImpressionLog
 from homefeed.feed.ranking.ranker import Ranker
 from homefeed.feed.ranking.scoring import Scorer
 from homefeed.feed.ranking.snapshots import Snapshots
-from homefeed.feed.replicas import Replicas
 from homefeed.feed.redis_client import RedisClient, open_redis
+from homefeed.feed.replicas import Replicas
 from homefeed.feed.store.likes import Likes
 from homefeed.feed.store.pool import create_pool
 from homefeed.feed.store.posts import Posts

@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from homefeed.feed.config import Settings
 from homefeed.feed.feeds import RecentCache
 from homefeed.feed.records import User
+from homefeed.feed.redis_client import open_redis
 from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.pool import create_pool
 from homefeed.feed.timeline.encoding import decode
@@ -152,7 +153,7 @@ async def test_which_pulled_authors_a_viewer_follows_is_kept_and_a_follow_elsewh
     statements: list[str] = []
     assert settings_.database_url and settings_.redis_url
     pool = await create_pool(settings_.database_url, on_query=lambda q: statements.append(q.query))
-    reader = build_services(settings_, pool, Redis.from_url(settings_.redis_url), passwords=FAST_PASSWORDS)
+    reader = build_services(settings_, pool, await open_redis(settings_.redis_url), passwords=FAST_PASSWORDS)
     try:
         alice, star, carol = [await user(services, h) for h in ("alice", "star", "carol")]
         await follow(services, carol, star)

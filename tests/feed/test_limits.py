@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import RateLimited
 from homefeed.feed.limits import LOG_IN_WINDOW, NO_SUCH_HANDLE, SIGN_UP_WINDOW, Limits
+from homefeed.feed.redis_client import RedisClient, open_redis
 
 START = 1_800_000_000.0  # the start of a window of every length used
 
@@ -28,9 +29,9 @@ class Clock:
 
 
 @pytest.fixture
-async def redis(settings_: Settings) -> AsyncIterator[Redis]:
+async def redis(settings_: Settings) -> AsyncIterator[RedisClient]:
     assert settings_.redis_url
-    client = Redis.from_url(settings_.redis_url)
+    client = await open_redis(settings_.redis_url)
     try:
         yield client
     finally:
@@ -42,7 +43,7 @@ def clock() -> Clock:
     return Clock()
 
 
-def limits_for(redis: Redis, settings_: Settings, clock: Clock, **changes: object) -> Limits:
+def limits_for(redis: RedisClient, settings_: Settings, clock: Clock, **changes: object) -> Limits:
     on = {
         "query_rate_limit": 4,
         "anonymous_rate_limit": 3,
@@ -65,7 +66,7 @@ async def through(hit: Callable[[], Awaitable[None]], tries: int) -> int:
 
 
 async def test_an_attacker_elsewhere_cannot_lock_the_victim_out(
-    redis: Redis, settings_: Settings, clock: Clock
+    redis: RedisClient, settings_: Settings, clock: Clock
 ) -> None:
     # The scenario: 3 wrong tries on alice from the attacker's address, limit 3.
     limits = limits_for(redis, settings_, clock)
@@ -78,7 +79,7 @@ async def test_an_attacker_elsewhere_cannot_lock_the_victim_out(
 
 
 async def test_one_address_guessing_many_handles_runs_out(
-    redis: Redis, settings_: Settings, clock: Clock
+    redis: RedisClient, settings_: Settings, clock: Clock
 ) -> None:
     limits = limits_for(redis, settings_, clock)
     handles = [f"user{i}" for i in range(10)]
@@ -92,7 +93,7 @@ async def test_one_address_guessing_many_handles_runs_out(
 
 
 async def test_handles_no_account_can_have_share_one_bucket(
-    redis: Redis, settings_: Settings, clock: Clock
+    redis: RedisClient, settings_: Settings, clock: Clock
 ) -> None:
     # Junk handles cannot mint fresh buckets (or huge Redis keys): they count as one.
     limits = limits_for(redis, settings_, clock, log_in_address_limit=100)
@@ -104,7 +105,7 @@ async def test_handles_no_account_can_have_share_one_bucket(
 
 
 async def test_log_in_budget_comes_back_after_its_window(
-    redis: Redis, settings_: Settings, clock: Clock
+    redis: RedisClient, settings_: Settings, clock: Clock
 ) -> None:
     limits = limits_for(redis, settings_, clock)
     assert await through(lambda: limits.log_in("203.0.113.9", "alice"), 5) == 3
@@ -114,7 +115,9 @@ async def test_log_in_budget_comes_back_after_its_window(
     assert await through(lambda: limits.log_in("203.0.113.9", "alice"), 5) == 3
 
 
-async def test_sign_up_counts_per_address_per_hour(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_sign_up_counts_per_address_per_hour(
+    redis: RedisClient, settings_: Settings, clock: Clock
+) -> None:
     limits = limits_for(redis, settings_, clock)
     assert await through(lambda: limits.sign_up("203.0.113.9"), 5) == 2
     await limits.sign_up("198.51.100.7")
@@ -126,13 +129,13 @@ async def test_sign_up_counts_per_address_per_hour(redis: Redis, settings_: Sett
     assert await through(lambda: limits.sign_up("203.0.113.9"), 5) == 2
 
 
-async def test_sign_up_is_not_the_write_limit(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_sign_up_is_not_the_write_limit(redis: RedisClient, settings_: Settings, clock: Clock) -> None:
     limits = limits_for(redis, settings_, clock, rate_limit_per_minute=1000, sign_up_limit=2)
     assert await through(lambda: limits.sign_up("203.0.113.9"), 5) == 2
 
 
 async def test_queries_count_per_user_when_signed_in_else_per_address(
-    redis: Redis, settings_: Settings, clock: Clock
+    redis: RedisClient, settings_: Settings, clock: Clock
 ) -> None:
     limits = limits_for(redis, settings_, clock)
     assert await through(lambda: limits.query(None, "203.0.113.9"), 5) == 3  # anonymous: 3
@@ -143,7 +146,9 @@ async def test_queries_count_per_user_when_signed_in_else_per_address(
     assert await through(lambda: limits.query(None, "198.51.100.7"), 5) == 3
 
 
-async def test_buckets_of_different_limits_never_mix(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_buckets_of_different_limits_never_mix(
+    redis: RedisClient, settings_: Settings, clock: Clock
+) -> None:
     limits = limits_for(redis, settings_, clock)
     address = "203.0.113.9"
     assert await through(lambda: limits.sign_up(address), 5) == 2
@@ -153,7 +158,7 @@ async def test_buckets_of_different_limits_never_mix(redis: Redis, settings_: Se
     assert await through(lambda: limits.query(1, address), 5) == 4
 
 
-async def test_zero_switches_each_limit_off(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_zero_switches_each_limit_off(redis: RedisClient, settings_: Settings, clock: Clock) -> None:
     limits = limits_for(
         redis,
         settings_,
@@ -187,7 +192,7 @@ async def test_every_limit_fails_open_when_redis_is_down(settings_: Settings, cl
         await dead.aclose()
 
 
-async def test_refusals_are_counted_by_limit(redis: Redis, settings_: Settings, clock: Clock) -> None:
+async def test_refusals_are_counted_by_limit(redis: RedisClient, settings_: Settings, clock: Clock) -> None:
     limits = limits_for(redis, settings_, clock)
 
     def refused(limit: str) -> float:

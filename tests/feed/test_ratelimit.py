@@ -286,6 +286,7 @@ PAIR = Bucket("login:alice", 3, 900)
 ADDRESS = Bucket("login", 5, 900)
 
 
+@pytest.mark.usefixtures("single_redis")  # counts one client's round trips to one server
 async def test_several_buckets_cost_one_round_trip(
     counting: CountingRedis, settings_: Settings, clock: Clock
 ) -> None:
@@ -319,7 +320,9 @@ async def test_each_bucket_keeps_its_own_count(redis: RedisClient, settings_: Se
         await limiter.hit_all("a:1", (Bucket("login:carol", 3, 900), ADDRESS))
 
 
-async def test_retry_after_is_the_rest_of_the_window(redis: RedisClient, settings_: Settings, clock: Clock) -> None:
+async def test_retry_after_is_the_rest_of_the_window(
+    redis: RedisClient, settings_: Settings, clock: Clock
+) -> None:
     limiter = RateLimiter(redis, settings_.redis_prefix)
     hour = Bucket("signup", 1, 3600)
     clock.now = 1_800_000_000.0 + 600.25  # 600.25 s into an hour-long window

@@ -21,11 +21,11 @@ import asyncpg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import Forbidden
 from homefeed.feed.metrics import REPLICA_READS, REPLICA_SKIPS
+from homefeed.feed.redis_client import open_redis
 from homefeed.feed.replicas import Replicas
 from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.pool import create_pool
@@ -123,7 +123,7 @@ async def world(pair: Pair, servers: Settings) -> AsyncIterator[World]:
     assert settings_.database_url
     pool = await create_pool(settings_.database_url)
     await migrate(pool)
-    redis = Redis.from_url(servers.redis_url)
+    redis = await open_redis(servers.redis_url)
     replica_pool = await create_pool(with_search_path(pair.standby_url, schema))
     replicas = Replicas(pool, redis, schema, [replica_pool], max_lag_ms=HOUR_MS)
     services = build_services(settings_, pool, redis, passwords=FAST_PASSWORDS, replicas=replicas)
@@ -137,11 +137,11 @@ async def world(pair: Pair, servers: Settings) -> AsyncIterator[World]:
         admin = await asyncpg.connect(pair.primary_url)
         await admin.execute(f"DROP SCHEMA {schema} CASCADE")
         await admin.close()
-        keys = [k async for k in Redis.from_url(servers.redis_url).scan_iter(match=f"{schema}:*")]
+        cleanup = await open_redis(servers.redis_url)
+        keys = [k async for k in cleanup.scan_iter(match=f"{schema}:*")]
         if keys:
-            cleanup = Redis.from_url(servers.redis_url)
             await cleanup.delete(*keys)
-            await cleanup.aclose()
+        await cleanup.aclose()
 
 
 def count(reason: str | None = None) -> float:

@@ -50,6 +50,7 @@ async def redis_client_ids(settings: Settings) -> set[int]:
     return {int(c["id"]) for c in clients}
 
 
+@pytest.mark.usefixtures("single_redis")  # finds its connection among one server's clients
 async def test_open_services_works_end_to_end_and_close_lets_go(settings_: Settings) -> None:
     services = await open_services(settings_, passwords=FAST)
     closed = False

@@ -225,6 +225,7 @@ async def round_trips_per_request(services: Services, api: Api, suffix: str) -> 
     }
 
 
+@pytest.mark.usefixtures("single_redis")  # counts one client's round trips to one server
 async def test_the_limiter_adds_one_redis_round_trip_per_request(
     settings_: Settings, stack: AsyncExitStack
 ) -> None:
@@ -259,6 +260,7 @@ class HeldHasher(PasswordHasher):
         return super().verify(hash, password)
 
 
+@pytest.mark.usefixtures("single_redis")  # counts one client's round trips to one server
 async def test_log_ins_past_the_argon2_line_are_refused_at_once(
     settings_: Settings, stack: AsyncExitStack
 ) -> None:

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import asyncpg
 import psutil
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from homefeed.feed.redis_client import RedisClient
 
 _BACKENDS = """
 SELECT pid, host(client_addr) AS ip, client_port FROM pg_stat_activity
@@ -38,7 +39,7 @@ class StoreSample:
 class StoreCpu:
     """Samples taken at a slice's start and end; the difference is the slice's store CPU."""
 
-    def __init__(self, pool: asyncpg.Pool, redis: Redis, addresses: Callable[[], set[str]]) -> None:
+    def __init__(self, pool: asyncpg.Pool, redis: RedisClient, addresses: Callable[[], set[str]]) -> None:
         self._pool = pool
         self._redis = redis
         self._addresses = addresses

@@ -13,9 +13,9 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-from redis.asyncio import Redis
 
 from homefeed.feed.ranking.features import F64, I64
+from homefeed.feed.redis_client import RedisClient
 
 _HEADER = struct.Struct("<BqI")
 _FORMAT = 1
@@ -66,7 +66,7 @@ def name_of(viewer: int, snapshot: Snapshot) -> str:
 class Snapshots:
     """Stores and reads snapshots under one key prefix."""
 
-    def __init__(self, redis: Redis, prefix: str, ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, ttl_seconds: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self.ttl = ttl_seconds

@@ -9,9 +9,9 @@ from typing import cast
 
 import asyncpg
 import pytest
-from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
+from homefeed.feed.redis_client import open_redis
 from homefeed.feed.services import build_services
 from homefeed.feed.store.pool import Lanes, create_pool, lane_share
 
@@ -122,7 +122,7 @@ class _FakePool:
 @pytest.mark.parametrize("max_size", [1, 2, 3, 5, 8, 10, 40])
 async def test_an_engine_holds_at_most_its_share_of_the_pool(settings_: Settings, max_size: int) -> None:
     pool = await create_pool(settings_.database_url or "", min_size=1, max_size=max_size)
-    services = build_services(settings_, pool, Redis.from_url(settings_.redis_url or ""))
+    services = build_services(settings_, pool, await open_redis(settings_.redis_url or ""))
     try:
         feeds = services.feeds
         assert feeds.lanes.size + feeds.visible_reads.connections <= lane_share(pool) == (max_size - 1) // 2
