@@ -22,8 +22,8 @@ from argon2 import PasswordHasher
 from asyncpg.connection import LoggedQuery
 from hypothesis import HealthCheck, settings
 
+from homefeed.bench.valkey_cluster import LocalCluster, local_cluster
 from homefeed.cli.embedded import servers_for
-from homefeed.cli.valkey_cluster import LocalCluster, local_cluster
 from homefeed.feed import config
 from homefeed.feed.auth import Passwords
 from homefeed.feed.config import Settings

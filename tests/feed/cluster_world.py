@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY
 
-from homefeed.cli.valkey_cluster import LocalCluster
+from homefeed.bench.valkey_cluster import LocalCluster
 from homefeed.feed.config import Settings
 from homefeed.feed.redis_client import open_redis
 from homefeed.feed.services import Services, build_services

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from homefeed.cli.valkey_cluster import LocalCluster, local_cluster
+from homefeed.bench.valkey_cluster import LocalCluster, local_cluster
 from homefeed.feed.config import Settings
 from homefeed.feed.services import Services
 from tests.feed.cluster_world import World, redis_fallbacks, services_on

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from homefeed.cli.valkey_cluster import LocalCluster
+from homefeed.bench.valkey_cluster import LocalCluster
 from homefeed.feed.config import Settings
 from homefeed.feed.redis_client import is_cluster, is_cluster_url, open_redis
 

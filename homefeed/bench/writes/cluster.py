@@ -23,10 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from homefeed.bench.errors import SEED_HINT, BenchError
+from homefeed.bench.valkey_cluster import LocalCluster
 from homefeed.bench.writes.base import timer
 from homefeed.bench.writes.options import FanoutOptions
 from homefeed.bench.writes.throughput import Throughput
-from homefeed.cli.valkey_cluster import LocalCluster
 from homefeed.feed.config import Settings
 from homefeed.feed.services import Services, open_services
 from homefeed.feed.timeline.bulk_writer import BATCH, BulkWriter

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from homefeed.cli.valkey_cluster import LocalCluster, Node, local_cluster
+from homefeed.bench.valkey_cluster import LocalCluster, Node, local_cluster
 from homefeed.feed.timeline.cluster_reads import ClusterReads
 from homefeed.feed.timeline.cluster_writer import ClusterBulkWriter
 from homefeed.feed.timeline.encoding import encode_id

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from homefeed.cli.valkey_cluster import LocalCluster
+from homefeed.bench.valkey_cluster import LocalCluster
 from homefeed.feed.timeline.slots import Address, SlotMap, key_slot, node_url, redirect_of
 
 TAGGED = st.from_regex(rb"[a-z]{0,4}\{[0-9a-z]{0,6}\}[:a-z{}]{0,6}", fullmatch=True)
