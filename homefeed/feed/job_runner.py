@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from homefeed.feed import modes
 from homefeed.feed.feeds import Feeds
@@ -139,11 +140,13 @@ class JobRunner:
             await feeds.push_recent(author, post_id)
         reached_all = True
         if modes.is_pushed(mode):
-            await feeds.push([author], post_id)
+            own_failure = await self._tolerated(feeds.push([author], post_id))
             if await self._split_if_big(job, outbox.POST_CHUNK, row["follower_count"]):
                 reached_all = modes.is_pulled(mode)  # the chunks announce their own followers
             else:
                 await self._each_follower(job, lambda users: feeds.push(users, post_id))
+            if own_failure is not None:
+                raise own_failure
         if reached_all:
             # Followers read it now (their timelines, or the pulled list); split chunks observe their own.
             _observe_lag(post_id)
@@ -273,6 +276,21 @@ class JobRunner:
         edges = [-1, *bounds, outbox.MAX_ID]
         return [Chunk(lo, hi) for lo, hi in itertools.pairwise(edges) if lo < hi]
 
+    async def _tolerated(self, write: Awaitable[object]) -> Exception | None:
+        """Await a timeline write; on a cluster, a failed master's error is returned, not raised.
+
+        The job then goes on to the followers on the other masters and fails at its end (to be
+        retried): while one master is down, the others' followers see the post at once instead
+        of after its failover. On a single server the first failure ends the job.
+        """
+        try:
+            await write
+        except (RedisError, OSError) as exc:
+            if self._feeds.slots is None:
+                raise
+            return exc
+        return None
+
     async def _each_follower(self, job: Job, action: Callable[[Sequence[int]], Awaitable[object]]) -> None:
         """Run action over the job's active followers' user ids, a cursor step at a time.
 
@@ -282,16 +300,19 @@ class JobRunner:
         lo = job.range_lo if job.range_lo is not None else -1
         hi = job.range_hi if job.range_hi is not None else outbox.MAX_ID
         writing: asyncio.Task[object] | None = None
+        failure: Exception | None = None
         try:
             async with self._pool.acquire() as conn, conn.transaction(readonly=True):
                 cursor = await conn.cursor(_ACTIVE_FOLLOWERS, job.actor_id, lo, hi, self._active_days)
                 while rows := await cursor.fetch(STREAM):
                     users = list(map(_FIRST, rows))
                     if writing is not None:
-                        await writing
+                        failure = failure or await self._tolerated(writing)
                     writing = asyncio.ensure_future(action(users))
             if writing is not None:
-                await writing
+                failure = failure or await self._tolerated(writing)
+            if failure is not None:
+                raise failure
         finally:
             # A failed fetch still lets the write in flight finish: cancelling it mid-pipeline would
             # leave replies unread on the writer's connection. The job is redone anyway.

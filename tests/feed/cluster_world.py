@@ -98,7 +98,10 @@ class World:
         for viewer in viewers if viewers is not None else self.users:
             home = await feeds.home(viewer, first, None)
             pull = await feeds.pull_page(viewer, first, None)
-            assert home.post_ids == pull.post_ids, f"viewer {viewer}: feed differs from the pull query"
+            assert home.post_ids == pull.post_ids, (
+                f"viewer {viewer}: feed differs from the pull query: {home.post_ids} != {pull.post_ids};"
+                f" acked {sorted(self.acked.items())[-3:]}"
+            )
             self.compared += 1
 
     async def check_everything(self) -> None:

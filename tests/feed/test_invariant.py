@@ -44,6 +44,7 @@ from homefeed.feed.redis_client import RedisClient, open_redis
 from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.outbox import Outbox
 from homefeed.feed.store.pool import create_pool
+from homefeed.feed.timeline.slots import SlotMap
 from homefeed.migrations.runner import migrate
 from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import FAST_PASSWORDS, with_search_path
@@ -230,6 +231,10 @@ class FaultyFeeds:
     @property
     def size(self) -> int:
         return self._feeds.size
+
+    @property
+    def slots(self) -> SlotMap | None:
+        return self._feeds.slots
 
     async def push(self, user_ids: Sequence[int], post_id: int) -> None:
         self._tick()
