@@ -92,17 +92,33 @@ class World:
         dead: int = await self.services.pool.fetchval("SELECT count(*) FROM dead_jobs")
         return dead
 
-    async def check(self, viewers: list[int] | None = None, first: int = 30) -> None:
-        """Each viewer's first page equals the pull query's."""
+    async def check(
+        self, viewers: list[int] | None = None, first: int = 30, *, lagging: bool = False
+    ) -> None:
+        """Each viewer's first page equals the pull query's.
+
+        With `lagging`, posts whose fan-out job is still in the outbox (failed, to be retried)
+        are left out of both sides: until the job is redone a follower may or may not have one,
+        which is fan-out lag, not loss (check_everything runs once the outbox is empty).
+        """
         feeds = self.services.feeds
+        pending = await self.pending_posts() if lagging else set()
         for viewer in viewers if viewers is not None else self.users:
             home = await feeds.home(viewer, first, None)
-            pull = await feeds.pull_page(viewer, first, None)
-            assert home.post_ids == pull.post_ids, (
-                f"viewer {viewer}: feed differs from the pull query: {home.post_ids} != {pull.post_ids};"
-                f" acked {sorted(self.acked.items())[-3:]}"
+            pull = await feeds.pull_page(viewer, first + len(pending), None)
+            got = [p for p in home.post_ids if p not in pending]
+            want = [p for p in pull.post_ids if p not in pending][: len(got) if pending else None]
+            assert got == want, (
+                f"viewer {viewer}: feed differs from the pull query: {got} != {want}; pending {pending}"
             )
             self.compared += 1
+
+    async def pending_posts(self) -> set[int]:
+        """Posts whose fan-out job has not finished."""
+        rows = await self.services.pool.fetch(
+            "SELECT subject_id FROM outbox WHERE kind IN ('post', 'post_chunk')"
+        )
+        return {r["subject_id"] for r in rows}
 
     async def check_everything(self) -> None:
         """Every viewer's whole feed equals the pull query's; every acknowledged post is in its author's."""
