@@ -18,6 +18,8 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from homefeed.feed.redis_client import RedisClient
@@ -88,6 +90,10 @@ class _NodeLink:
             username=options.get("username"),
             password=options.get("password"),
             socket_connect_timeout=options.get("socket_connect_timeout") or 2,
+            # No silent reconnect: redis-py would resubscribe behind our back and the notices sent
+            # meanwhile would be lost unnoticed. A lost link fails the subscription instead, and the
+            # hub resubscribes everything and sends its viewers a RESYNC.
+            retry=Retry(NoBackoff(), 0),
         )
         self.pubsub = self.client.pubsub()
         self.channels: set[str] = set()
