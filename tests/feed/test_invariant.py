@@ -108,8 +108,9 @@ class World:
             "TRUNCATE users, posts, follows, followers, blocks, mutes, likes, outbox, dead_jobs,"
             " affinity, author_days, impressions"
         )
-        # Ids take the low 12 bits from this sequence: restarting keeps it far from wrapping
-        # inside one millisecond, so ids follow creation order, as the oracle assumes.
+        # Post ids take their sequence bits from this sequence modulo 64: restarting keeps the
+        # first 64 ids of a history from wrapping inside one millisecond, so ids follow creation
+        # order, as the oracle assumes (a longer history relies on its posts' milliseconds).
         await self.pool.execute("ALTER SEQUENCE id_sequence RESTART")
         await self.flush()
         self.services = build_services(self.settings, self.pool, self.redis, passwords=FAST_PASSWORDS)
