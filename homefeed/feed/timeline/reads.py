@@ -168,7 +168,17 @@ class RedisReads:
             connection.send(b"*2\r\n$3\r\nGET\r\n" + raw),
             connection.send(b"*2\r\n$3\r\nTTL\r\n" + raw),
         )
-        got, seconds = await value, await ttl
+        try:
+            got, seconds = await value, await ttl
+        except BaseException:
+            # The GET failed (or its reader went away): the TTL's outcome is never read, so
+            # retrieve or cancel it, or asyncio logs "exception was never retrieved" for it.
+            if ttl.done():
+                if not ttl.cancelled():
+                    ttl.exception()
+            else:
+                ttl.cancel()  # the connection skips a cancelled future's reply
+            raise
         assert (got is None or isinstance(got, bytes)) and isinstance(seconds, int)
         return got, seconds
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from typing import cast
 from urllib.parse import urlsplit, urlunsplit
@@ -156,6 +157,40 @@ async def test_a_silent_server_times_out_every_waiting_read() -> None:
         assert all(isinstance(r, RedisTimeoutError) for r in results)
     finally:
         reads.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_failed_get_with_ttl_leaves_no_unread_failure() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    async def fail_once(port: int) -> None:
+        reads = RedisReads(f"redis://127.0.0.1:{port}", timeout=0.3)
+        try:
+            await reads.get_with_ttl("k")
+        except RedisTimeoutError:
+            return
+        finally:
+            reads.close()
+        raise AssertionError("a silent server answered")
+
+    loop = asyncio.get_running_loop()
+    unread: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: unread.append(context))
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    try:
+        await fail_once(server.sockets[0].getsockname()[1])
+        await asyncio.sleep(0.05)
+        gc.collect()  # a future's unread exception is reported when the future is collected
+        assert not [c for c in unread if "never retrieved" in str(c.get("message"))], unread
+    finally:
+        loop.set_exception_handler(previous)
         for writer in accepted:
             writer.close()
         server.close()
