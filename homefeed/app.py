@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -52,7 +53,7 @@ from homefeed.schema.persisted import (
 )
 from homefeed.schema.persisted.fast import FastPath
 from homefeed.schema.persisted.operations import document_checker
-from homefeed.web import STATIC, STATIC_URL, client_page, graphiql_page
+from homefeed.web import STATIC, STATIC_URL, asset_gzip, asset_media_type, client_page, graphiql_page
 from homefeed.workers.fanout_worker import FanoutWorker
 
 log = logging.getLogger(__name__)
@@ -432,6 +433,19 @@ async def index(request: Request) -> Response:
     return HTMLResponse(client_page())
 
 
+async def vendor_asset(request: Request) -> Response:
+    """A vendored script or stylesheet, sent as stored (gzip) to every client that accepts it."""
+    name = request.path_params["name"]
+    stored = asset_gzip(name)
+    if stored is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    headers = {"Vary": "Accept-Encoding", "Cache-Control": "public, max-age=86400"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(stored, media_type=asset_media_type(name), headers=headers)
+    return Response(gzip.decompress(stored), media_type=asset_media_type(name), headers=headers)
+
+
 # Objects allocated between collections of the youngest generation (CPython's default is 700).
 GC_THRESHOLD = (50_000, 20, 100)
 
@@ -507,7 +521,7 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
-            Mount(f"{STATIC_URL}/vendor", StaticFiles(directory=STATIC / "vendor"), name="vendor"),
+            Route(f"{STATIC_URL}/vendor/{{name}}", vendor_asset),
             Mount(f"{STATIC_URL}/client", StaticFiles(directory=STATIC / "client"), name="client"),
         ],
         lifespan=lifespan,

@@ -9,6 +9,8 @@ from redis.asyncio import Redis
 from homefeed.feed.config import Settings
 from homefeed.feed.services import build_services
 from homefeed.feed.store.pool import create_pool
+from homefeed.web import vendored
+from scripts.refresh_graphiql import integrity
 from tests.api import Api
 from tests.conftest import FAST_PASSWORDS
 
@@ -90,3 +92,16 @@ async def test_queries_work_over_get(api: Api) -> None:
         "data": {"viewer": None},
         "extensions": {"cost": {"requested": 1, "budget": 1000}},
     }
+
+
+async def test_vendored_assets_are_sent_compressed_or_plain_and_match_their_integrity(api: Api) -> None:
+    for name, asset in vendored().items():
+        url = f"/static/vendor/{name}"
+        packed = await api.http.get(url, headers={"Accept-Encoding": "gzip"})
+        assert packed.status_code == 200 and packed.headers["content-encoding"] == "gzip", name
+        plain = await api.http.get(url, headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers, name
+        # httpx decodes the gzip answer: both bodies are the file the browser checks.
+        assert integrity(packed.content) == integrity(plain.content) == asset.integrity, name
+    assert (await api.http.get("/static/vendor/manifest.json")).status_code == 404
+    assert (await api.http.get("/static/vendor/nothing.js")).status_code == 404
