@@ -27,7 +27,7 @@ from homefeed.cli.embedded import servers_for
 from homefeed.feed import config
 from homefeed.feed.auth import Passwords
 from homefeed.feed.config import Settings
-from homefeed.feed.redis_client import open_redis
+from homefeed.feed.redis_client import RedisClient, open_redis
 from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.pool import create_pool
 from homefeed.migrations.runner import migrate
@@ -146,6 +146,17 @@ async def settings_(servers: Settings) -> AsyncIterator[Settings]:
     """Settings for one test: a fresh schema, migrated, and a fresh Redis key prefix."""
     async with isolated_settings(servers) as isolated:
         yield isolated
+
+
+@pytest.fixture
+async def redis(settings_: Settings) -> AsyncIterator[RedisClient]:
+    """A client of the test's Redis (a single server or the cluster, as the run is parametrized)."""
+    assert settings_.redis_url
+    client = await open_redis(settings_.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

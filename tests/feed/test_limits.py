@@ -6,7 +6,7 @@ Windows are crossed with an injected clock, so nothing sleeps.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from prometheus_client import REGISTRY
@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import RateLimited
 from homefeed.feed.limits import LOG_IN_WINDOW, NO_SUCH_HANDLE, SIGN_UP_WINDOW, Limits
-from homefeed.feed.redis_client import RedisClient, open_redis
+from homefeed.feed.redis_client import RedisClient
 
 START = 1_800_000_000.0  # the start of a window of every length used
 
@@ -26,16 +26,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def redis(settings_: Settings) -> AsyncIterator[RedisClient]:
-    assert settings_.redis_url
-    client = await open_redis(settings_.redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

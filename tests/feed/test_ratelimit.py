@@ -11,7 +11,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from hypothesis import given
@@ -24,6 +24,7 @@ from homefeed.feed.config import Settings
 from homefeed.feed.errors import RateLimited
 from homefeed.feed.ratelimit import Bucket, RateLimiter
 from homefeed.feed.redis_client import RedisClient, open_redis
+from tests.counting_redis import CountingRedis
 
 
 class Clock:
@@ -34,16 +35,6 @@ class Clock:
 
     def time(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def redis(settings_: Settings) -> AsyncIterator[RedisClient]:
-    assert settings_.redis_url
-    client = await open_redis(settings_.redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
@@ -249,27 +240,6 @@ async def test_limiting_resumes_when_redis_comes_back(settings_: Settings, clock
 
 
 # --- several buckets of one subject: hit_all ---------------------------------------------------
-
-
-class CountingRedis(Redis):
-    """A client that counts round trips: each command sent alone, each pipeline executed."""
-
-    round_trips = 0
-
-    async def execute_command(self, *args: object, **options: object) -> object:
-        self.round_trips += 1
-        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-
-    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
-        pipe = super().pipeline(transaction, shard_hint)
-        run = pipe.execute
-
-        async def execute(raise_on_error: bool = True) -> list[Any]:
-            self.round_trips += 1
-            return await run(raise_on_error)
-
-        pipe.execute = execute  # type: ignore[method-assign]
-        return pipe
 
 
 @pytest.fixture

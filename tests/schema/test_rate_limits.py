@@ -18,7 +18,6 @@ from typing import Any, Literal
 import pytest
 import websockets
 from argon2 import PasswordHasher
-from redis.asyncio import Redis
 
 from homefeed.feed.auth import Passwords
 from homefeed.feed.config import Settings
@@ -26,6 +25,7 @@ from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.pool import create_pool
 from tests.api import Account, Api, Result
 from tests.conftest import FAST_PASSWORDS, ServicesFactory
+from tests.counting_redis import CountingRedis
 from tests.server import running_server
 
 LOG_IN = "mutation($h: String!, $p: String!) { logIn(handle: $h, password: $p) { token } }"
@@ -164,27 +164,6 @@ async def test_a_limited_mutation_keeps_its_retry_after(
 
 
 # --- one Redis round trip ----------------------------------------------------------------------
-
-
-class CountingRedis(Redis):
-    """Counts round trips: each command sent alone, each pipeline executed."""
-
-    round_trips = 0
-
-    async def execute_command(self, *args: object, **options: object) -> object:
-        self.round_trips += 1
-        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-
-    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
-        pipe = super().pipeline(transaction, shard_hint)
-        run = pipe.execute
-
-        async def execute(raise_on_error: bool = True) -> list[Any]:
-            self.round_trips += 1
-            return await run(raise_on_error)
-
-        pipe.execute = execute  # type: ignore[method-assign]
-        return pipe
 
 
 async def counted_services(settings: Settings, stack: AsyncExitStack, passwords: Passwords) -> Services:

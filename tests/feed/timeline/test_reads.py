@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from homefeed.feed.config import Settings
-from homefeed.feed.redis_client import RedisClient, open_redis
+from homefeed.feed.redis_client import RedisClient
 from homefeed.feed.timeline.cluster_reads import ClusterReads
 from homefeed.feed.timeline.reads import RedisReads
 from homefeed.feed.timeline.slots import SlotMap
@@ -27,14 +27,6 @@ async def reads(settings_: Settings, on_cluster: bool) -> AsyncIterator[RedisRea
     made = ClusterReads(SlotMap(url)) if on_cluster else RedisReads(url)
     yield made
     made.close()
-
-
-@pytest.fixture
-async def redis(settings_: Settings) -> AsyncIterator[RedisClient]:
-    assert settings_.redis_url
-    client = await open_redis(settings_.redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_get_returns_values_and_none_for_missing(
