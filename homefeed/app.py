@@ -62,34 +62,31 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_SUBSCRIPTIONS = 10
 
 
-class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+class _CodedFrames:
+    """Both websocket protocols' shared part: the schema's websocket face, and every frame either
+    coded like an HTTP error or sent as prebuilt text."""
+
+    schema: Any
+    websocket: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.schema = _websocket_schema(self.schema)
+
+    async def send_message(self, message: Any) -> None:
+        text = frame(message)
+        if text is None:
+            await super().send_message(code_error_frame(message))  # type: ignore[misc]
+        else:
+            await _send_text(self.websocket, text)
+
+
+class TransportWSHandler(_CodedFrames, BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws, speaking the same error language as HTTP."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.schema = _websocket_schema(self.schema)
 
-    async def send_message(self, message: Any) -> None:
-        text = frame(message)
-        if text is None:
-            await super().send_message(code_error_frame(message))  # type: ignore[arg-type]
-        else:
-            await _send_text(self.websocket, text)
-
-
-class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+class LegacyWSHandler(_CodedFrames, BaseGraphQLWSHandler[Context, None]):
     """Legacy graphql-ws, speaking the same error language as HTTP."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.schema = _websocket_schema(self.schema)
-
-    async def send_message(self, message: Any) -> None:
-        text = frame(message)
-        if text is None:
-            await super().send_message(code_error_frame(message))  # type: ignore[arg-type]
-        else:
-            await _send_text(self.websocket, text)
 
 
 async def _send_text(websocket: Any, text: str) -> None:
