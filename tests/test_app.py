@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from redis.asyncio import Redis
 
 from homefeed.feed.config import Settings
@@ -13,6 +11,7 @@ from homefeed.web import vendored
 from scripts.refresh_graphiql import integrity
 from tests.api import Api
 from tests.conftest import FAST_PASSWORDS
+from tests.exposition import sample
 
 
 async def test_healthz(api: Api) -> None:
@@ -36,15 +35,6 @@ async def test_healthz_reports_unreachable_redis(settings_: Settings) -> None:
     # Redis holds only derived data: the service is degraded, not down.
     assert response.status_code == 200
     assert response.json() == {"status": "degraded", "postgres": "ok", "redis": "unreachable"}
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in a Prometheus exposition, 0 if absent."""
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
-        if match and all(f'{k}="{v}"' in match[1] for k, v in labels.items()):
-            return float(match[2])
-    return 0.0
 
 
 async def test_metrics_count_and_time_named_operations(api: Api) -> None:

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -18,7 +17,6 @@ from websockets.typing import Subprotocol
 from homefeed.feed.errors import Forbidden
 from homefeed.feed.services import Services
 from tests.api import Account, Api
-from tests.server import running_server
 
 SECRET = "asyncpg: password authentication failed for user homefeed at 10.0.0.5"
 UPDATES = "subscription { homeFeedUpdates { kind postId } }"
@@ -26,18 +24,6 @@ TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
 PROTOCOLS = [TRANSPORT_WS, LEGACY_WS]
 WAIT = 5.0
-
-
-@pytest.fixture
-async def server(services: Services) -> AsyncIterator[str]:
-    async with running_server(services) as url:
-        yield url
-
-
-@pytest.fixture
-async def http(server: str) -> AsyncIterator[Api]:
-    async with httpx.AsyncClient(base_url=server) as client:
-        yield Api(client)
 
 
 class Socket:

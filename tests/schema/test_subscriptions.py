@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-import httpx
 import pytest
 import websockets
 from gql import Client, gql
@@ -18,24 +17,11 @@ from websockets.typing import Origin, Subprotocol
 
 from homefeed.feed.services import Services
 from tests.api import Account, Api
-from tests.server import running_server
 
 PROTOCOLS = [WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL, WebsocketsTransport.APOLLO_SUBPROTOCOL]
 UPDATES = gql("subscription { homeFeedUpdates { kind postId cursor post { id text author { handle } } } }")
 WAIT = 5.0
 TRANSPORT_WS = [Subprotocol("graphql-transport-ws")]
-
-
-@pytest.fixture
-async def server(services: Services) -> AsyncIterator[str]:
-    async with running_server(services) as url:
-        yield url
-
-
-@pytest.fixture
-async def http(server: str) -> AsyncIterator[Api]:
-    async with httpx.AsyncClient(base_url=server) as client:
-        yield Api(client)
 
 
 class Feed:

@@ -4,7 +4,6 @@ body (data, coded and masked errors, cost), metrics; whatever it does not handle
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from homefeed.feed.services import Services
 from homefeed.schema import schema
 from homefeed.schema.persisted.fast import FastPath
 from tests.api import Account, Api
+from tests.exposition import sample
 from tests.schema.execution import generate
 
 FEED = """query HomeFeed($first: Int, $after: String, $withAuthor: Boolean = true, $skipLikes: Boolean!) {
@@ -224,14 +224,6 @@ async def test_what_the_fast_path_leaves_to_the_view_is_still_answered_alike(
     # request the fast path read and handed to the view ran once, not twice and not never.
     posts = await paths.fast.gql('query { user(handle: "alice") { posts(first: 10) { nodes { text } } } }')
     assert [n["text"] for n in posts.ok()["user"]["posts"]["nodes"]].count("x") == 2
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
-        if match and all(f'{k}="{v}"' in match[1] for k, v in labels.items()):
-            return float(match[2])
-    return 0.0
 
 
 async def test_metrics_count_fast_answers_like_the_views(paths: Paths, taken: list[bytes | None]) -> None:
