@@ -39,6 +39,11 @@ CELEBRITY_CACHE = Counter(
     ["result"],
 )
 
+LIST_REWRITE_GIVEUPS = Counter(
+    "homefeed_list_rewrite_giveups",
+    "Timeline or pulled lists dropped (to be rebuilt on read) after a rewrite lost every race to appends.",
+)
+
 REPLICA_READS = Counter(
     "homefeed_replica_reads", "Home-feed visibility reads answered by a PostgreSQL replica."
 )

@@ -6,20 +6,32 @@ past its bound plus slack is rewritten here to its newest `size` ids, raising it
 to the oldest kept. Rewrites (rebuild, backfill, removal, trim) are optimistic
 transactions on the one key (WATCH), so a concurrent append is never lost. Every
 operation touches a single key.
+
+A key so hot that its rewrite keeps losing the race is dropped instead of retried forever:
+the lists are a cache, a missing list is rebuilt from PostgreSQL by the next read, and no
+id is lost that way.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from redis.exceptions import WatchError
 
+from homefeed.feed.metrics import LIST_REWRITE_GIVEUPS
 from homefeed.feed.redis_client import RedisClient
 from homefeed.feed.timeline.encoding import Blob, bounded, built, decode, encode, max_bytes
 
 BOTTOM = 0  # the id a read reports after the last entry of a list that holds all history
+REWRITE_ATTEMPTS = 32  # optimistic tries of one rewrite before the list is dropped
+_BACKOFF_CAP = 0.02  # seconds: the most one retry waits (jittered), so a rewrite yields to appends
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +145,7 @@ class IdLists:
         create: bool = True,
     ) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
+            for attempt in range(REWRITE_ATTEMPTS):
                 try:
                     await pipe.watch(key)
                     raw = await pipe.get(key)
@@ -150,4 +162,11 @@ class IdLists:
                     await pipe.execute()
                     return
                 except WatchError:
-                    continue  # an append landed meanwhile: merge again
+                    # An append landed meanwhile: merge again, after a jittered pause that
+                    # grows with the tries, so a burst of appends can pass.
+                    await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, 0.0005 * 2**attempt)))
+        # Still losing the race: drop the list. Appends after the DEL start an untrusted list,
+        # which reads do not vouch for, so the next read rebuilds it from PostgreSQL.
+        await self._redis.delete(key)
+        LIST_REWRITE_GIVEUPS.inc()
+        log.warning("dropped list %s after %d contended rewrites; a read rebuilds it", key, REWRITE_ATTEMPTS)

@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
+from redis import Redis as SyncRedis
+from redis.cluster import RedisCluster as SyncRedisCluster
 
+from homefeed.feed.metrics import LIST_REWRITE_GIVEUPS
+from homefeed.feed.redis_client import is_cluster
 from homefeed.feed.services import Services
-from homefeed.feed.timeline.encoding import Blob, built, encode_id
+from homefeed.feed.timeline import lists as lists_module
+from homefeed.feed.timeline.encoding import Blob, bounded, built, encode_id
 from homefeed.feed.timeline.keys import Keys
 from homefeed.feed.timeline.lists import IdLists, ListQuery, below
 
@@ -76,3 +82,55 @@ async def test_trim_and_remove_leave_a_missing_list_missing_and_expire_extends(s
     await lists.rebuild(key, [1, 2], ttl=30, whole_history=True)
     await lists.expire(key, 600)
     assert 30 < await services.redis.ttl(key) <= 600
+
+
+def _blocking_client(services: Services) -> SyncRedis | SyncRedisCluster:
+    """A second, blocking client: it writes from inside a rewrite's (synchronous) change."""
+    url = services.settings.redis_url
+    assert url is not None
+    return SyncRedisCluster.from_url(url) if is_cluster(services.redis) else SyncRedis.from_url(url)
+
+
+async def test_a_rewrite_that_keeps_losing_the_race_drops_the_list_instead_of_spinning(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lists = IdLists(services.redis, size=10)
+    key = Keys(services.settings.redis_prefix).timeline(7)
+    await lists.rebuild(key, [1, 2], ttl=60, whole_history=True)
+    monkeypatch.setattr(lists_module, "_BACKOFF_CAP", 0.0)
+    touched = 0
+    other = _blocking_client(services)
+
+    def contended(old: Blob) -> Blob:
+        # Another writer changes the key between every WATCH and its EXEC.
+        nonlocal touched
+        touched += 1
+        other.append(key, encode_id(100 + touched))
+        return old
+
+    before = LIST_REWRITE_GIVEUPS._value.get()
+    await lists._rewrite(key, contended)
+    other.close()
+    assert touched == lists_module.REWRITE_ATTEMPTS
+    assert not await services.redis.exists(key)  # dropped: the next read rebuilds it from PostgreSQL
+    assert LIST_REWRITE_GIVEUPS._value.get() == before + 1
+
+
+async def test_a_rewrite_that_loses_a_few_races_still_lands(services: Services) -> None:
+    lists = IdLists(services.redis, size=10)
+    key = Keys(services.settings.redis_prefix).timeline(8)
+    await lists.rebuild(key, [1], ttl=60, whole_history=True)
+    other = _blocking_client(services)
+    raced = 0
+
+    def contended(old: Blob) -> Blob:
+        nonlocal raced
+        if raced < 3:
+            raced += 1
+            other.append(key, encode_id(50 + raced))
+        return bounded(old.with_ids(np.union1d(old.ids, [9])), 10)
+
+    await lists._rewrite(key, contended)
+    other.close()
+    (read,) = await lists.read([ListQuery(key, None, 10)])
+    assert read.ids == [53, 52, 51, 9, 1, 0]  # every racing append kept, and the rewrite applied
