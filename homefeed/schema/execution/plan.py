@@ -121,6 +121,8 @@ class PlannedField:
 @dataclass(slots=True)
 class Plan:
     root: ObjectOf
+    # Its code (compiled.py), generated on the first compiled execution and kept with the plan.
+    compiled: Callable[..., Any] | None = None
 
 
 @dataclass(slots=True)

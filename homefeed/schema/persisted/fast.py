@@ -11,8 +11,8 @@ extensions do is done here directly, in the same order, with the same functions:
 - the cost check and the cost in `extensions` (CostLimit);
 - the request's count against the rate limits (RequestLimit): RateLimited propagates, for the
   caller to answer as the view would;
-- execution by graphql-core's `execute` with the planned executor and Strawberry's
-  arguments (`Schema.execute`);
+- execution by graphql-core's `execute` with Strawberry's arguments (`Schema.execute`), by
+  the compiled executor (execution/compiled.py): the operation's plan as generated code;
 - internal errors logged, then every error coded and masked (process_errors, ErrorCodes);
 - the operation's metrics (OperationMetrics);
 - the response dict of Strawberry's `process_result`, encoded with orjson.
@@ -50,6 +50,7 @@ from strawberry.schema.schema import validate_document
 from homefeed.resolvers.context import Context
 from homefeed.schema.cost import budget_of, counted_cost
 from homefeed.schema.errors import log_errors, with_code
+from homefeed.schema.execution.compiled import CompiledExecutionContext
 from homefeed.schema.metrics import LATENCY, REQUESTS, operation_label
 from homefeed.schema.operation import unnamed_choice_error
 
@@ -75,7 +76,8 @@ class FastPath:
         self.schema = schema
         self.rules = (*specified_rules, *extra_rules)
         self.max_tokens = max_tokens
-        self.executor_class = schema.execution_context_class
+        # Persisted documents are few and run often: worth their generated code.
+        self.executor_class = CompiledExecutionContext
         self._prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
 
     def prepare(self, text: str, operation_name: str | None) -> Prepared | None:

@@ -67,16 +67,39 @@ class QueryBuilder:
                 continue
             # Aliased apart: one name with different arguments would be a validation error.
             self.aliases += 1
-            parts.append(f"a{self.aliases}: {part}")
+            parts.append(f"a{self.aliases}: {self._insert_condition(part)}")
         if not parts:
             parts = ["__typename"]
         if draw(st.booleans()) and depth > 0:
             fragment = f"F{len(self.fragments)}"
             self.fragments.append(f"fragment {fragment} on {type_.name} {{ {' '.join(parts)} }}")
-            return f"...{fragment} __typename"
+            return f"...{fragment}{self.condition()} __typename"
         if draw(st.booleans()):
-            return f"... on {type_.name} {{ {' '.join(parts)} }}"
+            return f"... on {type_.name}{self.condition()} {{ {' '.join(parts)} }}"
         return " ".join(parts)
+
+    def condition(self) -> str:
+        """Now and then a @skip or @include, on a literal or on a Boolean variable (maybe unset)."""
+        kind = self.draw(st.integers(0, 5))
+        if kind > 1:
+            return ""
+        directive = "skip" if kind == 0 else "include"
+        if self.draw(st.booleans()):
+            return f" @{directive}(if: {self.draw(st.sampled_from(['true', 'false']))})"
+        var = f"v{len(self.variables)}"
+        default = self.draw(st.sampled_from(["", " = true", " = false"]))
+        self.variables.append(f"${var}: Boolean{'!' if not default else ''}{default}")
+        if not default or self.draw(st.booleans()):
+            self.values[var] = self.draw(st.booleans())
+        return f" @{directive}(if: ${var})"
+
+    def _insert_condition(self, part: str) -> str:
+        """The field with a condition after its name and arguments (before its selection)."""
+        condition = self.condition()
+        if not condition:
+            return part
+        head, brace, rest = part.partition(" {")
+        return f"{head}{condition}{brace}{rest}"
 
     def field(self, parent: GraphQLObjectType, name: str, depth: int) -> str | None:
         if name == "__typename":

@@ -21,6 +21,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionResult
 
 from homefeed.schema.execution import PlannedExecutionContext
+from homefeed.schema.execution.compiled import CompiledExecutionContext
 
 # ---------------------------------------------------------------------------------------------
 # The test schema
@@ -316,6 +317,9 @@ PLANNED = strawberry.Schema(
     query=Query, mutation=Mutation, config=CONFIG, execution_context_class=PlannedExecutionContext
 )
 PLAIN = strawberry.Schema(query=Query, mutation=Mutation, config=CONFIG)
+COMPILED = strawberry.Schema(
+    query=Query, mutation=Mutation, config=CONFIG, execution_context_class=CompiledExecutionContext
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,8 +348,11 @@ async def _run(
 
 
 async def assert_same(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, list[ErrorKey]]:
-    """Both executors give the same data and errors; returns them."""
+    """The three executors (planned, compiled, graphql-core's) give the same data and errors;
+    returns them."""
     planned = await _run(PLANNED, query, variables)
+    compiled = await _run(COMPILED, query, variables)
     plain = await _run(PLAIN, query, variables)
     assert planned == plain, f"planned: {planned}\nplain: {plain}"
+    assert compiled == plain, f"compiled: {compiled}\nplain: {plain}"
     return planned

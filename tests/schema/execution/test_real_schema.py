@@ -1,8 +1,9 @@
-"""The planned executor against graphql-core's own on homefeed's schema, over real PostgreSQL and
-Redis holding a small world: queries generated from the schema (fields, aliases, fragments,
-variables, bad arguments, broken syntax), anonymous, signed in and with a bad token, give the same
-data, the same errors and the same extensions. Queries only: a mutation would change the world
-between the two runs; and no RANKED order, whose first page differs from run to run by design.
+"""The planned and compiled executors against graphql-core's own on homefeed's schema, over real
+PostgreSQL and Redis holding a small world: queries generated from the schema (fields, aliases,
+fragments, variables, @skip/@include, bad arguments, broken syntax), anonymous, signed in and with
+a bad token, give the same data, the same errors and the same extensions. Queries only: a mutation
+would change the world between the runs; and no RANKED order, whose first page differs from run to
+run by design.
 HOMEFEED_EXECUTOR_EXAMPLES sets the number of generated queries."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from strawberry.types import ExecutionResult
 from homefeed.feed.services import Services
 from homefeed.resolvers.context import Context
 from homefeed.schema import build_schema, schema
+from homefeed.schema.execution.compiled import CompiledExecutionContext
 from tests.api import Api
 from tests.schema.execution import generate
 from tests.schema.execution.sample import ErrorKey, errors_of
@@ -27,6 +29,8 @@ from tests.small_world import World, seed
 
 EXAMPLES = int(os.environ.get("HOMEFEED_EXECUTOR_EXAMPLES", "150"))
 PLANNED = schema
+# The persisted fast path's executor: the plan's generated code.
+COMPILED = build_schema(execution_context_class=CompiledExecutionContext)
 # None: graphql-core's own executor, as Strawberry uses it by default.
 PLAIN = build_schema(execution_context_class=None)
 
@@ -58,7 +62,8 @@ async def _run(
 @settings(max_examples=EXAMPLES)
 @given(data=st.data())
 async def test_generated_queries_on_the_real_schema(services: Services, world: World, data: Any) -> None:
-    """The plan answers every generated query exactly as graphql-core does, and never INTERNAL."""
+    """The plan and its compiled code answer every generated query (@skip/@include included)
+    exactly as graphql-core does, and never INTERNAL."""
     extra = {
         "ID": _quoted(world.ids),
         "String": _quoted([*world.handles, "@DAVE", *world.cursors]),
@@ -72,9 +77,12 @@ async def test_generated_queries_on_the_real_schema(services: Services, world: W
         st.sampled_from([None, world.accounts[0].token, world.accounts[3].token, "not.a.token"]),
         label="token",
     )
-    runs = [PLANNED, PLAIN] if data.draw(st.booleans(), label="planned first") else [PLAIN, PLANNED]
-    first, second = [await _run(on, services, query, variables, token) for on in runs]
+    names = data.draw(st.permutations(["planned", "compiled", "plain"]), label="order")
+    on = {"planned": PLANNED, "compiled": COMPILED, "plain": PLAIN}
+    answers = {name: await _run(on[name], services, query, variables, token) for name in names}
+    first = answers["plain"]
     event("answered with data" if first[0] else "answered without data")
     event(f"errors: {min(len(first[1]), 3)}{'+' if len(first[1]) >= 3 else ''}")
-    assert first == second, f"{query}\n{variables}\n{first}\n{second}"
+    for name in ("planned", "compiled"):
+        assert answers[name] == first, f"{name}\n{query}\n{variables}\n{answers[name]}\n{first}"
     assert "Internal server error" not in [message for message, _, _ in first[1]], query

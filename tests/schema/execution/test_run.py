@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from strawberry.types import ExecutionResult
 
 from tests.schema.execution import generate
-from tests.schema.execution.sample import PLAIN, PLANNED, Context, ErrorKey, assert_same, errors_of
+from tests.schema.execution.sample import COMPILED, PLAIN, PLANNED, Context, ErrorKey, assert_same, errors_of
 
 ITEM_FIELDS = """
   id name rank color created note tags label label2: label(prefix: "~", times: 2)
@@ -384,8 +384,10 @@ async def test_random_selections(query: str) -> None:
     reported depends on the order awaitables settle in (see the xfail above).
     """
     planned = _compared(await PLANNED.execute(query, context_value=Context(cache=False)))
+    compiled = _compared(await COMPILED.execute(query, context_value=Context(cache=False)))
     plain = _compared(await PLAIN.execute(query, context_value=Context(cache=False)))
     assert planned == plain, f"{query}\nplanned: {planned}\nplain: {plain}"
+    assert compiled == plain, f"{query}\ncompiled: {compiled}\nplain: {plain}"
 
 
 @settings(max_examples=150)
@@ -394,5 +396,7 @@ async def test_generated_queries(case: tuple[str, dict[str, Any]]) -> None:
     """Queries generated from the schema give exactly graphql-core's data and errors."""
     query, variables = case
     planned = await PLANNED.execute(query, variable_values=variables, context_value=Context(cache=False))
+    compiled = await COMPILED.execute(query, variable_values=variables, context_value=Context(cache=False))
     plain = await PLAIN.execute(query, variable_values=variables, context_value=Context(cache=False))
     assert (planned.data, errors_of(planned)) == (plain.data, errors_of(plain)), query
+    assert (compiled.data, errors_of(compiled)) == (plain.data, errors_of(plain)), query
