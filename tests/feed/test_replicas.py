@@ -3,8 +3,10 @@
 A real standby (pg_basebackup of an embedded primary) replays the primary's WAL; pausing
 its replay (`pg_wal_replay_pause()`) freezes it in the past, the worst lag there is. Its
 lag limit is set far above the test's length, so only the correctness rules decide where
-a read goes: the writer's own LSN, the shared mark of hiding writes, and the check that the
-replica has every post a list names. Every page is compared with the primary's answer.
+a read goes: the writer's own LSN, the shared mark of hiding writes, the check that the
+replica has every post a list names, the followed authors' marks for the pull query, and
+the primary's position for a rebuild. Every page is compared with the primary's answer.
+Timelines hold TIMELINE ids, so pages past the first few are history from the pull query.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import asyncpg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
+from homefeed.feed import replicas as replicas_module
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import Forbidden
 from homefeed.feed.metrics import REPLICA_READS, REPLICA_SKIPS
@@ -29,12 +33,14 @@ from homefeed.feed.redis_client import open_redis
 from homefeed.feed.replicas import Replicas
 from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.pool import create_pool
+from homefeed.feed.store.pull import pull_ids
 from homefeed.migrations.runner import migrate
 from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import FAST_PASSWORDS, with_search_path
 from tests.standby import Pair, primary_with_standby
 
 HOUR_MS = 3_600_000
+TIMELINE = 5
 _handles = itertools.count()
 
 
@@ -102,8 +108,16 @@ class World:
         raise AssertionError("paging never ended")
 
     async def reference(self, viewer: int) -> list[int]:
-        """The primary's answer: the PostgreSQL pull query."""
-        return (await self.services.feeds.pull_page(viewer, 100, None)).post_ids
+        """The primary's answer: the PostgreSQL pull query, on the primary."""
+        return await pull_ids(self.services.pool, viewer, None, 100)
+
+    async def flush(self) -> None:
+        """Redis loses everything of this service: timelines, and the replicas' read marks."""
+        redis = self.services.redis
+        keys = [k async for k in redis.scan_iter(match=f"{self.services.settings.redis_prefix}:*")]
+        for key in keys:  # one by one: on a cluster they live in different slots
+            await redis.delete(key)
+        self.services.feeds._fresh_until.clear()
 
 
 @pytest.fixture
@@ -119,6 +133,7 @@ async def world(pair: Pair, servers: Settings) -> AsyncIterator[World]:
         jwt_secret="test-secret-" + "x" * 20,
         celebrity_cache_ms=0,
         inprocess_worker=False,
+        timeline_size=TIMELINE,
     )
     assert settings_.database_url
     pool = await create_pool(settings_.database_url)
@@ -144,11 +159,14 @@ async def world(pair: Pair, servers: Settings) -> AsyncIterator[World]:
         await cleanup.aclose()
 
 
-def count(reason: str | None = None) -> float:
-    """A replica counter's current value (reads served, or skips for a reason)."""
-    if reason is None:
-        return float(REPLICA_READS._value.get())
+def count(reason: str) -> float:
+    """A replica skip counter's current value."""
     return float(REPLICA_SKIPS.labels(reason)._value.get())
+
+
+def served(read: str = "visible") -> float:
+    """How many reads of a kind replicas have answered."""
+    return float(REPLICA_READS.labels(read)._value.get())
 
 
 async def test_a_caught_up_replica_answers_and_agrees_with_the_primary(world: World) -> None:
@@ -157,9 +175,9 @@ async def test_a_caught_up_replica_answers_and_agrees_with_the_primary(world: Wo
     posts = [await world.post(author, f"p{i}") for i in range(3)]
     await world.settle()
     async with world.paused():
-        served = count()
+        before = served()
         assert await world.feed(reader) == posts[::-1] == await world.reference(reader)
-        assert count() > served  # the replica answered
+        assert served() > before  # the replica answered
 
 
 async def test_the_author_sees_their_own_post_and_the_follower_gets_it_from_the_primary(world: World) -> None:
@@ -207,20 +225,171 @@ async def test_a_hidden_post_never_shows_from_a_replica_that_has_it(world: World
         assert await world.feed(bystander) == ([kept] if hide == "delete" else [doomed, kept])
 
 
-async def test_a_replica_that_is_down_is_skipped(world: World, pair: Pair) -> None:
-    author = await world.user()
-    post = await world.post(author)
+async def test_a_replica_that_is_down_is_skipped_and_every_read_still_answers(world: World) -> None:
+    author, reader = await world.user(), await world.user()
+    await world.services.relations.follow(reader, author)
+    posts = [await world.post(author, f"p{i}") for i in range(TIMELINE + 3)]
+    await world.settle()
     await world.caught_up()
     # A replica whose server does not exist (a socket directory with no server in it).
     gone = await create_pool("postgresql://postgres@/postgres?host=/nonexistent", min_size=0)
     prefix = world.services.settings.redis_prefix
     down = Replicas(world.services.pool, world.services.redis, prefix, [gone], max_lag_ms=HOUR_MS)
     await down.probe()
-    skipped = count("down")
-    assert await down.choose(author) is None
-    assert count("down") == skipped + 1
-    assert await world.feed(author) == [post]
-    await down.close()
+    feeds = world.services.feeds
+    kept, feeds.replicas = feeds.replicas, down
+    try:
+        skipped = count("down")
+        assert await down.choose(author) is None
+        assert count("down") == skipped + 1
+        # First pages (visibility read), history (pull), a cold rebuild and the pull fallback.
+        assert await world.feed(reader, first=2) == posts[::-1] == await world.reference(reader)
+        await world.flush()
+        assert await world.feed(reader, first=2) == posts[::-1]
+        feeds.breaker.open_until = float("inf")
+        assert await world.feed(reader, first=2) == posts[::-1]
+        assert count("down") > skipped + 3
+    finally:
+        feeds.replicas = kept
+        feeds.breaker.success()
+        await down.close()
+
+
+async def test_history_past_the_timeline_misses_no_post_the_replica_lacks(world: World) -> None:
+    author, quiet, reader = await world.user(), await world.user(), await world.user()
+    await world.services.relations.follow(reader, author)
+    await world.services.relations.follow(reader, quiet)
+    old = [await world.post(quiet, f"q{i}") for i in range(TIMELINE + 2)]
+    await world.settle()
+    async with world.paused():
+        # Nobody the reader follows wrote since the pause: history comes from the replica.
+        pulled = served("pull")
+        assert await world.feed(reader, first=2) == old[::-1] == await world.reference(reader)
+        assert served("pull") > pulled
+        # A followed author posts (unreplayed): history must come from the primary.
+        unreplayed = count("unreplayed")
+        new = await world.post(author, "new")
+        await world.settle()
+        assert await world.feed(reader, first=2) == [new, *old[::-1]] == await world.reference(reader)
+        assert count("unreplayed") > unreplayed
+
+
+async def test_the_pull_fallback_on_a_paused_replica_misses_nothing_and_shows_nothing_hidden(
+    world: World,
+) -> None:
+    author, quiet, reader = await world.user(), await world.user(), await world.user()
+    for followee in (author, quiet):
+        await world.services.relations.follow(reader, followee)
+    doomed = await world.post(quiet, "doomed")
+    kept = [await world.post(quiet, f"q{i}") for i in range(3)]
+    await world.settle()
+    feeds = world.services.feeds
+    feeds.breaker.open_until = float("inf")  # Redis "down": every read is the pull fallback
+    try:
+        async with world.paused():
+            pulled = served("pull")
+            assert await world.feed(reader) == [*kept[::-1], doomed]
+            assert served("pull") > pulled
+            new = await world.post(author, "new")
+            await world.services.posts.delete(quiet, doomed)
+            own = await world.post(reader, "own")
+            # The author and the reader see their own posts; nobody sees the deleted one.
+            assert (await world.feed(author))[0] == new
+            assert await world.feed(reader) == [own, new, *kept[::-1]] == await world.reference(reader)
+    finally:
+        feeds.breaker.success()
+
+
+async def test_with_redis_down_a_replica_answers_the_pull_query_only_as_current_as_the_primary(
+    world: World, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replicas_module, "MARKS_RETRY", 3600.0)  # Redis stays "down" for the test
+    author = await world.user()
+    post = await world.post(author)
+    await world.caught_up()
+    dead = Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    replica_pool = await create_pool(
+        with_search_path(pair.standby_url, world.services.settings.redis_prefix), min_size=0
+    )
+    blind = Replicas(world.services.pool, dead, "x", [replica_pool], max_lag_ms=HOUR_MS)
+    await blind.probe()
+    try:
+        unavailable = count("marks_unavailable")
+        # No marks: the viewer's own writes cannot be checked; the first read finds out.
+        assert await blind.pull_ids(author, None, 10) is None
+        assert await blind.visible_rows(author, [post], 10) is None
+        assert count("marks_unavailable") == unavailable + 2
+        # From then on the pull query waits for the replica to replay the primary's position.
+        wait = replicas_module.REBUILD_WAIT
+        monkeypatch.setattr(replicas_module, "REBUILD_WAIT", 600.0)  # replay runs: it gets there
+        pulled = served("pull")
+        assert await blind.pull_ids(author, None, 10) == [post]
+        assert served("pull") == pulled + 1
+        monkeypatch.setattr(replicas_module, "REBUILD_WAIT", wait)
+        async with world.paused():
+            own = await world.post(author, "own")  # its mark went to a Redis `blind` cannot read
+            unreplayed = count("unreplayed")
+            assert await blind.pull_ids(author, None, 10) is None  # the primary answers
+            assert count("unreplayed") == unreplayed + 1
+            assert (await world.services.feeds.pull_page(author, 10, None)).post_ids == [own, post]
+    finally:
+        await blind.close()
+        await dead.aclose()
+
+
+async def test_a_flush_loses_the_marks_and_no_replica_is_trusted_until_it_replays_past_it(
+    world: World,
+) -> None:
+    author, reader = await world.user(), await world.user()
+    await world.services.relations.follow(reader, author)
+    doomed = await world.post(author, "doomed")
+    await world.settle()
+    async with world.paused():
+        new = await world.post(author, "new")
+        await world.services.posts.delete(author, doomed)
+        await world.settle()
+        # Redis loses the timelines and every mark (the author's, the deletion's): the replica
+        # has neither the new post nor the deletion, and nothing in Redis says so any more.
+        await world.flush()
+        rebuilt = served("rebuild")
+        assert await world.feed(reader) == [new] == await world.reference(reader)  # cold: rebuilt
+        assert served("rebuild") == rebuilt  # not from the paused replica
+        assert await world.feed(reader) == [new]  # from the rebuilt timeline
+        assert await world.feed(author) == [new]
+    await world.caught_up()
+    # Once the replica has replayed past the floor the flush left, it answers again.
+    before = served()
+    assert await world.feed(reader) == [new]
+    assert served() > before
+
+
+async def test_a_rebuild_uses_a_replica_only_once_it_has_the_primarys_position(world: World) -> None:
+    author, reader = await world.user(), await world.user()
+    await world.services.relations.follow(reader, author)
+    posts = [await world.post(author, f"p{i}") for i in range(3)]
+    await world.settle()
+    await world.caught_up()
+    replicas = world.replicas
+    since = await replicas.primary_lsn()
+    await world.caught_up()
+    rebuilt = served("rebuild")
+    assert await replicas.timeline_ids(reader, since, 10) == posts[::-1]
+    assert served("rebuild") == rebuilt + 1
+    async with world.paused():
+        await world.post(author, "new")
+        unreplayed = count("unreplayed")
+        assert await replicas.timeline_ids(reader, await replicas.primary_lsn(), 10) is None
+        assert count("unreplayed") == unreplayed + 1
+
+
+async def test_authors_not_yet_on_the_replica_are_read_from_the_primary(world: World) -> None:
+    await world.caught_up()
+    async with world.paused():
+        newcomer = await world.services.users.create(f"n{next(_handles)}", "Newcomer", "x")
+        authors = world.services.feeds.authors
+        read = served("authors")
+        assert (await authors.load([newcomer.id]))[newcomer.id].handle == newcomer.handle
+        assert served("authors") == read + 1  # asked the replica, which lacked them
 
 
 # ---- the invariant, with replay paused from start to end -------------------------------------
@@ -232,6 +401,8 @@ actions = st.one_of(
     st.tuples(st.sampled_from(["follow", "unfollow", "block", "unblock", "mute", "unmute"]),
               st.tuples(st.integers(0, USERS - 1), st.integers(0, USERS - 1))),
     st.tuples(st.just("settle"), st.none()),
+    st.tuples(st.just("flush"), st.none()),
+    st.tuples(st.just("redis_down"), st.booleans()),
 )  # fmt: skip
 
 
@@ -257,6 +428,11 @@ async def test_pages_from_a_paused_replica_equal_the_primarys(
                 await world.services.posts.delete(users[author], post)
             elif verb == "settle":
                 await world.settle()
+            elif verb == "flush":
+                await world.flush()
+            elif verb == "redis_down":
+                # The feed's breaker open: every read is the pull fallback (marks still readable).
+                world.services.feeds.breaker.open_until = float("inf") if arg else 0.0
             else:
                 assert isinstance(arg, tuple)
                 a, b = arg
@@ -266,10 +442,15 @@ async def test_pages_from_a_paused_replica_equal_the_primarys(
                     await getattr(world.services.relations, verb)(users[a], users[b])
             for viewer in users:
                 # Fan-out may not have run: a page may lack what the primary has, never more.
+                # Pages hold 3 posts and timelines TIMELINE ids: most of a feed is history.
                 shown, truth = await world.feed(viewer, first=3), await world.reference(viewer)
                 assert set(shown) <= set(truth), ("stale", verb, arg)
-                if verb == "settle":
+                # Settled, just rebuilt, or read by the pull fallback: nothing may be missing.
+                if verb in ("settle", "flush") or world.services.feeds.breaker.is_open:
                     assert shown == truth, ("missing", verb, arg)
+                own = [p for a, p in posts if users[a] == viewer]
+                assert set(own) & set(truth) <= set(shown), ("own post", verb, arg)
         await world.settle()
         for viewer in users:
             assert await world.feed(viewer, first=3) == await world.reference(viewer)
+        world.services.feeds.breaker.success()

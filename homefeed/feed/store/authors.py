@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from itertools import islice
 
 import asyncpg
@@ -27,6 +27,9 @@ from homefeed.feed.records import User
 from homefeed.feed.store.users import Users
 
 log = logging.getLogger(__name__)
+
+# Reads users on a replica when one may answer (None: none may); None in the list: not there yet.
+ReplicaUsers = Callable[[Sequence[int]], Awaitable["list[User | None] | None"]]
 
 # Bounded so a long-lived process keeps a steady footprint (an entry is about 300 bytes): past
 # it, the older half is forgotten and read again when next needed.
@@ -38,8 +41,18 @@ WARM_AUTHORS = MAX_AUTHORS // 2
 class Authors:
     """Authors by id, read from PostgreSQL once per process and remembered."""
 
-    def __init__(self, users: Users, max_size: int = MAX_AUTHORS, warm: int = WARM_AUTHORS) -> None:
+    def __init__(
+        self,
+        users: Users,
+        max_size: int = MAX_AUTHORS,
+        warm: int = WARM_AUTHORS,
+        *,
+        replica: ReplicaUsers | None = None,
+    ) -> None:
         self._users = users
+        # What is read never changes, so any replica may answer; one that lacks a new user
+        # (not replayed yet) leaves that user to the primary.
+        self._replica = replica
         self._max_size = max(1, max_size)
         self._warm_size = min(warm, self._max_size)
         self._known: dict[int, User] = {}
@@ -81,7 +94,13 @@ class Authors:
 
     async def _read(self, ids: Sequence[int]) -> list[User]:
         self.reads += 1
-        found = await self._users.by_ids(ids)
+        found = await self._replica(ids) if self._replica is not None else None
+        if found is None:
+            found = await self._users.by_ids(ids)
+        elif None in found:
+            later = [i for i, user in zip(ids, found, strict=True) if user is None]
+            primary = dict(zip(later, await self._users.by_ids(later), strict=True))
+            found = [user if user is not None else primary[i] for i, user in zip(ids, found, strict=True)]
         gone = sorted({i for i, user in zip(ids, found, strict=True) if user is None})
         if gone:
             raise LookupError(f"authors {gone} do not exist")

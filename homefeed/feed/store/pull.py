@@ -43,6 +43,14 @@ LIMIT $3
 # reading, so lifting a mute needs no rebuild.
 _TIMELINE = _AUTHORS_POSTS + "ORDER BY p.id DESC LIMIT $3"
 
+# The pull query on a replica, with whom the viewer follows there: the caller checks that the
+# replica had replayed each of those authors' last writes (homefeed/feed/replicas.py).
+_FEED_WITH_AUTHORS = f"""
+WITH page AS ({_FEED})
+SELECT ARRAY(SELECT id FROM page ORDER BY id DESC) AS ids,
+       ARRAY(SELECT followee_id FROM follows WHERE follower_id = $1) AS authors
+"""
+
 
 async def pull_ids(pool: asyncpg.Pool | Lanes, viewer: int, before: int | None, limit: int) -> list[int]:
     """Up to `limit` ids of the viewer's home feed older than `before`, newest first."""
@@ -50,7 +58,16 @@ async def pull_ids(pool: asyncpg.Pool | Lanes, viewer: int, before: int | None, 
     return [r["id"] for r in rows]
 
 
-async def timeline_ids(pool: asyncpg.Pool, viewer: int, limit: int) -> list[int]:
+async def timeline_ids(pool: asyncpg.Pool | Lanes, viewer: int, limit: int) -> list[int]:
     """The newest `limit` post ids of the viewer and everyone they follow, muted or not."""
     rows = await pool.fetch(_TIMELINE, viewer, NO_UPPER_BOUND, limit)
     return [r["id"] for r in rows]
+
+
+async def pull_ids_with_authors(
+    pool: asyncpg.Pool, viewer: int, before: int | None, limit: int
+) -> tuple[list[int], list[int]]:
+    """`pull_ids`, and the ids of everyone the viewer follows, from one snapshot (one statement)."""
+    row = await pool.fetchrow(_FEED_WITH_AUTHORS, viewer, NO_UPPER_BOUND if before is None else before, limit)
+    assert row is not None
+    return list(row["ids"]), list(row["authors"])
