@@ -36,8 +36,11 @@ log = logging.getLogger(__name__)
 
 # The range is repeated on users.id so the planner sees how many users a chunk spans: for a
 # dense chunk (a big author's) it merge-joins one index range of users instead of hashing a
-# sequential scan of the whole table. Ordered, so a cursor streams it: rows come as the merge join makes them.
-_ACTIVE_FOLLOWERS = """
+# sequential scan of the whole table; for a sparse one it probes once per follower. Either way
+# activity is read from users_activity (id, last_seen_at), index-only: visiting each follower's
+# wide users row was most of this statement's cost, and grew with the number of users (migration
+# 0007). Ordered, so a cursor streams it: rows come as the join makes them.
+ACTIVE_FOLLOWERS = """
 SELECT f.follower_id
 FROM followers f JOIN users u ON u.id = f.follower_id
 WHERE f.followee_id = $1 AND f.follower_id > $2 AND f.follower_id <= $3
@@ -303,7 +306,7 @@ class JobRunner:
         failure: Exception | None = None
         try:
             async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-                cursor = await conn.cursor(_ACTIVE_FOLLOWERS, job.actor_id, lo, hi, self._active_days)
+                cursor = await conn.cursor(ACTIVE_FOLLOWERS, job.actor_id, lo, hi, self._active_days)
                 while rows := await cursor.fetch(STREAM):
                     users = list(map(_FIRST, rows))
                     if writing is not None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterator
+from typing import Any
 
-from homefeed.feed.job_runner import STREAM, JobRunner
+from homefeed.feed.job_runner import ACTIVE_FOLLOWERS, STREAM, JobRunner
 from homefeed.feed.services import Services
 from homefeed.feed.store import outbox
 from homefeed.feed.store.outbox import Outbox
@@ -88,6 +91,39 @@ async def test_a_post_reaches_every_active_follower_across_cursor_steps(
     assert holding == set(active)
     assert not holding & set(inactive)
     assert await stored(services, keys.timeline(author)) == [post.id]  # the author's own timeline
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+async def test_the_follower_query_reads_activity_without_visiting_users_rows(services: Services) -> None:
+    # Fan-out's cost per follower must not include a visit to the follower's users row: that
+    # visit grew with the number of users. Activity comes from an index-only scan.
+    author = (await services.users.create("author", "author", "x")).id
+    followers = await fans(services, author, 40, inactive=8)
+    await services.pool.execute(
+        "VACUUM (ANALYZE) users"
+    )  # the visibility map, where no open transaction stops it
+    async with services.pool.acquire() as conn, conn.transaction():
+        # A handful of users fits one page, which PostgreSQL would rather read whole.
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        await conn.execute("SET LOCAL enable_bitmapscan = off")
+        for low, high in ((-1, outbox.MAX_ID), (followers[0], followers[30])):
+            rows = await conn.fetch(ACTIVE_FOLLOWERS, author, low, high, 7)
+            expected = sorted(f for f in followers[:40] if low < f <= high)
+            assert [r["follower_id"] for r in rows] == expected
+            raw = await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + ACTIVE_FOLLOWERS, author, low, high, 7
+            )
+            scans = [n for n in plan_nodes(json.loads(raw)[0]["Plan"]) if n.get("Relation Name") == "users"]
+            assert scans, "the query no longer reads users: update this test"
+            # Heap fetches are not asserted: another session's open transaction keeps VACUUM
+            # from marking the pages all-visible, and then each probe checks the heap.
+            for scan in scans:
+                assert (scan["Node Type"], scan["Index Name"]) == ("Index Only Scan", "users_activity"), scan
 
 
 async def test_celebrity_posts_are_pulled_not_fanned_out(make_services: ServicesFactory) -> None:
