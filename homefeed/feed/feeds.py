@@ -207,6 +207,15 @@ class _Found:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What the lists hold of a window: ids newest first (unfiltered), and whether they hold
+    all of it (else only the ids above the lists' floor, and PostgreSQL knows the rest)."""
+
+    ids: list[int]
+    whole: bool
+
+
 def below(full: ListRead, cursor: int | None, limit: int) -> ListRead:
     """The part of a whole list below a cursor, as if read from Redis with that cursor."""
     ids = [i for i in full.ids if cursor is None or i < cursor]
@@ -378,6 +387,40 @@ class Feeds:
         _HISTORY.inc()
         ids += await self._pull(viewer, covered, want - len(ids))
         return await self._finish(found, ids[:first], len(ids) > first, viewer, known)
+
+    async def window(self, viewer: int, lowest: int) -> Window | None:
+        """The ids the viewer's timeline and pulled lists hold at or above `lowest`, merged as a
+        LATEST read merges them (newest first, unfiltered), for the RANKED feed's candidates.
+
+        None when Redis cannot answer now (pull strategy, breaker open, a Redis error, no built
+        timeline): the caller reads PostgreSQL, the reference. A cold timeline is left to the
+        next LATEST read to rebuild; this read adds no rebuild to PostgreSQL's work.
+        """
+        if self.strategy == "pull" or not self.breaker.allow():
+            return None
+        try:
+            known, pulled = await self._viewer(viewer)
+            if known is False:
+                return Window([], True)
+            reads = await self._read_sources(
+                self._keys.timeline(viewer), pulled, None, self.size + 2, with_ttl=False
+            )
+        except (RedisError, OSError) as exc:
+            if isinstance(exc, RedisError):
+                self.breaker.failure()
+            _REDIS_ERROR.inc()
+            log.warning("ranked candidates from PostgreSQL, Redis unavailable: %s", exc)
+            return None
+        self.breaker.success()
+        if not reads[0].complete:
+            return None
+        if self._unsynced:
+            reads = self._with_unsynced(viewer, reads, None)
+        merged = merge(reads, None)
+        ids = merged.candidates
+        if ids and ids[-1] < lowest:
+            ids = [i for i in ids if i >= lowest]
+        return Window(ids, merged.floor <= lowest)
 
     async def _finish(
         self, found: _Found, ids: list[int], has_next: bool, viewer: int, known: bool | None

@@ -90,7 +90,7 @@ def build_services(
     secret = config.jwt_secret(settings)
     posts = Posts(pool, replicas)
     feeds = Feeds(pool, redis, posts, settings, replicas=replicas)
-    snapshots = Snapshots(redis, settings.redis_prefix, settings.ranked_snapshot_seconds)
+    snapshots = Snapshots(redis, settings.redis_prefix, settings.ranked_snapshot_seconds, feeds.reads)
     ranker = Ranker(pool, feeds, snapshots, Scorer(config.rank_model_path(settings)), settings)
     return Services(
         settings=settings,

@@ -2,12 +2,17 @@
 
 Candidates are the viewer's visible posts (their own and their followees', not deleted, muted or
 blocked either way) from the newest back to the window, at most `cap` of them: the same posts
-LATEST shows at the top of the feed, read from the source of truth, so they depend neither on
-the celebrity threshold nor on what Redis holds. Features come from aggregates the write path
-keeps (posts.like_count, affinity, author_days; migration 0005): nothing is recounted per read
-except the likes by the viewer's followees on the candidates (social proof). Every part is a
-LATERAL index range (per followee, per author): written as joins, PostgreSQL scanned the
-whole likes and author_days tables for each read.
+LATEST shows at the top of the feed. They come from one of two sources, which give the same
+candidates:
+- AMONG: the ids a LATEST read merges (the viewer's timeline and pulled lists, ranker.py), filtered
+  as the visibility read filters them. The usual path: a primary-key probe per id.
+- CANDIDATES: PostgreSQL alone (an index range per followee), when Redis cannot vouch for the
+  whole window (a cold or trimmed timeline, Redis down), so the ranking depends neither on the
+  celebrity threshold nor on what Redis holds.
+Features come from aggregates the write path keeps (posts.like_count, affinity, author_days;
+migration 0005): nothing is recounted per read except the likes by the viewer's followees on
+liked candidates (social proof), per post from the smaller side (migration 0006). Per-author
+parts are LATERAL index ranges: written as joins, PostgreSQL scanned whole tables per read.
 """
 
 from __future__ import annotations
@@ -29,14 +34,20 @@ AUTHOR_RATE_DAYS = 7
 
 _TAIL = """
 , social AS (
-    SELECT l.post_id, count(*)::int AS n
-    FROM follows f
-    CROSS JOIN LATERAL (
-        SELECT post_id FROM likes
-        WHERE user_id = f.followee_id AND post_id >= (SELECT min(id) FROM cand)
-    ) l
-    WHERE f.follower_id = $1 AND l.post_id IN (SELECT id FROM cand)
-    GROUP BY l.post_id
+    -- Per liked candidate, from the smaller side: its likers checked against the viewer's
+    -- follows, or (a post liked by more people than the viewer follows) the followees checked
+    -- against its likes. Either is a primary-key probe per row, at most min(likes, followees).
+    SELECT c.id AS post_id,
+           CASE WHEN c.like_count <= (SELECT following_count FROM users WHERE id = $1)
+           THEN (SELECT count(*) FROM likes l
+                 WHERE l.post_id = c.id
+                   AND (SELECT true FROM follows f WHERE f.follower_id = $1 AND f.followee_id = l.user_id))
+           ELSE (SELECT count(*) FROM follows f
+                 WHERE f.follower_id = $1
+                   AND (SELECT true FROM likes l WHERE l.user_id = f.followee_id AND l.post_id = c.id))
+           END::int AS n
+    FROM cand c
+    WHERE c.like_count > 0
 ), aff AS (
     SELECT author_id, sum(likes)::int AS n FROM affinity
     WHERE user_id = $1 AND day >= $2 GROUP BY author_id
@@ -73,6 +84,25 @@ WITH cand AS (
     WHERE NOT EXISTS (SELECT 1 FROM mutes WHERE muter_id = $1 AND muted_id = a.author_id)
       AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = a.author_id)
       AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = a.author_id AND blocked_id = $1)
+    ORDER BY p.id DESC LIMIT $5
+)"""
+    + _TAIL
+)
+
+# $4: ids the viewer's timeline and pulled lists hold in the window (unfiltered), $5: most
+# candidates. The visibility read's filter (store/visible.py), but the viewer's follows are read
+# once and hashed: with hundreds of candidates that is cheaper than a probe per post.
+AMONG = (
+    """
+WITH cand AS (
+    SELECT p.id, p.author_id, p.like_count
+    FROM posts p
+    WHERE p.id = ANY($4::bigint[]) AND p.deleted_at IS NULL
+      AND p.author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1 UNION ALL SELECT $1)
+      AND p.author_id <> ALL (ARRAY(
+          SELECT muted_id FROM mutes WHERE muter_id = $1
+          UNION ALL SELECT blocked_id FROM blocks WHERE blocker_id = $1
+          UNION ALL SELECT blocker_id FROM blocks WHERE blocked_id = $1))
     ORDER BY p.id DESC LIMIT $5
 )"""
     + _TAIL
@@ -156,11 +186,24 @@ def _candidates(rows: Sequence[asyncpg.Record], now_ms: int) -> Candidates:
     )
 
 
+def no_candidates(now_ms: int) -> Candidates:
+    """No candidates at all."""
+    return _candidates([], now_ms)
+
+
 async def read_candidates(
     pool: asyncpg.Pool, viewer: int, now_ms: int, window_ms: int, cap: int
 ) -> Candidates:
     """The viewer's candidates within the window (newest `cap`), with their features."""
     rows = await pool.fetch(CANDIDATES, viewer, *_days(now_ms), lowest_id_at(now_ms - window_ms), cap)
+    return _candidates(rows, now_ms)
+
+
+async def read_among(
+    pool: asyncpg.Pool, viewer: int, ids: Sequence[int], now_ms: int, cap: int
+) -> Candidates:
+    """The viewer's candidates among given ids (those they may see, newest `cap`), with their features."""
+    rows = await pool.fetch(AMONG, viewer, *_days(now_ms), list(ids), cap)
     return _candidates(rows, now_ms)
 
 

@@ -1,6 +1,8 @@
 """Pages of the RANKED home feed.
 
-The first page (no cursor) reads the candidates and their features in one statement, scores them
+The first page (no cursor) takes its candidates from the ids a LATEST read merges (the timeline
+and pulled lists in Redis; PostgreSQL when they cannot vouch for the window), filters them and
+reads their features in one statement, scores them
 (model or heuristic), re-ranks them (diversity, guaranteed slots) and stores the whole order as
 a snapshot; its cursors name the snapshot and a position. Later pages read the snapshot, so they
 never repeat or skip one of its posts whatever is posted or liked meanwhile; posts deleted or
@@ -22,7 +24,8 @@ from redis.exceptions import RedisError
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.feeds import Feeds, check_first
-from homefeed.feed.ranking.features import read_candidates
+from homefeed.feed.ids import lowest_id_at
+from homefeed.feed.ranking.features import Candidates, no_candidates, read_among, read_candidates
 from homefeed.feed.ranking.rerank import rerank
 from homefeed.feed.ranking.scoring import Scorer
 from homefeed.feed.ranking.snapshots import NO_FLOOR, Snapshot, Snapshots, name_of
@@ -68,7 +71,7 @@ class Ranker:
         """The first page: rank the candidates now and keep the order as a snapshot."""
         check_first(first)
         now_ms = int(self.clock() * 1000)
-        candidates = await read_candidates(self._pool, viewer, now_ms, self.window_ms, self.cap)
+        candidates = await self._candidates(viewer, now_ms)
         scores = self.scorer.score(candidates, viewer)
         order = np.asarray(rerank(candidates, scores, first), dtype=np.int64)
         floor = int(candidates.ids.min()) if len(candidates) else NO_FLOOR
@@ -82,6 +85,22 @@ class Ranker:
             return await self.below(viewer, first, None)
         ranked = await self._from(viewer, first, name, snapshot, 0)
         return ranked
+
+    async def _candidates(self, viewer: int, now_ms: int) -> Candidates:
+        """The candidates from what a LATEST read merges (the timeline and the pulled lists),
+        filtered and with their features in one statement; from PostgreSQL alone when Redis
+        cannot vouch for the whole window. Both give the same candidates (the invariant test
+        ranks in worlds whose Redis is flushed or whose lists are trimmed)."""
+        lowest = lowest_id_at(now_ms - self.window_ms)
+        window = await self._feeds.window(viewer, lowest)
+        if window is not None:
+            if not window.ids and window.whole:
+                return no_candidates(now_ms)
+            found = await read_among(self._pool, viewer, window.ids, now_ms, self.cap)
+            # Below the lists' floor PostgreSQL may know more, unless the cap is already met.
+            if window.whole or len(found) >= self.cap:
+                return found
+        return await read_candidates(self._pool, viewer, now_ms, self.window_ms, self.cap)
 
     async def at(self, viewer: int, first: int, name: str, position: int) -> RankedPage:
         """The page from a position of a snapshot; InvalidInput once the snapshot has expired."""
@@ -109,14 +128,13 @@ class Ranker:
         """`first` visible posts of the snapshot from `start` (and one more, to know if more exist),
         then LATEST order below the snapshot's floor when it runs out."""
         want = first + 1
-        ids: list[int] = snapshot.ids.tolist()
-        scores: list[float] = snapshot.scores.tolist()
+        ids, scores = snapshot.ids, snapshot.scores
         picked: list[int] = []  # snapshot positions
         pages: list[Page] = []
         position = start
         while len(picked) < want and position < len(ids):
             need = want - len(picked)
-            chunk = ids[position : position + need + need // 4 + 4]
+            chunk: list[int] = ids[position : position + need + need // 4 + 4].tolist()
             visible = await self._feeds.visible_page(viewer, chunk)
             pages.append(visible)
             shown = set(visible.post_ids)
@@ -126,9 +144,9 @@ class Ranker:
             position += len(chunk)
         more = len(picked) > first
         picked = picked[:first]
-        post_ids = [ids[i] for i in picked]
+        post_ids: list[int] = ids[picked].tolist()
         positions: list[int | None] = list(picked)
-        page_scores: list[float | None] = [scores[i] for i in picked]
+        page_scores: list[float | None] = scores[picked].tolist()
         rest = first - len(picked)
         if rest > 0 or not more:
             # The snapshot ran out: LATEST order below its oldest candidate fills the page and

@@ -44,7 +44,10 @@ async def create_pool(
         max_size=max_size,
         init=init,
         reset=_keep_session,
-        server_settings={"application_name": "homefeed"},
+        # No JIT: every statement here is a short index-driven read or write, and a generic plan
+        # whose estimate crossed jit_above_cost spent seconds compiling a ranked read's
+        # features statement that runs in milliseconds.
+        server_settings={"application_name": "homefeed", "jit": "off"},
     )
     assert pool is not None
     return pool
