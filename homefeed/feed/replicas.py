@@ -31,8 +31,9 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
 from redis.asyncio.cluster import RedisCluster
@@ -48,6 +49,7 @@ from homefeed.feed.store.users import Users
 from homefeed.feed.store.visible import NotReplicated, VisibleReads
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _PRIMARY_LSN = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint"
 # A server that is not in recovery (a promoted replica) has no replay position: its own is current.
@@ -198,12 +200,14 @@ class Replicas:
             # (marks_unavailable); a mark lost as Redis comes back is the one gap, logged.
             log.warning("replica read mark not recorded for user %s: %s", user_id, exc)
 
-    async def needed(self, viewer: int, authors: Sequence[int] = ()) -> int | None:
-        """The LSN a replica must have replayed to answer this viewer (and show these authors'
-        posts in full); None if the marks cannot be read."""
+    async def needed(self, viewer: int | None, authors: Sequence[int] = ()) -> int | None:
+        """The LSN a replica must have replayed to answer this viewer (None: anonymous) and show
+        these authors' posts in full; None if the marks cannot be read."""
         if time.monotonic() < self._marks_down_until:
             return None
-        keys = [self._hide_key, self._user_key(viewer), *(self._user_key(a) for a in authors)]
+        keys = [self._hide_key, *(self._user_key(a) for a in authors)]
+        if viewer is not None:
+            keys.append(self._user_key(viewer))
         try:
             if isinstance(self._redis, RedisCluster):
                 # The keys live in different slots: read each from its own master.
@@ -444,6 +448,35 @@ class Replicas:
             if replica.replayed < lsn:
                 await asyncio.sleep(REBUILD_POLL)
         return True
+
+    async def run(
+        self,
+        read: str,
+        viewer: int | None,
+        authors: Sequence[int],
+        work: Callable[[asyncpg.Pool], Awaitable[T]],
+    ) -> T | None:
+        """`work` on a replica that has replayed the viewer's and these authors' last writes and
+        the last hiding write; None (nothing run, or it failed there): ask the primary."""
+        if not self.replicas:
+            return None
+        if len(authors) > MAX_MARKED_AUTHORS:
+            SKIP_WIDE.inc()
+            return None
+        needed = await self.needed(viewer, authors)
+        if needed is None:
+            SKIP_NO_MARKS.inc()
+            return None
+        replica = self._pick(needed)
+        if replica is None:
+            return None
+        try:
+            result = await work(replica.pool)
+        except _FAILED as exc:
+            self._failed(replica, exc)
+            return None
+        REPLICA_READS.labels(read).inc()
+        return result
 
     async def users(self, ids: Sequence[int]) -> list[User | None] | None:
         """Users by id on a replica, aligned with ids (None where the replica has none yet);

@@ -88,7 +88,7 @@ def build_services(
 ) -> Services:
     """The engine objects over open connections (and replicas, whose closing they take over)."""
     secret = config.jwt_secret(settings)
-    posts = Posts(pool, replicas)
+    posts = Posts(pool, replicas, replicas)
     feeds = Feeds(pool, redis, posts, settings, replicas=replicas)
     snapshots = Snapshots(redis, settings.redis_prefix, settings.ranked_snapshot_seconds, feeds.reads)
     ranker = Ranker(pool, feeds, snapshots, Scorer(config.rank_model_path(settings)), settings)

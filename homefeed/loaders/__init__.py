@@ -96,7 +96,13 @@ def author_pages(services: Services, viewer_id: int | None) -> Loader[AuthorPage
         # Uncached loaders pass repeated keys on (a page of one author's posts, each post asking
         # for its author's posts): read each distinct page once.
         distinct = list(dict.fromkeys(keys))
-        read = dict(zip(distinct, await services.posts.by_authors(distinct, viewer=viewer_id), strict=True))
+        read = dict(
+            zip(
+                distinct,
+                await services.posts.by_authors(distinct, viewer=viewer_id, lag_ok=True),
+                strict=True,
+            )
+        )
         return [read[k] for k in keys]
 
     return Loader(pages, cache=False)
@@ -120,7 +126,8 @@ def build(services: Services, viewer_id: int | None) -> Loaders:
     async def posts(post_ids: Sequence[int]) -> list[Post | None]:
         # Blocks hide both ways: a post whose author blocks the viewer, or is blocked by them,
         # reads as missing, filtered in the same statement that reads the posts.
-        return await services.posts.by_ids(post_ids, viewer=viewer_id)
+        # A replica may answer (see Posts.by_ids): never a post the viewer may no longer see.
+        return await services.posts.by_ids(post_ids, viewer=viewer_id, lag_ok=True)
 
     return Loaders(
         users=Loader(services.users.by_ids),

@@ -33,6 +33,7 @@ from homefeed.feed.redis_client import open_redis
 from homefeed.feed.replicas import Replicas
 from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.pool import create_pool
+from homefeed.feed.store.posts import AuthorPage
 from homefeed.feed.store.pull import pull_ids
 from homefeed.migrations.runner import migrate
 from homefeed.workers.fanout_worker import FanoutWorker
@@ -380,6 +381,33 @@ async def test_a_rebuild_uses_a_replica_only_once_it_has_the_primarys_position(w
         unreplayed = count("unreplayed")
         assert await replicas.timeline_ids(reader, await replicas.primary_lsn(), 10) is None
         assert count("unreplayed") == unreplayed + 1
+
+
+async def test_posts_by_id_and_author_pages_from_a_paused_replica_are_never_stale_or_short(
+    world: World,
+) -> None:
+    author, reader, blocker = await world.user(), await world.user(), await world.user()
+    old = await world.post(author, "old")
+    theirs = await world.post(blocker, "theirs")
+    await world.settle()
+    posts = world.services.posts
+    page = AuthorPage(author, None, 10)
+    async with world.paused():
+        read = served("posts")
+        assert await posts.by_ids([old, theirs], viewer=reader, lag_ok=True) == await posts.by_ids(
+            [old, theirs], viewer=reader
+        )
+        assert served("posts") == read + 1
+        # A post the replica lacks is read from the primary, never dropped.
+        new = await world.post(author, "new")
+        assert [p and p.id for p in await posts.by_ids([new, old], lag_ok=True)] == [new, old]
+        # An author page: the author's mark (unreplayed) sends it to the primary.
+        assert [p.id for p in (await posts.by_authors([page], viewer=reader, lag_ok=True))[0]] == [new, old]
+        # A block and a delete hide posts at once, although the replica still shows them.
+        await world.services.relations.block(blocker, reader)
+        await world.services.posts.delete(author, old)
+        assert await posts.by_ids([old, theirs], viewer=reader, lag_ok=True) == [None, None]
+        assert await posts.by_authors([AuthorPage(blocker, None, 10)], viewer=reader, lag_ok=True) == [[]]
 
 
 async def test_authors_not_yet_on_the_replica_are_read_from_the_primary(world: World) -> None:

@@ -68,7 +68,9 @@ class MemoryPosts(Posts):
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
 
-    async def by_ids(self, ids: Sequence[int], *, viewer: int | None = None) -> list[Post | None]:
+    async def by_ids(
+        self, ids: Sequence[int], *, viewer: int | None = None, lag_ok: bool = False
+    ) -> list[Post | None]:
         # The snapshot holds only posts of captured pages, already visible to their viewer:
         # no block stands between them to filter.
         return [self._snap.posts.get(i) for i in ids]

@@ -9,7 +9,7 @@ import asyncpg
 
 from homefeed.feed.errors import Forbidden, InvalidInput, NotFound
 from homefeed.feed.records import Post
-from homefeed.feed.store.marks import WriteMarks
+from homefeed.feed.store.marks import ReplicaReads, WriteMarks
 from homefeed.feed.store.text import check_storable
 
 MAX_POST_LENGTH = 280
@@ -57,9 +57,13 @@ def _unblocked(viewer: str, author: str) -> str:
 class Posts:
     """Reads and writes the posts table."""
 
-    def __init__(self, pool: asyncpg.Pool, marks: WriteMarks | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, marks: WriteMarks | None = None, replicas: ReplicaReads | None = None
+    ) -> None:
         self._pool = pool
         self._marks = marks
+        # Where reads that accept replica lag (`lag_ok`) may go.
+        self._replicas = replicas
 
     async def _mark(self, user_id: int, *, hides: bool = False) -> None:
         # Only with replicas: their readers must see this write (homefeed/feed/replicas.py).
@@ -119,18 +123,24 @@ class Posts:
             raise Forbidden("only the author can delete a post")
         await self._mark(viewer_id, hides=True)
 
-    async def by_ids(self, ids: Sequence[int], *, viewer: int | None = None) -> list[Post | None]:
+    async def by_ids(
+        self, ids: Sequence[int], *, viewer: int | None = None, lag_ok: bool = False
+    ) -> list[Post | None]:
         """Live posts for ids, aligned with the input; None where missing or deleted, and (for a
-        `viewer`) where a block stands between the viewer and the author, either way."""
-        rows = await self._pool.fetch(
-            f"""SELECT {_COLUMNS} FROM posts
-                WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL
-                  AND {_unblocked("$2", "posts.author_id")}""",
-            list(ids),
-            viewer,
-        )
-        found = {r["id"]: post_from_row(r) for r in rows}
-        return [found.get(i) for i in ids]
+        `viewer`) where a block stands between the viewer and the author, either way.
+
+        `lag_ok`: a replica may answer (one that has the viewer's own and every hiding write);
+        an id it does not show, which may be newer than its replay, is asked of the primary.
+        """
+        if lag_ok and self._replicas is not None and ids:
+            found = await self._replicas.run("posts", viewer, (), lambda pool: _by_ids(pool, ids, viewer))
+            if found is not None:
+                later = [i for i, post in zip(ids, found, strict=True) if post is None]
+                if not later:
+                    return found
+                primary = dict(zip(later, await _by_ids(self._pool, later, viewer), strict=True))
+                return [p if p is not None else primary[i] for i, p in zip(ids, found, strict=True)]
+        return await _by_ids(self._pool, ids, viewer)
 
     async def recent_ids(self, author_id: int, limit: int, *, include_deleted: bool = False) -> list[int]:
         """Ids of an author's newest posts (optionally with deleted ones), newest first."""
@@ -155,32 +165,60 @@ class Posts:
         )
         return [r["id"] for r in rows]
 
-    async def by_authors(self, pages: Sequence[AuthorPage], *, viewer: int | None = None) -> list[list[Post]]:
+    async def by_authors(
+        self, pages: Sequence[AuthorPage], *, viewer: int | None = None, lag_ok: bool = False
+    ) -> list[list[Post]]:
         """Live posts of many authors' pages, newest first, aligned with `pages`: one statement.
 
         Each page is its own index range scan (LATERAL over the unnested pages), so many
         authors' pages cost one round trip, and each page reads only its own rows. For a
         `viewer`, an author with a block between them (either way) has an empty page.
+        `lag_ok`: a replica that has replayed these authors' last writes may answer.
         """
         if not pages:
             return []
-        rows = await self._pool.fetch(
-            f"""SELECT k.i, p.id, p.author_id, p.text, p.like_count
-                FROM unnest($1::bigint[], $2::bigint[], $3::int[])
-                     WITH ORDINALITY AS k(author_id, before, lim, i)
-                CROSS JOIN LATERAL (
-                    SELECT {_COLUMNS} FROM posts
-                    WHERE author_id = k.author_id AND deleted_at IS NULL AND id < k.before
-                    ORDER BY id DESC LIMIT k.lim
-                ) p
-                WHERE {_unblocked("$4", "k.author_id")}
-                ORDER BY k.i, p.id DESC""",
-            [p.author_id for p in pages],
-            [p.before if p.before is not None else _NO_UPPER_BOUND for p in pages],
-            [p.limit for p in pages],
-            viewer,
-        )
-        found: list[list[Post]] = [[] for _ in pages]
-        for row in rows:
-            found[row["i"] - 1].append(post_from_row(row))
-        return found
+        if lag_ok and self._replicas is not None:
+            authors = list({p.author_id for p in pages})
+            found = await self._replicas.run(
+                "posts", viewer, authors, lambda pool: _by_authors(pool, pages, viewer)
+            )
+            if found is not None:
+                return found
+        return await _by_authors(self._pool, pages, viewer)
+
+
+async def _by_ids(pool: asyncpg.Pool, ids: Sequence[int], viewer: int | None) -> list[Post | None]:
+    rows = await pool.fetch(
+        f"""SELECT {_COLUMNS} FROM posts
+            WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL
+              AND {_unblocked("$2", "posts.author_id")}""",
+        list(ids),
+        viewer,
+    )
+    found = {r["id"]: post_from_row(r) for r in rows}
+    return [found.get(i) for i in ids]
+
+
+async def _by_authors(
+    pool: asyncpg.Pool, pages: Sequence[AuthorPage], viewer: int | None
+) -> list[list[Post]]:
+    rows = await pool.fetch(
+        f"""SELECT k.i, p.id, p.author_id, p.text, p.like_count
+            FROM unnest($1::bigint[], $2::bigint[], $3::int[])
+                 WITH ORDINALITY AS k(author_id, before, lim, i)
+            CROSS JOIN LATERAL (
+                SELECT {_COLUMNS} FROM posts
+                WHERE author_id = k.author_id AND deleted_at IS NULL AND id < k.before
+                ORDER BY id DESC LIMIT k.lim
+            ) p
+            WHERE {_unblocked("$4", "k.author_id")}
+            ORDER BY k.i, p.id DESC""",
+        [p.author_id for p in pages],
+        [p.before if p.before is not None else _NO_UPPER_BOUND for p in pages],
+        [p.limit for p in pages],
+        viewer,
+    )
+    found: list[list[Post]] = [[] for _ in pages]
+    for row in rows:
+        found[row["i"] - 1].append(post_from_row(row))
+    return found
