@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -89,3 +90,42 @@ def test_seeded_post_ids_increase_and_name_their_shard(posts: list[tuple[int, in
     assert all(a < b for a, b in itertools.pairwise(minted))
     assert [ids.shard_of(i) for i in minted] == [ids.shard_of(a) for _, a in posts]
     assert all(ids.id_ms(i) >= m for i, m in zip(minted, ms.tolist(), strict=True))
+
+
+async def test_post_ids_stay_unique_when_minting_collides(services: Services) -> None:
+    """Drive the id sequence back over and over while posts are created: ids must stay distinct.
+
+    Rewinding the sequence makes concurrent mints in one millisecond draw the same sequence
+    bits, which is what more than 64 posts per millisecond, or a clock stepping back, would do.
+    Two authors share a logical shard, so their ids can collide across authors too (nothing
+    but minting keeps those apart: a sharded store has no unique index on post ids).
+    """
+    by_shard: dict[int, list[int]] = {}
+    while not any(len(users) >= 2 for users in by_shard.values()):
+        user = await services.users.create(f"mint{sum(map(len, by_shard.values()))}", "Mint", "x")
+        by_shard.setdefault(ids.shard_of(user.id), []).append(user.id)
+    authors = next(users for users in by_shard.values() if len(users) >= 2)[:2]
+    done = asyncio.Event()
+
+    async def rewind() -> None:
+        async with services.pool.acquire() as conn:
+            while not done.is_set():
+                await conn.execute("SELECT setval('id_sequence', 1, false)")
+
+    async def write(worker: int) -> list[int]:
+        return [
+            (await services.posts.create(authors[(worker + n) % 2], f"w{worker} n{n}")).id for n in range(40)
+        ]
+
+    rewinder = asyncio.create_task(rewind())
+    try:
+        minted = [i for batch in await asyncio.gather(*(write(w) for w in range(8))) for i in batch]
+    finally:
+        done.set()
+        await rewinder
+    assert len(minted) == 320
+    assert len(set(minted)) == len(minted)
+    stored = await services.pool.fetchval(
+        "SELECT count(DISTINCT id) FROM posts WHERE author_id = ANY($1)", authors
+    )
+    assert stored == len(minted)
