@@ -27,7 +27,7 @@ from homefeed.feed.breaker import Breaker, within
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.metrics import CELEBRITY_CACHE, COLD_REBUILDS, PULL_FALLBACKS
-from homefeed.feed.mixer import merge
+from homefeed.feed.mixer import merge, source_floor
 from homefeed.feed.records import Page, Post, User
 from homefeed.feed.redis_client import RedisClient, is_cluster
 from homefeed.feed.replicas import Replicas
@@ -416,11 +416,17 @@ class Feeds:
             return None
         if self._unsynced:
             reads = self._with_unsynced(viewer, reads, None)
-        merged = merge(reads, None)
-        ids = merged.candidates
-        if ids and ids[-1] < lowest:
-            ids = [i for i in ids if i >= lowest]
-        return Window(ids, merged.floor <= lowest)
+        # As merge() does, but each list is read only down to the window: the pulled lists are
+        # whole (hundreds of ids each), and merging all of them cost more than the window.
+        floor = max(source_floor(r, None) for r in reads)
+        cut = max(floor, lowest, 1)  # 1: BOTTOM (0) is no post
+        seen: set[int] = set()
+        for read in reads:
+            for i in read.ids:
+                if i < cut:
+                    break
+                seen.add(i)
+        return Window(sorted(seen, reverse=True), floor <= lowest)
 
     async def _finish(
         self, found: _Found, ids: list[int], has_next: bool, viewer: int, known: bool | None

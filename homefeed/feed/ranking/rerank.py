@@ -42,27 +42,30 @@ def rerank(candidates: Candidates, scores: F64, first_page: int) -> list[int]:
     if n == 0:
         return []
     # Best score first; equal scores newest first, so the order is a function of the inputs.
-    remaining: list[int] = np.lexsort((-candidates.ids, -scores)).tolist()
+    by_score: list[int] = np.lexsort((-candidates.ids, -scores)).tolist()
     authors: list[int] = candidates.authors.tolist()
     recent: list[bool] = (candidates.age_hours <= RECENT_HOURS).tolist()
     owed = guaranteed(candidates, scores)
     owed_authors = {authors[i] for i in owed}
+    # Placed candidates are marked, not removed from by_score: removing from the middle of a
+    # list (and finding an owed post in it) made a first page quadratic in its candidates.
+    taken = [False] * n
+    head = 0  # by_score[:head] are all placed
     placed: list[int] = []
     for position in range(n):
-        pick: int | None = None
+        recent_last = {authors[i] for i in placed[-(GAP - 1) :]}
         if owed and position < first_page and first_page - position <= len(owed):
-            recent_last = {authors[i] for i in placed[-(GAP - 1) :]}
             pick = next((i for i in owed if authors[i] not in recent_last), owed[0])
         else:
-            recent_last = {authors[i] for i in placed[-(GAP - 1) :]}
-            for k, i in enumerate(remaining):
-                if authors[i] not in recent_last:
-                    pick = remaining.pop(k)
+            while taken[by_score[head]]:
+                head += 1
+            pick = by_score[head]  # every remaining post is by a recent author: the best one
+            for k in range(head, n):
+                i = by_score[k]
+                if not taken[i] and authors[i] not in recent_last:
+                    pick = i
                     break
-            if pick is None:
-                pick = remaining.pop(0)
-        if pick in remaining:
-            remaining.remove(pick)
+        taken[pick] = True
         placed.append(pick)
         # Any recent post of an owed author on the first page settles what they are owed.
         if position < first_page and authors[pick] in owed_authors and recent[pick]:

@@ -113,3 +113,44 @@ def test_a_low_scored_top_author_is_pulled_onto_the_first_page() -> None:
     recent_nine = [i for i in page if candidates.authors[i] == 9 and candidates.age_hours[i] <= 24]
     # Its older, better-scored post does not count: only a post of the last 24 h does.
     assert len(recent_nine) == 1
+
+
+def reference(candidates: Candidates, scores: np.ndarray, first_page: int) -> list[int]:
+    """The rules as first written (removal from a list, quadratic), against which the marked
+    version is checked."""
+    n = len(candidates)
+    remaining: list[int] = np.lexsort((-candidates.ids, -scores)).tolist()
+    authors: list[int] = candidates.authors.tolist()
+    recent: list[bool] = (candidates.age_hours <= RECENT_HOURS).tolist()
+    owed = guaranteed(candidates, scores)
+    owed_authors = {authors[i] for i in owed}
+    placed: list[int] = []
+    for position in range(n):
+        recent_last = {authors[i] for i in placed[-(GAP - 1) :]}
+        pick: int | None = None
+        if owed and position < first_page and first_page - position <= len(owed):
+            pick = next((i for i in owed if authors[i] not in recent_last), owed[0])
+        else:
+            for k, i in enumerate(remaining):
+                if authors[i] not in recent_last:
+                    pick = remaining.pop(k)
+                    break
+            if pick is None:
+                pick = remaining.pop(0)
+        if pick in remaining:
+            remaining.remove(pick)
+        placed.append(pick)
+        if position < first_page and authors[pick] in owed_authors and recent[pick]:
+            owed = [i for i in owed if authors[i] != authors[pick]]
+            owed_authors.discard(authors[pick])
+        if position + 1 >= first_page:
+            owed = []
+    return placed
+
+
+@given(posts=posts_, first=st.integers(min_value=1, max_value=25), top=st.sets(st.integers(1, 6), max_size=3))
+def test_the_order_is_the_reference_order(
+    posts: list[tuple[int, float, float]], first: int, top: set[int]
+) -> None:
+    candidates, scores = world(posts, top)
+    assert rerank(candidates, scores, first) == reference(candidates, scores, first)
