@@ -44,6 +44,8 @@ from homefeed.resolvers.context import Context
 from homefeed.schema import LIMIT_RULES, MAX_TOKENS, schema
 from homefeed.schema.broadcast import frame
 from homefeed.schema.errors import RETRY_AFTER, CodedSchema, code_error_frame, with_code
+from homefeed.schema.execution.compat import ExecutionContext
+from homefeed.schema.execution.compiled import CompiledExecutionContext
 from homefeed.schema.persisted import (
     DocumentStore,
     ManifestError,
@@ -468,11 +470,13 @@ def create_app(
     *,
     opener: Callable[[Settings], Awaitable[Services]] = open_services,
     fast_path: bool = True,
+    fast_executor: type[ExecutionContext] = CompiledExecutionContext,
 ) -> Starlette:
     """The app. Given services, it uses them; else its lifespan opens them from settings with
     `opener` (another opener serves the same stack over other services, as a benchmark may).
     Without `fast_path`, persisted queries go through Strawberry's view like any other (tests
-    compare the two; benchmarks measure the difference)."""
+    compare the two; benchmarks measure the difference). `fast_executor`: the fast path's
+    executor (a benchmark compares the compiled one with the planned one)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -502,7 +506,7 @@ def create_app(
     graphql = GraphQLApp(
         CodedSchema(schema, over_http=True, trusted=trusted),
         persisted=persisted,
-        fast=FastPath(schema, LIMIT_RULES, MAX_TOKENS) if fast_path else None,
+        fast=FastPath(schema, LIMIT_RULES, MAX_TOKENS, fast_executor) if fast_path else None,
         graphql_ide="graphiql",
         allow_queries_via_get=True,
         keep_alive=True,  # legacy graphql-ws "ka" messages; graphql-transport-ws clients ping us

@@ -103,9 +103,10 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     br.add_argument("--workers", type=int, default=2, help="API processes (default 2)")
     br.add_argument(
         "--variants",
-        default="hybrid,pull,baseline,persisted,baseline-persisted,ranked",
-        help="which, in order (default all six; the persisted ones send the feed query as an APQ hash,"
-        " ranked asks for order: RANKED)",
+        default="hybrid,pull,baseline,persisted,baseline-persisted,ranked,persisted-planned",
+        help="which, in order (default all seven; the persisted ones send the feed query as an APQ"
+        " hash, ranked asks for order: RANKED, persisted-planned runs the fast path on the planned"
+        " executor instead of the compiled one)",
     )
     br.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
     _celebrity_arguments(br)

@@ -24,6 +24,7 @@ def draw(report: ReadReport, path: Path) -> None:
         "persisted": "tab:green",
         "baseline-persisted": "tab:olive",
         "ranked": "tab:purple",
+        "persisted-planned": "tab:cyan",
     }
     for name, r in report.results.items():
         if not r.latencies_ms:

@@ -20,7 +20,7 @@ from homefeed.bench.baseline.snapshot import capture
 from homefeed.bench.celebrities import apply, choose, restore
 from homefeed.bench.errors import SEED_HINT, BenchError
 from homefeed.bench.reads.load import STARTED, STOPPED, LoadResult, Plan, load_generator
-from homefeed.bench.reads.options import ORDERED, PERSISTED, VARIANTS, ReadOptions
+from homefeed.bench.reads.options import FACTORIES, ORDERED, PERSISTED, VARIANTS, ReadOptions
 from homefeed.bench.reads.report import ReadReport, VariantResult
 from homefeed.bench.reads.stores import StoreCpu, postgres_seconds
 from homefeed.bench.server import ServedApi
@@ -165,13 +165,14 @@ def _served(variant: str, settings: Settings, secret: str, snapshot: Path, optio
         "HOMEFEED_INPROCESS_WORKER": "0",
         "HOMEFEED_CELEBRITY_THRESHOLD": str(int(settings.celebrity_threshold)),
     }
+    factory = FACTORIES.get(variant)
     variant = PERSISTED.get(variant, variant)
     variant = ORDERED.get(variant, (variant, ""))[0]
     if variant == "baseline":
         env[SNAPSHOT_ENV] = str(snapshot)
         return ServedApi(settings, secret, options.workers, env, app=APP_FACTORY)
     env["HOMEFEED_FEED_STRATEGY"] = variant
-    return ServedApi(settings, secret, options.workers, env)
+    return ServedApi(settings, secret, options.workers, env, app=factory)
 
 
 @dataclass

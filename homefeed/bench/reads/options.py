@@ -7,9 +7,19 @@ from pathlib import Path
 
 from homefeed.bench.celebrities import CelebrityOptions
 
-VARIANTS = ("hybrid", "pull", "baseline", "persisted", "baseline-persisted", "ranked")
+VARIANTS = (
+    "hybrid",
+    "pull",
+    "baseline",
+    "persisted",
+    "baseline-persisted",
+    "ranked",
+    "persisted-planned",
+)
 # Variants sending the feed query as an APQ hash (the fast path), and the server each runs.
-PERSISTED = {"persisted": "hybrid", "baseline-persisted": "baseline"}
+PERSISTED = {"persisted": "hybrid", "baseline-persisted": "baseline", "persisted-planned": "hybrid"}
+# Variants served by an app factory of the bench's own ("module:function").
+FACTORIES = {"persisted-planned": "homefeed.bench.reads.planned:planned_fast_path_app"}
 # Variants asking for another feed order than LATEST, and the server each runs.
 ORDERED = {"ranked": ("hybrid", "RANKED")}
 

@@ -127,6 +127,12 @@ class ReadReport:
             out["ranked_deeper_p99_over_hybrid_deeper_p99"] = (
                 r["ranked"].p99_deeper_ms / r["hybrid"].p99_deeper_ms
             )
+        if "persisted" in r and "persisted-planned" in r:
+            # The compiled executor against the planned one, both on the fast path.
+            out["persisted_api_cpu_over_persisted_planned_api_cpu"] = (
+                r["persisted"].server_cpu_ms_per_request / r["persisted-planned"].server_cpu_ms_per_request
+            )
+            out["persisted_rps_over_persisted_planned_rps"] = r["persisted"].rps / r["persisted-planned"].rps
         if "persisted" in r and "baseline-persisted" in r:
             out["persisted_rps_over_baseline_persisted_rps"] = (
                 r["persisted"].rps / r["baseline-persisted"].rps

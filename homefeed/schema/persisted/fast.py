@@ -50,6 +50,7 @@ from strawberry.schema.schema import validate_document
 from homefeed.resolvers.context import Context
 from homefeed.schema.cost import budget_of, counted_cost
 from homefeed.schema.errors import log_errors, with_code
+from homefeed.schema.execution.compat import ExecutionContext
 from homefeed.schema.execution.compiled import CompiledExecutionContext
 from homefeed.schema.metrics import LATENCY, REQUESTS, operation_label
 from homefeed.schema.operation import unnamed_choice_error
@@ -71,13 +72,17 @@ class FastPath:
     """Answers valid persisted queries in the view's words, or says it will not (None)."""
 
     def __init__(
-        self, schema: Schema, extra_rules: Sequence[type[ASTValidationRule]], max_tokens: int
+        self,
+        schema: Schema,
+        extra_rules: Sequence[type[ASTValidationRule]],
+        max_tokens: int,
+        executor_class: type[ExecutionContext] = CompiledExecutionContext,
     ) -> None:
         self.schema = schema
         self.rules = (*specified_rules, *extra_rules)
         self.max_tokens = max_tokens
         # Persisted documents are few and run often: worth their generated code.
-        self.executor_class = CompiledExecutionContext
+        self.executor_class = executor_class
         self._prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
 
     def prepare(self, text: str, operation_name: str | None) -> Prepared | None:

@@ -90,6 +90,8 @@ async def test_bench_measures_hybrid_pull_and_baseline_and_writes_its_files(
         "persisted_p99_over_hybrid_p99",
         "persisted_api_cpu_over_hybrid_api_cpu",
         "persisted_rps_over_baseline_persisted_rps",
+        "persisted_api_cpu_over_persisted_planned_api_cpu",
+        "persisted_rps_over_persisted_planned_rps",
         "ranked_first_p99_over_hybrid_first_p99",
         "ranked_deeper_p99_over_hybrid_deeper_p99",
     }
