@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from homefeed.feed.errors import Unauthenticated
+from homefeed.feed.errors import FeedError, Unauthenticated
 from homefeed.feed.ranking.impressions import LATEST, RANKED
 from homefeed.feed.ranking.ranker import RankedPage
 from homefeed.resolvers.connections import PostSlice, decode_after, home_scope, hydrate, page_size
@@ -38,23 +38,46 @@ def ranked_scope(viewer: int) -> str:
 async def ranked_feed(ctx: Context, first: int | None, after: str | None) -> PostSlice:
     """A page of the signed-in user's ranked feed: the first ranks and keeps a snapshot; a cursor
     names the snapshot and a position in it, or (past it) a post id in LATEST order."""
-    viewer_id = await ctx.require_viewer()
-    size = page_size(first)
-    ranker = ctx.services.ranker
-    prefix = ranked_scope(viewer_id)
-    if after is None:
-        ranked = await ranker.first(viewer_id, size)
+    viewer_id = ctx.claimed_viewer()
+    if viewer_id is None:
+        viewer_id = await ctx.require_viewer()  # raises: no token
+    try:
+        ranked = await _ranked(ctx, viewer_id, first, after)
+    except FeedError:
+        await ctx.require_viewer()  # a user who is gone hears that first
+        raise
+    # Snapshot posts were shown by the visibility statement, which finds rows only for a viewer
+    # who exists; past the snapshot the LATEST read says what it found. So, as for LATEST, no
+    # separate look-up of the token's user unless the page proves nothing.
+    known = (
+        True
+        if any(p is not None for p in ranked.positions)
+        else (ranked.page.viewer_known if ranked.snapshot is None else None)
+    )
+    if known is None:
+        await ctx.require_viewer()
+    elif not known:
+        raise Unauthenticated(GONE)
     else:
-        scope, position = ctx.services.cursors.decode_under(prefix, after)
-        name = scope[len(prefix) :]
-        if name == PAST_SNAPSHOT:
-            ranked = await ranker.below(viewer_id, size, position)
-        else:
-            ranked = await ranker.at(viewer_id, size, name, position + 1)
+        ctx.vouch(viewer_id)
+    prefix = ranked_scope(viewer_id)
     _log(ctx, viewer_id, ranked)
     return await hydrate(
         ctx, prefix, ranked.page, after=after, cursors=_cursors(ctx, prefix, ranked), scores=_scores(ranked)
     )
+
+
+async def _ranked(ctx: Context, viewer_id: int, first: int | None, after: str | None) -> RankedPage:
+    size = page_size(first)
+    ranker = ctx.services.ranker
+    prefix = ranked_scope(viewer_id)
+    if after is None:
+        return await ranker.first(viewer_id, size)
+    scope, position = ctx.services.cursors.decode_under(prefix, after)
+    name = scope[len(prefix) :]
+    if name == PAST_SNAPSHOT:
+        return await ranker.below(viewer_id, size, position)
+    return await ranker.at(viewer_id, size, name, position + 1)
 
 
 def _log(ctx: Context, viewer: int, ranked: RankedPage) -> None:

@@ -6,6 +6,10 @@ from typing import Any
 
 from homefeed.feed.services import Services
 from tests.api import Account, Api
+from tests.conftest import Counted
+
+# Users.by_ids: the statement that reads a token's user when no read has vouched for them.
+USER_LOOK_UP = "SELECT id, handle"
 
 RANKED = """query($f: Int, $a: String, $o: FeedOrder) { homeFeed(first: $f, after: $a, order: $o) {
   edges { cursor score node { id author { handle } } }
@@ -62,3 +66,35 @@ async def test_expired_and_foreign_cursors_are_bad_user_input(api: Api, services
     expired = await ranked(api, viewer, 2, cursor)
     assert expired.codes == ["BAD_USER_INPUT"]
     assert expired.errors[0]["message"] == "ranked cursor expired; start from the first page"
+
+
+async def test_snapshot_pages_need_no_separate_look_up_of_the_viewer(counted: Counted) -> None:
+    # As for LATEST: the visibility statement that shows the snapshot's posts finds rows only for
+    # a viewer who exists, so the token's user is not read on its own.
+    api = counted.api
+    viewer, ann = await api.sign_up("viewer"), await api.sign_up("ann")
+    (await api.act(viewer, "follow", ann)).ok()
+    for i in range(6):
+        await api.post(ann, f"{i}")
+    await api.whole_feed(viewer, 5)
+    after = None
+    for _ in range(2):
+        counted.statements.clear()
+        conn = (await ranked(api, viewer, 3, after)).ok()["homeFeed"]
+        assert len(conn["edges"]) == 3
+        assert not [s for s in counted.queries() if s.startswith(USER_LOOK_UP)], counted.queries()
+        after = conn["pageInfo"]["endCursor"]
+
+
+async def test_a_viewer_who_is_gone_is_unauthenticated(api: Api, services: Services) -> None:
+    viewer, ann = [await api.sign_up(h) for h in ("viewer", "ann")]
+    (await api.act(viewer, "follow", ann)).ok()
+    await api.post(ann, "hello")
+    cursor = (await ranked(api, viewer, 1)).ok()["homeFeed"]["pageInfo"]["endCursor"]
+    # Gone, yet the token still verifies: every ranked read says so before anything else.
+    gone = await services.pool.fetchval("SELECT id FROM users WHERE lower(handle) = 'viewer'")
+    await services.pool.execute("DELETE FROM follows WHERE follower_id = $1", gone)
+    await services.pool.execute("DELETE FROM followers WHERE follower_id = $1", gone)
+    await services.pool.execute("DELETE FROM users WHERE id = $1", gone)
+    assert (await ranked(api, viewer, 1)).codes == ["UNAUTHENTICATED"]
+    assert (await ranked(api, viewer, 1, cursor)).codes == ["UNAUTHENTICATED"]
