@@ -255,6 +255,8 @@ class Feeds:
             self.reads = ClusterReads(self.slots, self.read_timeout)
         elif settings.redis_url:
             self.reads = RedisReads(settings.redis_url, self.read_timeout)
+            if replicas is not None:
+                replicas.use_lean(self.reads)
         # Cold rebuilds running in this process, and how many may: past it, readers without a
         # timeline are answered from PostgreSQL and leave the rebuild to a later read.
         self.rebuilding = 0
