@@ -22,8 +22,11 @@ and compiling costs a few milliseconds that a one-off document would not win bac
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import date, datetime, time
+from decimal import Decimal
 from types import CoroutineType
 from typing import Any
+from uuid import UUID
 
 from graphql import (
     ExecutionResult,
@@ -44,6 +47,8 @@ from homefeed.schema.execution.run import PlannedExecutionContext, _field_path
 
 # graphql-core's Int is 32 bits.
 MIN_INT, MAX_INT = -(2**31), 2**31 - 1
+# Python types whose values are never awaitable, an exception or null.
+PLAIN = frozenset({str, int, float, bool, datetime, date, time, Decimal, UUID})
 
 Compiled = Callable[["Runtime", Any], Any]
 
@@ -207,6 +212,7 @@ class _Generator:
             "list_pending": list_pending,
             "MIN_INT": MIN_INT,
             "MAX_INT": MAX_INT,
+            "PLAIN": PLAIN,
         }
         self.count = 0
 
@@ -242,6 +248,19 @@ class _Generator:
                 ]
                 if fast is not None:
                     body += [f"            if {fast}:", f"                r[{key}] = v", "            else:"]
+                    indent = "                "
+                elif type(f.completion) is Leaf:
+                    # A value of a plain Python type is neither awaitable, an error nor null: all
+                    # the completion would do is coerce it (a DateTime's datetime, for one).
+                    leaf = self.constant(f.completion.type_, "L")
+                    body += [
+                        "            if type(v) in PLAIN:",
+                        f"                c = {leaf}.coerce_output_value(v)",
+                        "                if c is Undefined or c is None:",
+                        f"                    c = {complete}(rt, v, None, None)",
+                        f"                r[{key}] = c",
+                        "            else:",
+                    ]
                     indent = "                "
                 else:
                     indent = "            "
