@@ -4,7 +4,8 @@ document; the next sends the hash alone and is answered; over POST, and over GET
 queries. The answers equal the plain query's.
 
 node and npm are needed; without them the test is skipped. The client's packages, pinned, are
-installed once into pytest's cache directory (about 15 MB, outside the package) and reused.
+installed once into pytest's cache directory (about 15 MB, outside the package) and reused
+(without that cache, into a temporary directory, each session).
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
 
 
 @pytest.fixture(scope="session")
-def apollo(request: pytest.FixtureRequest) -> Path:
+def apollo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding the client script beside its installed packages."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are needed to run Apollo Client")
-    root = Path(request.config.cache.mkdir("apollo-client"))
+    cache = getattr(request.config, "cache", None)
+    # Without pytest's cache (-p no:cacheprovider), a directory of this session's: installed anew.
+    root = Path(cache.mkdir("apollo-client")) if cache is not None else tmp_path_factory.mktemp("apollo")
     wanted = {"private": True, "type": "module", "dependencies": PACKAGES}
     with open(root / ".lock", "w") as lock:
         # Test processes sharing the cache install one at a time.
