@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from homefeed.feed.services import Services
 from homefeed.schema import schema
+from homefeed.schema.execution import compiled
 from homefeed.schema.persisted.fast import FastPath
 from tests.api import Account, Api
 from tests.exposition import sample
@@ -112,6 +113,20 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> list[bytes | None]:
     return seen
 
 
+@pytest.fixture
+def compiled_runs(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The generated code executed during the test (the fast path's executor runs nothing else)."""
+    seen: list[object] = []
+    original = compiled.Runtime.execute
+
+    def spy(self: compiled.Runtime, code: Any) -> Any:
+        seen.append(code)
+        return original(self, code)
+
+    monkeypatch.setattr(compiled.Runtime, "execute", spy)
+    return seen
+
+
 @asynccontextmanager
 async def two_apps(services: Services) -> AsyncIterator[Paths]:
     async with Api.running(services) as fast, Api.running(services, fast_path=False) as view:
@@ -135,7 +150,9 @@ async def paths(services: Services) -> AsyncIterator[Paths]:
         yield made
 
 
-async def test_the_feed_operation_is_identical_on_both_paths(paths: Paths, taken: list[bytes | None]) -> None:
+async def test_the_feed_operation_is_identical_on_both_paths(
+    paths: Paths, taken: list[bytes | None], compiled_runs: list[object]
+) -> None:
     variables = {"first": 3, "skipLikes": False}
     fast, view = await paths.both(FEED, variables, paths.alice.token)
     assert taken and taken[-1] is not None, "the fast path answered"
@@ -150,16 +167,19 @@ async def test_the_feed_operation_is_identical_on_both_paths(paths: Paths, taken
     assert taken[-1] is not None
     assert fast == view
     assert "author" not in fast.body["data"]["feed"]["edges"][0]["node"]
+    # Both fast answers came from the operation's generated code (one per @skip/@include values).
+    assert len(compiled_runs) == 2 and all(code is not None for code in compiled_runs)
 
 
 async def test_the_profile_operation_with_abstract_types_is_identical(
-    paths: Paths, taken: list[bytes | None]
+    paths: Paths, taken: list[bytes | None], compiled_runs: list[object]
 ) -> None:
     for token in (None, paths.alice.token):
         fast, view = await paths.both(PROFILE, {"handle": "bob", "id": paths.post_id}, token)
         assert taken[-1] is not None
         assert fast == view
         assert fast.body["data"]["node"]["__typename"] == "Post"
+    assert len(compiled_runs) == 2
 
 
 @pytest.mark.parametrize(
