@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -71,8 +72,9 @@ class Node:
 class LocalCluster:
     """Six valkey-server processes joined into one cluster (3 masters, 1 replica each)."""
 
-    def __init__(self, masters: int = 3, replicas: int = 1) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 1, node_timeout_ms: int = NODE_TIMEOUT_MS) -> None:
         self.server, self.cli = _binaries()
+        self.node_timeout_ms = node_timeout_ms
         self.root = Path(tempfile.mkdtemp(prefix="homefeed-valkey-cluster-"))
         self.replicas = replicas
         taken: set[int] = set()
@@ -106,7 +108,7 @@ class LocalCluster:
     def _spawn(self, node: Node) -> None:
         cmd = [self.server, "--port", str(node.port), "--bind", "127.0.0.1", "--dir", str(node.workdir)]
         cmd += ["--save", "", "--appendonly", "no", "--cluster-enabled", "yes"]
-        cmd += ["--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
+        cmd += ["--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(self.node_timeout_ms)]
         # The other masters keep serving while one is down (and its replica takes over).
         cmd += ["--cluster-require-full-coverage", "no", "--cluster-replica-validity-factor", "0"]
         node.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -147,6 +149,24 @@ class LocalCluster:
             time.sleep(0.1)
         raise ClusterError("the local Valkey cluster did not become healthy")
 
+    def replica_of(self, master: Node) -> Node:
+        """The running replica of a master."""
+        for node in self.alive():
+            lines = {line.strip() for line in self.call(node, "INFO", "replication").splitlines()}
+            if "role:slave" in lines and f"master_port:{master.port}" in lines:
+                return node
+        raise ClusterError(f"no running replica of the master on port {master.port}")
+
+    def pause(self, node: Node) -> None:
+        """SIGSTOP one node: alive to the kernel, silent to everyone (a stalled replica)."""
+        if node.proc is not None:
+            node.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self, node: Node) -> None:
+        """SIGCONT a paused node."""
+        if node.proc is not None:
+            node.proc.send_signal(signal.SIGCONT)
+
     def kill(self, node: Node) -> None:
         """SIGKILL one node: a crash, as the cluster's failure detector sees it."""
         if node.proc is not None and node.proc.poll() is None:
@@ -157,6 +177,7 @@ class LocalCluster:
         """Stop every node and remove their directories."""
         for node in self.nodes:
             if node.proc is not None and node.proc.poll() is None:
+                self.resume(node)  # a paused node would not act on SIGTERM
                 node.proc.terminate()
         for node in self.nodes:
             if node.proc is not None:
@@ -169,9 +190,9 @@ class LocalCluster:
 
 
 @contextlib.contextmanager
-def local_cluster() -> Iterator[LocalCluster]:
+def local_cluster(node_timeout_ms: int = NODE_TIMEOUT_MS) -> Iterator[LocalCluster]:
     """A started local cluster, stopped and removed on exit."""
-    cluster = LocalCluster()
+    cluster = LocalCluster(node_timeout_ms=node_timeout_ms)
     try:
         cluster.start()
         yield cluster

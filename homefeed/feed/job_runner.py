@@ -18,6 +18,7 @@ import itertools
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 
@@ -50,6 +51,8 @@ ORDER BY f.follower_id
 """
 # Followers fetched per cursor step: PostgreSQL computes the next step while Redis takes this one.
 STREAM = 2048
+# Cursor steps whose writes may be in flight at once (see JobRunner._each_follower).
+WRITES_IN_FLIGHT = 3
 
 # Every step-th follower id: one ordered index-only scan folded into an array, then indexed
 # (cheaper than numbering every row with a window function).
@@ -297,28 +300,32 @@ class JobRunner:
     async def _each_follower(self, job: Job, action: Callable[[Sequence[int]], Awaitable[object]]) -> None:
         """Run action over the job's active followers' user ids, a cursor step at a time.
 
-        The follower query and the Redis writes overlap: while one step's followers are being
-        written to, the next step is fetched, so neither server waits for the other.
+        The follower query and the Redis writes overlap: while steps' followers are being
+        written to, the next step is fetched, so neither server waits for the other. Up to
+        WRITES_IN_FLIGHT steps are written at once: on a cluster each master then takes its share
+        of the next step as soon as it is done with its own, instead of every master waiting for
+        the slowest one at each step (the writer still sends one pipeline at a time per master).
         """
         lo = job.range_lo if job.range_lo is not None else -1
         hi = job.range_hi if job.range_hi is not None else outbox.MAX_ID
-        writing: asyncio.Task[object] | None = None
+        writing: deque[asyncio.Task[object]] = deque()
         failure: Exception | None = None
         try:
             async with self._pool.acquire() as conn, conn.transaction(readonly=True):
                 cursor = await conn.cursor(ACTIVE_FOLLOWERS, job.actor_id, lo, hi, self._active_days)
                 while rows := await cursor.fetch(STREAM):
                     users = list(map(_FIRST, rows))
-                    if writing is not None:
-                        failure = failure or await self._tolerated(writing)
-                    writing = asyncio.ensure_future(action(users))
-            if writing is not None:
-                failure = failure or await self._tolerated(writing)
+                    if len(writing) >= WRITES_IN_FLIGHT:
+                        failure = failure or await self._tolerated(writing.popleft())
+                    writing.append(asyncio.ensure_future(action(users)))
+            while writing:
+                failure = failure or await self._tolerated(writing.popleft())
             if failure is not None:
                 raise failure
         finally:
-            # A failed fetch still lets the write in flight finish: cancelling it mid-pipeline would
-            # leave replies unread on the writer's connection. The job is redone anyway.
-            if writing is not None and not writing.done():
+            # A failed fetch still lets the writes in flight finish: cancelling one mid-pipeline would
+            # leave replies unread on the writer's connection. The job is redone anyway. (Awaited even
+            # when done, so no failure goes unretrieved.)
+            for task in writing:
                 with contextlib.suppress(Exception):
-                    await writing
+                    await task

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from redis.asyncio import Redis
 
 from homefeed.bench.valkey_cluster import LocalCluster, local_cluster
 from homefeed.feed.config import Settings
@@ -129,3 +130,82 @@ async def test_a_killed_master_falls_back_to_postgresql_until_failover_and_loses
         recovered = redis_fallbacks()
         await world.check()
         assert redis_fallbacks() == recovered, "reads still fall back to PostgreSQL after the failover"
+
+
+async def test_a_master_lost_with_a_stalled_replica_falls_back_and_loses_no_acknowledged_post(
+    single_servers: Settings,
+) -> None:
+    # The replica stalls (SIGSTOP) before its master dies, so the writes made meanwhile exist only
+    # on the master, and the replica promoted afterwards lacks them. A node timeout of a minute
+    # keeps the cluster from marking the stalled replica failed or failing over on its own: the
+    # test promotes it itself, after checking the window in between.
+    with local_cluster(node_timeout_ms=60_000) as cluster:
+        async with services_on(cluster, single_servers, celebrity_threshold=20) as services:
+            world = await World.make(services)
+            await world.check()  # every timeline built (trusted), and on a replica before the stall
+            await services.feeds.replicated()
+            slots = world.timeline_slots()
+            held: dict[int, list[int]] = {}
+            for user, slot in zip(world.users, slots, strict=True):
+                held.setdefault(await _owner_port(services, slot), []).append(user)
+            held.pop(cluster.nodes[0].port, None)  # the test's clean-up connects through that node
+            victim = next(n for n in cluster.nodes if n.port == max(held, key=lambda p: len(held[p])))
+            on_victim = held[victim.port]
+            replica = cluster.replica_of(victim)
+
+            cluster.pause(replica)
+            # More than the sockets between them buffer, so what the master replicates next stays
+            # in its own memory, and dies with it.
+            await _fill_replication_link(services, victim.port)
+            stalled = [await world.post() for _ in range(6)]
+            await world.drain()
+            # The replica has none of these writes: their jobs are not done (the barrier failed).
+            assert await world.pending_posts() >= set(stalled)
+            await world.check()  # the master still serves every timeline
+
+            cluster.kill(victim)
+            cluster.resume(replica)
+            cluster.call(replica, "CONFIG", "SET", "cluster-replica-no-failover", "yes")
+            # The window before a replica is promoted: posts are acknowledged, their fan-out jobs
+            # fail where they touch the dead master, and every feed equals the pull query exactly
+            # (the dead master's users read from PostgreSQL).
+            fallbacks = redis_fallbacks()
+            for _ in range(4):
+                await world.post()
+                await world.drain()
+                await world.check()
+            await world.check(on_victim)
+            assert redis_fallbacks() > fallbacks, "no read noticed the dead master"
+
+            assert cluster.call(replica, "CLUSTER", "FAILOVER", "TAKEOVER") == "OK"
+            deadline = time.monotonic() + 60
+            while victim.port in [await _owner_port(services, s) for s in set(slots)]:
+                assert time.monotonic() < deadline, "the cluster did not agree on the promoted replica"
+                await asyncio.sleep(0.2)
+            # The promoted replica lacks the stalled posts; their jobs, redone, put them back.
+            while await world.outbox_left():
+                assert time.monotonic() < deadline, "fan-out jobs were not redone after the promotion"
+                await world.drain()
+                await asyncio.sleep(0.5)
+            assert await world.dead_jobs() == 0
+            await asyncio.sleep(services.settings.redis_breaker_ms / 1000)
+            await world.check_everything()
+            for post in stalled:
+                author = world.acked[post]
+                followers = await services.pool.fetch(
+                    "SELECT follower_id FROM followers WHERE followee_id = $1", author
+                )
+                for viewer in [author, *(r["follower_id"] for r in followers)]:
+                    assert post in (await services.feeds.home(viewer, 100, None)).post_ids
+
+
+async def _fill_replication_link(services: Services, port: int) -> None:
+    """Write 64 MiB to a master (a key of its slots), more than a loopback connection buffers."""
+    assert services.feeds.slots is not None
+    masters = await services.feeds.slots.masters()
+    tag = next(tag for address, (tag, _) in masters.items() if address.port == port)
+    node = Redis(host="127.0.0.1", port=port)
+    try:
+        await node.set(b"filler:{" + tag + b"}", b"x" * (64 << 20))
+    finally:
+        await node.aclose()

@@ -21,7 +21,7 @@ import contextlib
 import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
 import hiredis
@@ -32,6 +32,13 @@ from homefeed.feed.timeline.reads import bulk, setup_commands
 
 BATCH = 4096
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
+
+
+class Replies(NamedTuple):
+    """A pipeline's replies in order (integers, 0 for others, error replies in place) and its first error."""
+
+    replies: list[int | ResponseError]
+    error: ResponseError | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,37 +75,40 @@ class BulkWriter:
             await self._pipeline([(b"".join(setup), len(setup))])
         return reader, writer
 
-    async def _pipeline(
-        self, batches: Iterable[tuple[bytes, int]], *, keep_errors: bool = False
-    ) -> list[int | ResponseError]:
+    async def _pipeline(self, batches: Iterable[tuple[bytes, int]], *, keep_errors: bool = False) -> Replies:
         """Send batches of commands back to back, reading replies while Redis works on the next batch.
 
         At most one batch beyond the one being written is left unanswered, so Redis always has
         work queued while this process builds the next payload and parses the previous replies:
         the two sides run in parallel instead of taking turns. Returns the integer replies in order
-        (0 for others); raises the first error reply once every reply has been read (the connection
-        stays usable), or with keep_errors returns error replies in their places.
+        (0 for others) and the first error reply; raises that error once every reply has been read
+        (the connection stays usable), or with keep_errors returns error replies in their places.
         """
         assert self._reader is not None and self._writer is not None
         reader, writer = self._reader, self._writer
         parser = hiredis.Reader(replyError=ResponseError)
-        sent = got = 0
+        feed, gets = parser.feed, parser.gets
+        sent = 0
         replies_seen: list[int | ResponseError] = []
+        keep = replies_seen.append
         error: ResponseError | None = None
         previous = 0  # replies owed for batches before the one just written
 
         async def read_until(count: int) -> None:
-            nonlocal got, error
-            while got < count:
+            nonlocal error
+            # Thousands of replies a batch: the common one (an int) takes a single type check.
+            while len(replies_seen) < count:
                 data = await reader.read(1 << 17)
                 if not data:
                     raise RedisConnectionError("Redis closed the fan-out connection")
-                parser.feed(data)
-                while (reply := parser.gets()) is not False:
-                    got += 1
-                    if isinstance(reply, ResponseError):
-                        error = error or reply
-                    replies_seen.append(reply if isinstance(reply, int | ResponseError) else 0)
+                feed(data)
+                while (reply := gets()) is not False:
+                    if reply.__class__ is not int:
+                        if isinstance(reply, ResponseError):
+                            error = error or reply
+                        elif not isinstance(reply, int):
+                            reply = 0
+                    keep(reply)
 
         for payload, replies in batches:
             writer.write(payload)
@@ -108,25 +118,34 @@ class BulkWriter:
         await read_until(sent)
         if error is not None and not keep_errors:
             raise error
-        return replies_seen
+        return Replies(replies_seen, error)
 
-    async def append(self, keys: Sequence[bytes], entry: bytes, *, ttl: int, max_bytes: int) -> Appended:
-        """Append entry to every list in keys; expire the lists this creates; report the overgrown."""
+    async def append(
+        self,
+        keys: Sequence[bytes],
+        entry: bytes,
+        *,
+        ttl: int,
+        max_bytes: int,
+        tags: Sequence[int] | None = None,
+    ) -> Appended:
+        """Append entry to every list in keys; expire the lists this creates; report the overgrown.
+
+        tags, when given, are the keys' hash tags as ids (`{123}`), in order: a cluster routes
+        by them without parsing keys. A single server ignores them.
+        """
         lengths = await self._send_each(keys, [b"APPEND"], [entry])
-        # A length of exactly one entry means this APPEND created the key: it has no expiry yet.
-        created = [k for k, n in zip(keys, lengths, strict=True) if n == len(entry)]
+        created, overgrown = appended(keys, lengths, len(entry), max_bytes)
         if created:
             await self._send_each(created, [b"EXPIRE"], [b"%d" % ttl])
-        return Appended(
-            written=len(keys), overgrown=[k for k, n in zip(keys, lengths, strict=True) if n > max_bytes]
-        )
+        return Appended(written=len(keys), overgrown=overgrown)
 
     async def commands(self, payload: bytes, replies: int) -> list[int | ResponseError]:
         """Raw RESP commands on this connection; their integer replies (0 for others), errors in place."""
         async with self._lock:
             await self._connect()
             try:
-                return await self._pipeline([(payload, replies)], keep_errors=True)
+                return (await self._pipeline([(payload, replies)], keep_errors=True)).replies
             except (OSError, RedisConnectionError):
                 await self.close()
                 raise
@@ -135,11 +154,14 @@ class BulkWriter:
         self, keys: Sequence[bytes], head: Sequence[bytes], tail: Sequence[bytes]
     ) -> list[int]:
         """Send `head + [key] + tail` for every key: everything but the key is encoded once."""
-        return integers(await self.send_each(keys, head, tail))
+        sent = await self.send_each(keys, head, tail)
+        if sent.error is not None:
+            raise sent.error
+        return cast(list[int], sent.replies)
 
     async def send_each(
         self, keys: Sequence[bytes], head: Sequence[bytes], tail: Sequence[bytes], *, asking: bool = False
-    ) -> list[int | ResponseError]:
+    ) -> Replies:
         """`_send_each`, but error replies are returned in their places (a cluster's MOVED and ASK).
 
         With asking, each command is preceded by ASKING (a slot being migrated to this node).
@@ -153,8 +175,10 @@ class BulkWriter:
             for attempt in (1, 2):
                 try:
                     await self._connect()
-                    replies = await self._pipeline(_batches(keys, prefix, suffix, per_key), keep_errors=True)
-                    return replies[per_key - 1 :: per_key]
+                    sent = await self._pipeline(_batches(keys, prefix, suffix, per_key), keep_errors=True)
+                    if per_key == 1:
+                        return sent
+                    return Replies(sent.replies[per_key - 1 :: per_key], sent.error)
                 except (OSError, RedisConnectionError):
                     # Reconnect once: a resent APPEND is harmless (readers deduplicate).
                     await self.close()
@@ -182,9 +206,20 @@ def _batches(
         yield b"".join([template % (len(k), k) for k in batch]), len(batch) * per_key
 
 
-def integers(replies: Sequence[int | ResponseError]) -> list[int]:
-    """The replies, all integers, or the first error reply raised."""
-    for reply in replies:
-        if isinstance(reply, ResponseError):
-            raise reply
-    return cast(list[int], replies)
+def appended(
+    keys: Sequence[bytes], lengths: Sequence[int], entry_size: int, max_bytes: int
+) -> tuple[list[bytes], list[bytes]]:
+    """From APPEND's replies (the new lengths): the keys it created, and those past their bound.
+
+    A length of exactly one entry means the APPEND created the key: it has no expiry yet.
+    Both are rare, so min and max (in C) decide whether the keys need a look at all.
+    """
+    if not lengths:
+        return [], []
+    created: list[bytes] = []
+    overgrown: list[bytes] = []
+    if min(lengths) == entry_size:
+        created = [k for k, n in zip(keys, lengths, strict=True) if n == entry_size]
+    if max(lengths) > max_bytes:
+        overgrown = [k for k, n in zip(keys, lengths, strict=True) if n > max_bytes]
+    return created, overgrown

@@ -15,6 +15,8 @@ class Keys:
         self.prefix = prefix
         # Fan-out names thousands of timelines per post: one %-format each, prefix escaped once.
         self._timeline_template = prefix.encode().replace(b"%", b"%%") + b":{%d}:tl"
+        # A cluster hashes a key's first {tag}: the user id, unless the prefix holds a "{" itself.
+        self.tags_are_ids = "{" not in prefix
 
     def timeline(self, user_id: int) -> str:
         """A user's home timeline: ids of pushed posts."""

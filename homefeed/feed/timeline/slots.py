@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import binascii
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import and_
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
@@ -32,6 +34,16 @@ def key_slot(key: bytes) -> int:
         if end > start + 1:
             key = key[start + 1 : end]
     return binascii.crc_hqx(key, 0) % SLOTS
+
+
+def id_slots(ids: Iterable[int]) -> Iterator[int]:
+    """The slots of keys whose hash tag is a decimal id (`{123}`), in bulk.
+
+    Fan-out routes thousands of timelines a step: mapped C functions (format, CRC16, mask)
+    take a fraction of `key_slot`'s per-key search for the tag.
+    """
+    tags = map(b"%d".__mod__, ids)
+    return map(and_, map(binascii.crc_hqx, tags, repeat(0)), repeat(SLOTS - 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +94,8 @@ class SlotMap:
         parts = urlsplit(seed_url)
         self._seeds = [Address(parts.hostname or "127.0.0.1", parts.port or 6379)]
         self._owners: list[Address] | None = None
+        # The same map as indexes into a list of masters (derived from _owners when first asked).
+        self._routes: tuple[list[int], list[Address]] | None = None
         # Each master: a hash tag of one of its slots, and how many online replicas it has.
         self._masters: dict[Address, tuple[bytes, int]] = {}
         self._loading: asyncio.Task[None] | None = None
@@ -102,6 +116,19 @@ class SlotMap:
         assert self._owners is not None
         return self._owners
 
+    async def routes(self) -> tuple[list[int], list[Address]]:
+        """The map for bulk routing: each slot's master as an index into the list of masters.
+
+        Grouping by a small int is cheaper than hashing an address per key.
+        """
+        owners = await self.owners()
+        routes = self._routes
+        if routes is None:
+            masters = list(dict.fromkeys(owners))
+            index = {address: i for i, address in enumerate(masters)}
+            routes = self._routes = ([index[a] for a in owners], masters)
+        return routes
+
     async def masters(self) -> dict[Address, tuple[bytes, int]]:
         """Every master: a hash tag that lands in one of its slots, and its online replicas."""
         if self._owners is None or self._stale:
@@ -112,7 +139,7 @@ class SlotMap:
         """A node said a slot moved for good: use the new owner now, and reload the rest soon."""
         if not redirect.ask and self._owners is not None:
             self._owners[redirect.slot] = redirect.address
-            self._stale = True
+            self._routes, self._stale = None, True
 
     def unreachable(self) -> None:
         """A node could not be reached: reload before the next use (its slots may have a new master)."""
@@ -151,6 +178,7 @@ class SlotMap:
                 error = RedisConnectionError(f"{address} does not know a master for every slot yet")
                 continue
             self._owners, self._stale, self._loaded_at = owners, False, time.monotonic()
+            self._routes = None
             self._masters = _masters(owners, _replicas_from_shards(shards))
             return
         raise RedisConnectionError(f"no cluster node answered CLUSTER SHARDS: {error}")

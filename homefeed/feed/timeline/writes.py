@@ -70,16 +70,19 @@ class TimelineWrites:
 
     async def push(self, user_ids: Sequence[int], post_id: int) -> None:
         """Append a post to these users' timelines, creating (untrusted) the missing ones."""
-        await self._append(self._keys.timelines(user_ids), encode_id(post_id), self._timeline_ttl)
+        tags = user_ids if self._keys.tags_are_ids else None  # lets a cluster route without parsing keys
+        await self._append(self._keys.timelines(user_ids), encode_id(post_id), self._timeline_ttl, tags)
 
     async def push_recent(self, author: int, post_id: int) -> None:
         """Append a post to a pulled author's recent list."""
         await self._append([self._keys.recent(author).encode()], encode_id(post_id), self._recent_ttl)
 
-    async def _append(self, keys: Sequence[bytes], entry: bytes, ttl: int) -> None:
+    async def _append(
+        self, keys: Sequence[bytes], entry: bytes, ttl: int, tags: Sequence[int] | None = None
+    ) -> None:
         # Safe even for a redone or slow job: an id landing below a list's floor is ignored by
         # readers (the list does not vouch for that range), and a repeat is deduplicated.
-        appended = await self._writer().append(keys, entry, ttl=ttl, max_bytes=self._max_bytes)
+        appended = await self._writer().append(keys, entry, ttl=ttl, max_bytes=self._max_bytes, tags=tags)
         for key in appended.overgrown:
             await self._lists.trim(key.decode())
 

@@ -12,6 +12,7 @@ from homefeed.bench.valkey_cluster import LocalCluster, Node, local_cluster
 from homefeed.feed.timeline.cluster_reads import ClusterReads
 from homefeed.feed.timeline.cluster_writer import ClusterBulkWriter
 from homefeed.feed.timeline.encoding import encode_id
+from homefeed.feed.timeline.keys import Keys
 from homefeed.feed.timeline.slots import SlotMap, key_slot
 
 
@@ -67,4 +68,26 @@ async def test_reads_and_appends_follow_a_slot_as_it_migrates_and_after(own_clus
     finally:
         reads.close()
         await writer.close()
+        await client.aclose()
+
+
+async def test_appends_routed_by_the_callers_ids_go_where_the_keys_slots_are(
+    valkey_cluster: LocalCluster,
+) -> None:
+    writer = ClusterBulkWriter(SlotMap(valkey_cluster.url))
+    ids = list(range(10**12, 10**12 + 500))
+    keys = Keys("ids-route").timelines(ids)
+    client = RedisCluster.from_url(valkey_cluster.url)
+    try:
+        assert await writer._route(keys, ids) == await writer._route(keys)
+        appended = await writer.append(keys, encode_id(5), ttl=60, max_bytes=10_000, tags=ids)
+        assert appended.written == len(keys) and appended.overgrown == []
+        # Created by these appends: each has the entry and an expiry.
+        for key in keys[:50]:
+            assert await client.get(key) == encode_id(5)
+            assert 0 < await client.ttl(key) <= 60
+    finally:
+        await writer.close()
+        for key in keys:
+            await client.delete(key)
         await client.aclose()

@@ -9,7 +9,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from homefeed.bench.valkey_cluster import LocalCluster
-from homefeed.feed.timeline.slots import Address, SlotMap, key_slot, node_url, redirect_of
+from homefeed.feed.timeline.keys import Keys
+from homefeed.feed.timeline.slots import Address, Redirect, SlotMap, id_slots, key_slot, node_url, redirect_of
 
 TAGGED = st.from_regex(rb"[a-z]{0,4}\{[0-9a-z]{0,6}\}[:a-z{}]{0,6}", fullmatch=True)
 
@@ -63,3 +64,24 @@ async def test_the_map_names_the_master_the_server_does(valkey_cluster: LocalClu
             assert replicas == 1
     finally:
         await client.aclose()
+
+
+@given(st.lists(st.integers(0, 2**63 - 1), max_size=40), st.text(max_size=8))
+def test_id_slots_are_the_slots_of_timeline_keys_tagged_with_the_ids(ids: list[int], prefix: str) -> None:
+    keys = Keys(prefix)
+    if keys.tags_are_ids:
+        assert list(id_slots(ids)) == [key_slot(k) for k in keys.timelines(ids)]
+    else:
+        assert "{" in prefix  # the first "{" is the prefix's: the user id is not the tag
+
+
+async def test_routes_index_the_same_masters_as_the_map(valkey_cluster: LocalCluster) -> None:
+    slots = SlotMap(valkey_cluster.url)
+    index, masters = await slots.routes()
+    owners = await slots.owners()
+    assert [masters[i] for i in index] == owners
+    assert sorted(masters, key=str) == sorted(set(owners), key=str)
+    # A MOVED reply (here a false one) changes the map: the routes stay the map's, reloaded or not.
+    slots.moved(Redirect(False, 0, next(m for m in masters if m != owners[0])))
+    index, masters = await slots.routes()
+    assert [masters[i] for i in index] == await slots.owners()
