@@ -42,7 +42,7 @@ from homefeed.feed.errors import FeedError, RateLimited
 from homefeed.feed.services import Services, open_services
 from homefeed.resolvers.context import Context
 from homefeed.schema import LIMIT_RULES, MAX_TOKENS, schema
-from homefeed.schema.broadcast import frame
+from homefeed.schema.broadcast import OUTLET, Outlet, frame, graphql_ws_head, transport_ws_head
 from homefeed.schema.errors import RETRY_AFTER, CodedSchema, code_error_frame, with_code
 from homefeed.schema.execution.compat import ExecutionContext
 from homefeed.schema.execution.compiled import CompiledExecutionContext
@@ -56,6 +56,7 @@ from homefeed.schema.persisted import (
 from homefeed.schema.persisted.fast import FastPath
 from homefeed.schema.persisted.operations import document_checker
 from homefeed.web import STATIC, STATIC_URL, asset_gzip, asset_media_type, client_page, graphiql_page
+from homefeed.websocket import FRAME_WRITER
 from homefeed.workers.fanout_worker import FanoutWorker
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,35 @@ class _CodedFrames:
         else:
             await _send_text(self.websocket, text)
 
+    def outlet(self, head: bytes) -> Outlet | None:
+        """Where the hub may write an operation's frames (opening with head) straight to this
+        socket; None when the server offers no frame writer (another ASGI server)."""
+        ws = getattr(self.websocket, "ws", None)
+        writer = ws.scope.get("extensions", {}).get(FRAME_WRITER) if ws is not None else None
+        return Outlet(writer, head) if writer is not None else None
+
 
 class TransportWSHandler(_CodedFrames, BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws, speaking the same error language as HTTP."""
 
+    async def handle_subscribe(self, message: Any) -> None:
+        # The operation's task, created in there, inherits where its frames may be written.
+        token = OUTLET.set(self.outlet(transport_ws_head(message["id"])))
+        try:
+            await super().handle_subscribe(message)
+        finally:
+            OUTLET.reset(token)
+
 
 class LegacyWSHandler(_CodedFrames, BaseGraphQLWSHandler[Context, None]):
     """Legacy graphql-ws, speaking the same error language as HTTP."""
+
+    async def handle_start(self, message: Any) -> None:
+        token = OUTLET.set(self.outlet(graphql_ws_head(message["id"])))
+        try:
+            await super().handle_start(message)
+        finally:
+            OUTLET.reset(token)
 
 
 async def _send_text(websocket: Any, text: str) -> None:

@@ -14,6 +14,7 @@ from homefeed.app import create_app
 from homefeed.feed.auth import Passwords
 from homefeed.feed.config import Settings
 from homefeed.feed.services import Services, open_services
+from homefeed.websocket import uvicorn_options
 from tests.server import free_port
 
 
@@ -26,7 +27,9 @@ def served_on_a_thread(settings: Settings, passwords: Passwords) -> Iterator[str
 
     port = free_port()
     app = create_app(settings, opener=opener)
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, port=port, log_level="warning", lifespan="on", **uvicorn_options())
+    )
     thread = threading.Thread(target=server.run, name="served-app", daemon=True)
     thread.start()
     try:

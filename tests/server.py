@@ -11,6 +11,7 @@ import uvicorn
 
 from homefeed.app import create_app
 from homefeed.feed.services import Services
+from homefeed.websocket import uvicorn_options
 from homefeed.workers.fanout_worker import FanoutWorker
 
 
@@ -25,7 +26,10 @@ def free_port() -> int:
 async def running_server(services: Services) -> AsyncIterator[str]:
     """Serve the app with a fan-out worker beside it; yields the base URL (http://127.0.0.1:port)."""
     port = free_port()
-    config = uvicorn.Config(create_app(services=services), port=port, log_level="warning", lifespan="on")
+    # The websocket transport `serve` uses, whose frame writer live updates go through.
+    config = uvicorn.Config(
+        create_app(services=services), port=port, log_level="warning", lifespan="on", **uvicorn_options()
+    )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     stop = asyncio.Event()

@@ -35,7 +35,14 @@ class ServedApi:
     """
 
     def __init__(
-        self, settings: Settings, secret: str, workers: int, env: dict[str, str], app: str | None = None
+        self,
+        settings: Settings,
+        secret: str,
+        workers: int,
+        env: dict[str, str],
+        app: str | None = None,
+        *,
+        worker_apart: bool = False,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -55,6 +62,13 @@ class ServedApi:
         )
         full.update(env)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop)
+        # With worker_apart, fan-out runs in a `homefeed worker` process of its own, so the API
+        # processes' CPU is what serving costs (a benchmark then measures the two apart).
+        self.worker: subprocess.Popen[bytes] | None = None
+        if worker_apart:
+            full["HOMEFEED_INPROCESS_WORKER"] = "0"
+            worker_cmd = [sys.executable, "-m", "homefeed.cli.main", "worker"]
+            self.worker = subprocess.Popen(worker_cmd, env=full, stdout=self.log, stderr=subprocess.STDOUT)
         cmd = [sys.executable, "-m", "homefeed.cli.main", "serve", "--port", str(self.port)]
         cmd += ["--workers", str(workers), "--log-level", "warning"]
         if app is not None:
@@ -117,6 +131,19 @@ class ServedApi:
                 total += times.user + times.system
         return total
 
+    def worker_cpu_seconds(self) -> float:
+        """CPU time of the separate fan-out worker's processes (0 without one)."""
+        if self.worker is None:
+            return 0.0
+        total = 0.0
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.worker.pid)
+            for p in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = p.cpu_times()
+                    total += times.user + times.system
+        return total
+
     def local_addresses(self) -> set[str]:
         """The server's TCP endpoints (ip:port), to tell its connections from others'."""
         found: set[str] = set()
@@ -129,6 +156,13 @@ class ServedApi:
 
     def stop(self) -> None:
         """SIGINT (a clean shutdown), then kill whatever is left after 20 s."""
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGINT)
+            try:
+                self.worker.wait(20)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait(10)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:

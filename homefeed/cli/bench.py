@@ -77,6 +77,11 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="subscribe with a document the server executes per subscriber (render-once's baseline)",
     )
+    bl.add_argument(
+        "--worker-apart",
+        action="store_true",
+        help="run fan-out in a `homefeed worker` process of its own, so server CPU is the API's alone",
+    )
     bl.set_defaults(run=run_live)
     bh = benches.add_parser(
         "live-heap", help="where an idle subscription's memory goes (tracemalloc, API in this process)"
@@ -192,6 +197,7 @@ def run_live(settings: Settings, args: argparse.Namespace) -> int:
         workers=args.workers,
         compression=not args.no_compression,
         per_subscriber=args.per_subscriber,
+        worker_apart=args.worker_apart,
         min_users=args.min_users,
         json_path=Path(args.json) if args.json else None,
     )

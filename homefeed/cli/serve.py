@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from homefeed.cli.servers import migrated_servers
 from homefeed.feed import config
 from homefeed.feed.config import Settings
+from homefeed.websocket import uvicorn_options
 
 if TYPE_CHECKING:
     from homefeed.cli.balance import Balance
@@ -93,10 +94,7 @@ def _uvicorn_options(log_level: str) -> dict[str, object]:
         # Named, not "auto": a missing extra must fail loudly rather than fall back to the slow ones.
         "loop": "uvloop",
         "http": "httptools",
-        # Feed updates are small JSON frames that barely compress, and per-socket deflate state
-        # costs memory on every idle subscription (bench live).
-        "ws_per_message_deflate": False,
-    }
+    } | uvicorn_options()
 
 
 def _serve_process(app: str, host: str, port: int, log_level: str, part: Balance) -> None:

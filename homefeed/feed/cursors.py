@@ -24,7 +24,8 @@ class Cursors:
         self._key = hashlib.sha256(b"homefeed-cursor:" + secret.encode()).digest()
 
     def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        # hmac.digest's one-shot path: a live event encodes a cursor per subscriber.
+        return hmac.digest(self._key, payload, "sha256")[:_MAC_BYTES]
 
     def encode(self, scope: str, position: int) -> str:
         """The cursor for `position` (a post id) within `scope`."""

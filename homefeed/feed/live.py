@@ -24,16 +24,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 import asyncpg
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from homefeed.feed.idset import EMPTY, IdSet
+from homefeed.feed.mailbox import Mailbox
 from homefeed.feed.metrics import LIVE_DELIVERED, LIVE_OVERFLOWS, LIVE_RESYNCS, LIVE_SUBSCRIBERS
 from homefeed.feed.pubsub import Subscription, open_subscription, publish
 from homefeed.feed.records import Post
@@ -140,21 +142,36 @@ class Notices:
 class Relations:
     """What a viewer's live stream depends on: whom they follow, and whom they may not see."""
 
-    followees: frozenset[int]
+    followees: IdSet
     hidden: frozenset[int]  # muted or blocked either way
 
 
-@dataclass(eq=False)
+class Broadcast(Protocol):
+    """Delivers one event to many subscribers at once (the API renders it once for all of them).
+
+    Each subscriber gets the event either written directly or, when it cannot be written now,
+    through `Subscriber.enqueue` (the per-subscriber path). `deliver` raises only before it has
+    delivered anything; it returns how many it wrote directly."""
+
+    async def deliver(self, event: LiveEvent, subscribers: list[Subscriber]) -> int: ...
+
+
+@dataclass(eq=False, slots=True)
 class Subscriber:
     viewer: int
-    queue: asyncio.Queue[LiveEvent] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    # Set by the API when this subscriber's events can be rendered once with others': the hub
+    # then hands events to it for all such subscribers instead of to each one's queue. What the
+    # broadcast needs of this subscriber (its connection, its frame) it keeps in `sink`.
+    broadcast: Broadcast | None = None
+    sink: object = None
+    queue: Mailbox[LiveEvent] = field(default_factory=lambda: Mailbox(QUEUE_SIZE))
     # The hub's Relations sets themselves, replaced whole when relationships change: a copy per
     # subscriber would double the largest part of an idle subscription's memory (bench live-heap).
-    followees: frozenset[int] = frozenset()
+    followees: IdSet = EMPTY
     hidden: frozenset[int] = frozenset()  # muted or blocked either way
     overflowed: bool = False
     resync_queued: bool = False
-    recent: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_ADDED))
+    recent: list[int] | None = None  # the last RECENT_ADDED, oldest first (a deque costs 600 B)
     # Bumped whenever relationships are applied, so a read that another one overtook is not applied.
     generation: int = 0
 
@@ -164,16 +181,35 @@ class Subscriber:
 
     def visible(self) -> set[int]:
         """The authors whose posts belong in this viewer's feed (as far as the hub knows)."""
-        return {a for a in self.followees | {self.viewer} if self.sees(a)}
+        return {a for a in self.authors() if self.sees(a)}
+
+    def authors(self) -> set[int]:
+        """The authors whose channels this subscriber listens to: its followees and itself."""
+        return {*self.followees, self.viewer}
 
     def offer(self, event: LiveEvent) -> None:
         """Queue an event; a full queue is dropped for one RESYNC (the client refetches)."""
+        if self.admit(event):
+            self.enqueue(event)
+
+    def admit(self, event: LiveEvent) -> bool:
+        """Whether event is news to this subscriber (then it is remembered as sent)."""
         if self.overflowed or (event is RESYNC and self.resync_queued):
-            return  # the refetch a queued RESYNC asks for covers this too
+            return False  # the refetch a queued RESYNC asks for covers this too
         if event.kind is Kind.ADDED:
-            if event.post_id in self.recent:
-                return
-            self.recent.append(event.post_id)
+            recent = self.recent
+            if recent is None:
+                self.recent = [event.post_id]
+            elif event.post_id in recent:
+                return False
+            else:
+                recent.append(event.post_id)
+                if len(recent) > RECENT_ADDED:
+                    del recent[0]
+        return True
+
+    def enqueue(self, event: LiveEvent) -> None:
+        """Queue an admitted event for the per-subscriber path."""
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -201,14 +237,19 @@ class Subscriber:
 
 
 class _Index:
-    """Subscribers by user id (an author they follow, or the viewer). Most keys have one member,
-    kept as itself: a set per followed author was the largest part of an idle subscription's
-    memory (bench live-heap), since viewers' followees overlap little."""
+    """Subscribers by user id (an author they follow, or the viewer). A key with one member keeps
+    it as itself and a key with a few keeps a list: a set per followed author was the largest
+    part of an idle subscription's memory (bench live-heap), and a list costs a pointer per
+    member where a set costs its hash table. Keys with many members (a popular author) use a
+    set, so adding and dropping stay cheap."""
 
     __slots__ = ("_members",)
 
+    # Above this many members a key's list becomes a set.
+    LIST_MAX = 32
+
     def __init__(self) -> None:
-        self._members: dict[int, Subscriber | set[Subscriber]] = {}
+        self._members: dict[int, Subscriber | list[Subscriber] | set[Subscriber]] = {}
 
     def __contains__(self, key: int) -> bool:
         return key in self._members
@@ -231,7 +272,12 @@ class _Index:
             return True
         if isinstance(found, Subscriber):
             if found is not sub:
-                self._members[key] = {found, sub}
+                self._members[key] = [found, sub]
+        elif isinstance(found, list):
+            if sub not in found:
+                found.append(sub)
+                if len(found) > self.LIST_MAX:
+                    self._members[key] = set(found)
         else:
             found.add(sub)
         return False
@@ -246,7 +292,11 @@ class _Index:
                 return False
             del self._members[key]
             return True
-        found.discard(sub)
+        if isinstance(found, list):
+            if sub in found:
+                found.remove(sub)
+        else:
+            found.discard(sub)
         if len(found) == 1:
             self._members[key] = next(iter(found))
         return False
@@ -300,12 +350,15 @@ class LiveHub:
                FROM unnest($1::bigint[]) AS v(id)""",
             list(viewers),
         )
-        return {r["id"]: Relations(frozenset(r["followees"]), frozenset(r["hidden"])) for r in rows}
+        return {r["id"]: Relations(IdSet.of(r["followees"]), frozenset(r["hidden"])) for r in rows}
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, viewer: int) -> AsyncIterator[Subscriber]:
-        """A live subscriber for viewer, registered for as long as the context lasts."""
-        sub = Subscriber(viewer)
+    async def subscribe(
+        self, viewer: int, broadcast: Broadcast | None = None, sink: object = None
+    ) -> AsyncIterator[Subscriber]:
+        """A live subscriber for viewer, registered for as long as the context lasts. With a
+        broadcast, events go to it (with this subscriber's sink) rather than to the queue."""
+        sub = Subscriber(viewer, broadcast, sink)
         state = (await self.relations([viewer]))[viewer]
         sub.followees, sub.hidden = state.followees, state.hidden
         del state
@@ -313,7 +366,7 @@ class LiveHub:
             self._subscribers.add(sub)
             LIVE_SUBSCRIBERS.inc()
             self._add(self._by_user, viewer, sub)
-            for author in sub.followees | {viewer}:
+            for author in sub.authors():
                 self._add(self._by_author, author, sub)
             await self._sync_channels()
         try:
@@ -323,7 +376,7 @@ class LiveHub:
                 self._subscribers.discard(sub)
                 LIVE_SUBSCRIBERS.dec()
                 self._drop(self._by_user, viewer, sub)
-                for author in sub.followees | {viewer}:
+                for author in sub.authors():
                     self._drop(self._by_author, author, sub)
                 with contextlib.suppress(RedisError, OSError):
                     await self._sync_channels()
@@ -433,7 +486,9 @@ class LiveHub:
             await self._on_user(owner, notice)
 
     async def _on_author(self, author: int, notice: Notice) -> None:
-        subs = [s for s in self._by_author.get(author) if s.sees(author)]
+        # Indexed under the author means following it (or being it): only a mute or block is left
+        # to check, and a viewer's hidden set is nearly always empty.
+        subs = [s for s in self._by_author.get(author) if not s.hidden or author not in s.hidden]
         targets = [
             s
             for s in subs
@@ -451,8 +506,24 @@ class LiveHub:
             event = LiveEvent(Kind.REMOVED, notice.post_id, author)
         else:
             return
+        together: dict[Broadcast, list[Subscriber]] = {}
         for sub in targets:
-            sub.offer(event)
+            if sub.broadcast is None or not sub.queue.empty():
+                sub.offer(event)  # behind what is queued, in order
+            elif sub.admit(event):
+                together.setdefault(sub.broadcast, []).append(sub)
+        for broadcast, subs in together.items():
+            try:
+                sent = await broadcast.deliver(event, subs)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live hub: rendering an event once failed; sending it per subscriber")
+                for sub in subs:
+                    sub.enqueue(event)
+                continue
+            if sent:
+                _DELIVERED[event.kind].inc(sent)
 
     async def _on_user(self, viewer: int, notice: Notice) -> None:
         subs = list(self._by_user.get(viewer))
@@ -499,9 +570,10 @@ class LiveHub:
         sub.generation += 1
         if sub.followees == state.followees and sub.hidden == state.hidden:
             return
-        for author in sub.followees - state.followees:
+        old, new = set(sub.followees), set(state.followees)
+        for author in old - new - {sub.viewer}:
             self._drop(self._by_author, author, sub)
-        for author in state.followees - sub.followees:
+        for author in new - old:
             self._add(self._by_author, author, sub)
         before = sub.visible()
         sub.followees, sub.hidden = state.followees, state.hidden

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
-from homefeed.feed.live import Kind, LiveEvent
+from homefeed.feed.live import Broadcast, Kind, LiveEvent
 from homefeed.feed.records import Post
 from homefeed.loaders import Loaders, shared_for
 from homefeed.resolvers.connections import home_scope
 from homefeed.resolvers.context import Context
+
+
+class Together(Protocol):
+    """A way to deliver this subscription's events together with others' (the schema's)."""
+
+    @property
+    def broadcast(self) -> Broadcast:
+        """Where the hub hands this subscription's events."""
+        ...
+
+    def sink(self, viewer: int) -> object:
+        """What the broadcast keeps for this subscriber."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +37,15 @@ class Update:
     viewer: int
 
 
-async def home_feed_updates(ctx: Context) -> AsyncIterator[Update]:
-    """Every change to the viewer's home feed, as it happens."""
+async def home_feed_updates(ctx: Context, together: Together | None = None) -> AsyncIterator[Update]:
+    """Every change to the viewer's home feed, as it happens. With `together`, the hub delivers
+    what it can to many subscribers at once through it, and only the rest comes here."""
     viewer = await ctx.require_viewer()
     services = ctx.services
     await services.feeds.touch(viewer)  # a live viewer is active: fan-out must reach them
     scope = home_scope(viewer)
-    async with services.live.subscribe(viewer) as subscriber:
+    broadcast, sink = (together.broadcast, together.sink(viewer)) if together is not None else (None, None)
+    async with services.live.subscribe(viewer, broadcast, sink) as subscriber:
         while True:
             event = await subscriber.next()
             loaders = shared_for(services, event).for_viewer(viewer)

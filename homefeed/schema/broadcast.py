@@ -29,8 +29,9 @@ import secrets
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from graphql import (
@@ -44,8 +45,10 @@ from graphql import (
 )
 from graphql.language import Visitor
 
-from homefeed.feed.live import LiveEvent
+from homefeed.feed.live import Kind, LiveEvent, Subscriber
+from homefeed.loaders import shared_for
 from homefeed.resolvers import live
+from homefeed.resolvers.connections import home_scope
 from homefeed.resolvers.context import Context
 
 # Stands for the subscriber's cursor while a group's answer is executed; random per process, so
@@ -157,6 +160,20 @@ async def render(shape: Shape, schema: Any, update: live.Update, ctx: Context, r
     values = iter(await asyncio.gather(*loads)) if loads else iter(())
     liked = next(values) if post is not None and shape.asks_liked else False
     follows = next(values) if post is not None and shape.asks_follows else False
+    template = await _template(shape, schema, update, ctx, root, liked, follows)
+    return template.fill(update.cursor)
+
+
+async def _template(
+    shape: Shape,
+    schema: Any,
+    update: live.Update,
+    ctx: Context,
+    root: RootFactory,
+    liked: bool,
+    follows: bool,
+) -> _Template:
+    """The event's answer for one group, executed by the group's first subscriber."""
     key = (shape, liked, follows)
     per_event = _templates.setdefault(update.event, {})
     future = per_event.get(key)
@@ -172,8 +189,7 @@ async def render(shape: Shape, schema: Any, update: live.Update, ctx: Context, r
             future.set_exception(exc)
             future.exception()  # retrieved: the subscribers waiting on it re-raise it
             raise
-    template = await asyncio.shield(future)
-    return template.fill(update.cursor)
+    return await asyncio.shield(future)
 
 
 async def _execute(shape: Shape, schema: Any, root: object, ctx: Context) -> _Template:
@@ -196,3 +212,165 @@ def frame(message: dict[str, Any]) -> str | None:
         return None
     # orjson copies the prebuilt bytes in as they are: this subscriber's frame, one small dumps.
     return orjson.dumps({**message, "payload": {**payload, "data": orjson.Fragment(data.json)}}).decode()
+
+
+# Sending many: a subscription started on a connection that offers a frame writer (the server's
+# websocket transport, homefeed/websocket.py) has its rendered events written straight to its
+# socket by the live hub, one `Together.deliver` per event for all subscribers of a document in
+# this process, instead of waking its task to go through Strawberry and ASGI one by one.
+
+
+class FrameWriter(Protocol):
+    """Writes a whole text frame to one websocket now, or says it cannot (False, nothing sent)."""
+
+    def write_text(self, payload: bytes) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outlet:
+    """Where the subscription being started may have its frames written: its connection's
+    writer, and its frame up to the data (the protocol's message with the operation's id)."""
+
+    writer: FrameWriter
+    head: bytes
+
+
+# Set by the websocket handlers while they start an operation: the operation's task inherits it.
+OUTLET: ContextVar[Outlet | None] = ContextVar("homefeed_outlet", default=None)
+
+
+def frame_tail(extensions: dict[str, Any] | None) -> bytes:
+    """What follows a frame's data: the payload's extensions as Strawberry adds them (none when
+    empty), then the ends of the payload and of the message."""
+    return (b',"extensions":' + orjson.dumps(extensions) if extensions else b"") + b"}}"
+
+
+def transport_ws_head(operation_id: str) -> bytes:
+    """A graphql-transport-ws `next` frame's opening, as Strawberry orders its keys."""
+    return b'{"id":' + orjson.dumps(operation_id) + b',"type":"next","payload":{"data":'
+
+
+def graphql_ws_head(operation_id: str) -> bytes:
+    """A legacy graphql-ws `data` frame's opening, as Strawberry orders its keys."""
+    return b'{"type":"data","id":' + orjson.dumps(operation_id) + b',"payload":{"data":'
+
+
+@dataclass(frozen=True, slots=True)
+class _Sink:
+    """One subscriber as `Together` writes to it."""
+
+    writer: FrameWriter
+    head: bytes
+    tail: bytes
+    ctx: Context
+    scope: str  # its cursors' list
+
+
+@dataclass(frozen=True, slots=True)
+class Joining:
+    """A subscription joining a `Together` (what resolvers/live.py asks of it)."""
+
+    broadcast: Together
+    outlet: Outlet
+    ctx: Context
+    extensions: dict[str, Any] | None  # what Strawberry adds to each of its results
+
+    def sink(self, viewer: int) -> object:
+        """What the hub keeps for this subscriber, for `Together.deliver`."""
+        tail = frame_tail(self.extensions)
+        return _Sink(self.outlet.writer, self.outlet.head, tail, self.ctx, home_scope(viewer))
+
+
+class Together:
+    """The subscribers of one document shape in this process, rendered once per event.
+
+    For an event, the values the document reads through the viewer are read for all of them
+    in one statement each; each group of equal values is executed and encoded once (the same
+    templates `render` uses), and each subscriber's frame is its head, the group's data with
+    its cursor spliced in, and the tail, written to its socket. A subscriber whose socket cannot
+    take the frame now, or whose answer has errors (which Strawberry formats), gets the event
+    through its own queue and task instead, as do subscribers with events already queued (so
+    its events stay in order)."""
+
+    def __init__(self, shape: Shape, schema: Any, root: RootFactory) -> None:
+        self.shape = shape
+        self.schema = schema
+        self.root = root
+
+    def joining(self, outlet: Outlet, ctx: Context, extensions: dict[str, Any] | None) -> Joining:
+        """One subscription of this shape joining, writing through outlet."""
+        return Joining(self, outlet, ctx, extensions)
+
+    async def deliver(self, event: LiveEvent, subscribers: list[Subscriber]) -> int:
+        """Deliver event to subscribers (the hub's `Broadcast`); how many frames were written."""
+        # Relationships re-read meanwhile bump a subscriber's generation: only then is whether it
+        # still sees the author asked again.
+        generations = [s.generation for s in subscribers]
+        first = subscribers[0]
+        sink = first.sink
+        assert isinstance(sink, _Sink)
+        ctx = sink.ctx
+        services = ctx.services
+        post = event.post
+        liked: set[int] = set()
+        follows: set[int] = set()
+        if post is not None and self.shape.asks_liked:
+            pairs = await services.likes.liked_pairs([(s.viewer, post.id) for s in subscribers])
+            liked = {viewer for viewer, _ in pairs}
+        if post is not None and self.shape.asks_follows:
+            pairs = await services.relations.follow_pairs([(s.viewer, post.author_id) for s in subscribers])
+            follows = {viewer for viewer, _ in pairs}
+        loaders = shared_for(services, event).for_viewer(first.viewer)
+        if post is not None:
+            loaders.posts.prime(post.id, post)
+        cursor = CURSOR_MARKER if event.kind is not Kind.RESYNC else None
+        update = live.Update(event.kind, event.post_id or None, post, cursor, loaders, event, first.viewer)
+        templates: dict[tuple[bool, bool], _Template] = {}
+        for key in {(s.viewer in liked, s.viewer in follows) for s in subscribers}:
+            templates[key] = await _template(self.shape, self.schema, update, ctx, self.root, *key)
+        # From here on nothing awaits: each subscriber's queue is checked just before its write.
+        encode = services.cursors.encode
+        added = event.kind is Kind.ADDED
+        sent = 0
+        for sub, generation in zip(subscribers, generations, strict=True):
+            if not sub.queue.empty():
+                sub.enqueue(event)
+                continue
+            if added and sub.generation != generation and not sub.sees(event.author_id):
+                continue  # hidden since the notice (a mute, a block): its REMOVED went ahead
+            template = templates[(sub.viewer in liked, sub.viewer in follows)]
+            out = sub.sink
+            assert isinstance(out, _Sink)
+            if template.errors:
+                sub.enqueue(event)
+                continue
+            pieces = template.pieces
+            try:
+                if len(pieces) == 1:
+                    data = pieces[0]
+                else:
+                    data = orjson.dumps(encode(out.scope, event.post_id)).join(pieces)
+            except Exception:
+                # Its own path fails the same way, and answers with the error as Strawberry words it.
+                sub.enqueue(event)
+                continue
+            if out.writer.write_text(out.head + data + out.tail):
+                sent += 1
+            else:
+                sub.enqueue(event)
+        return sent
+
+
+_together: OrderedDict[int, tuple[Shape, Together]] = OrderedDict()
+
+
+def together(shape: Shape, schema: Any, root: RootFactory) -> Together:
+    """The process's `Together` for a shape (subscribers of one shape share one)."""
+    known = _together.get(id(shape))
+    if known is not None and known[0] is shape:
+        return known[1]
+    made = Together(shape, schema, root)
+    _together[id(shape)] = (shape, made)
+    if len(_together) > SHAPES_REMEMBERED:
+        _together.popitem(last=False)
+    return made

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,6 +266,12 @@ def over_budget(cost: int, budget: int) -> GraphQLError:
     )
 
 
+# What CostLimit adds to the `extensions` of the operation being run in this task: a
+# subscription's events rendered outside Strawberry's result handling (schema/broadcast.py's
+# frames) carry it as Strawberry's would.
+REPORTED: ContextVar[dict[str, Any] | None] = ContextVar("homefeed_cost_reported", default=None)
+
+
 class CostLimit(SchemaExtension):
     """Refuses operations over the cost budget before they run, and reports the cost of the rest
     in the response's `extensions.cost` ({"requested": N, "budget": B})."""
@@ -289,6 +296,7 @@ class CostLimit(SchemaExtension):
             budget = budget_of(ctx.context)
             cost = counted_cost(ctx.schema._schema, ctx.graphql_document, ctx.operation_name, ctx.variables)
             self._cost = {"requested": cost, "budget": budget}
+            REPORTED.set(self.get_results())
             if cost > budget:
                 ctx.pre_execution_errors = [over_budget(cost, budget)]
         yield

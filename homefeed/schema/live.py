@@ -9,7 +9,7 @@ import strawberry
 
 from homefeed.resolvers import live, posts
 from homefeed.resolvers.context import Context
-from homefeed.schema import broadcast
+from homefeed.schema import broadcast, cost
 from homefeed.schema.later import later
 from homefeed.schema.node import to_global_id
 from homefeed.schema.posts import Post
@@ -76,7 +76,14 @@ class FeedSubscription:
         # batches is rendered once per event and group, not executed per subscriber.
         raw = info._raw_info
         shape = broadcast.shape_of(raw.operation, raw.fragments)
-        async for update in live.home_feed_updates(info.context):
+        # Started on a connection the hub can write to: it sends what it renders itself.
+        outlet = broadcast.OUTLET.get() if shape is not None else None
+        joining = None
+        if shape is not None and outlet is not None:
+            joining = broadcast.together(shape, info.schema, _root).joining(
+                outlet, info.context, cost.REPORTED.get()
+            )
+        async for update in live.home_feed_updates(info.context, joining):
             if shape is None:
                 yield FeedUpdate.of(update, info.context)
             else:

@@ -16,14 +16,15 @@ from collections import defaultdict
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse, validate
 from websockets.typing import Subprotocol
 
-from homefeed.feed.live import MAX_ID
+from homefeed.feed.live import MAX_ID, LiveEvent, Subscriber
 from homefeed.feed.services import Services
 from homefeed.schema import schema
-from homefeed.schema.broadcast import shape_of
+from homefeed.schema.broadcast import Together, shape_of
 from homefeed.schema.node import expect_global_id
 from tests.api import Account, Api
 from tests.server import running_server
@@ -111,19 +112,20 @@ DOCUMENTS = HAND_WRITTEN + [generated(seed) for seed in range(16)]
 
 
 async def _subscribe_all(
-    base: str, who: Account, operations: list[tuple[str, str]]
+    base: str, who: Account, operations: list[tuple[str, str]], protocol: str
 ) -> tuple[list[Any], dict[str, list[dict[str, Any]]]]:
     """Open connections for who and start every (op id, document); frames are collected per op id."""
     received: dict[str, list[dict[str, Any]]] = defaultdict(list)
     sockets = []
     url = base.replace("http://", "ws://") + "/graphql"
+    start_type = "start" if protocol == "graphql-ws" else "subscribe"
     for start in range(0, len(operations), MAX_PER_CONNECTION):
-        ws = await websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")])
+        ws = await websockets.connect(url, subprotocols=[Subprotocol(protocol)])
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {who.token}"}}
         await ws.send(json.dumps(init))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         for op_id, document in operations[start : start + MAX_PER_CONNECTION]:
-            message = {"id": op_id, "type": "subscribe", "payload": {"query": document}}
+            message = {"id": op_id, "type": start_type, "payload": {"query": document}}
             await ws.send(json.dumps(message))
         sockets.append(ws)
     return sockets, received
@@ -132,11 +134,23 @@ async def _subscribe_all(
 async def _pump(ws: Any, received: dict[str, list[dict[str, Any]]]) -> None:
     async for raw in ws:
         frame = json.loads(raw)
-        if frame.get("type") in ("next", "error"):
+        if frame.get("type") in ("next", "data", "error"):
             received[frame["id"]].append(frame["payload"])
 
 
-async def test_render_once_equals_per_subscriber_execution(services: Services) -> None:
+async def test_render_once_equals_per_subscriber_execution(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # How many frames the live hub wrote straight to sockets (the rest went through Strawberry).
+    written: list[int] = []
+    deliver = Together.deliver
+
+    async def counted(self: Together, event: LiveEvent, subscribers: list[Subscriber]) -> int:
+        sent = await deliver(self, event, subscribers)
+        written.append(sent)
+        return sent
+
+    monkeypatch.setattr(Together, "deliver", counted)
     for document in DOCUMENTS:
         assert rendered_once(document), document
         assert not rendered_once(per_subscriber(document)), document
@@ -162,7 +176,12 @@ async def test_render_once_equals_per_subscriber_execution(services: Services) -
             for i, document in enumerate(DOCUMENTS)
             for op in ((f"once-{i}", document), (f"each-{i}", per_subscriber(document)))
         ]
-        opened = {name: await _subscribe_all(base, who, operations) for name, who in viewers.items()}
+        # Both protocols: their frames are written with different heads.
+        protocols = {"bob": "graphql-transport-ws", "alice": "graphql-ws", "carol": "graphql-transport-ws"}
+        opened = {
+            name: await _subscribe_all(base, who, operations, protocols.get(name, "graphql-ws"))
+            for name, who in viewers.items()
+        }
         pumps = [
             asyncio.create_task(_pump(ws, received))
             for sockets, received in opened.values()
@@ -206,3 +225,6 @@ async def test_render_once_equals_per_subscriber_execution(services: Services) -
         assert flags["bob"] == {"liked": False, "author": {"f": False}}
         cursors = {r["once-0"][0]["data"]["homeFeedUpdates"]["cursor"] for _, r in opened.values()}
         assert len(cursors) == len(viewers)
+        # Every rendered-once frame (an ADDED and a REMOVED per viewer and document) was written
+        # straight to its socket, so it is that path the comparison covered.
+        assert sum(written) == 2 * len(viewers) * len(DOCUMENTS)

@@ -95,6 +95,7 @@ async def _measure(
 
     from homefeed.app import create_app
     from homefeed.bench.server import free_port
+    from homefeed.websocket import uvicorn_options
 
     if len(ids) < subscribers:
         raise BenchError(f"the graph has {len(ids):,} users, fewer than {subscribers:,} subscribers")
@@ -109,7 +110,7 @@ async def _measure(
             log_level="warning",
             access_log=False,
             http="httptools",
-            ws_per_message_deflate=False,
+            **uvicorn_options(),
         )
     )
     serving = asyncio.create_task(server.serve())

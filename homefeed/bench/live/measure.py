@@ -38,6 +38,8 @@ from homefeed.feed.store.pool import create_pool
 # Share of a post's delivery window (first to last arrival) the load generator may spend on CPU
 # before its own reading, not the server, is what the lags show.
 LOAD_GENERATOR_LIMIT = 0.8
+# How long the server's CPU is watched with every subscriber connected and idle.
+IDLE_SECONDS = 10.0
 
 
 async def run(settings: Settings, options: LiveOptions, log: Callable[[str], None] = print) -> LiveReport:
@@ -86,6 +88,7 @@ class _Bench(Graph, Serving, Figures):
             secret,
             self.opt.workers,
             {"HOMEFEED_CELEBRITY_THRESHOLD": str(threshold), "HOMEFEED_INPROCESS_WORKER": "1"},
+            worker_apart=self.opt.worker_apart,
         )
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
@@ -116,6 +119,11 @@ class _Bench(Graph, Serving, Figures):
             for line in failed[:5]:
                 self.notes.append(line)
             rss_after = await self._settled_rss(server)
+            # What idle subscriptions cost the server per second (keepalive pings, the hub's
+            # periodic re-read of relationships), so CPU per post can be told apart from it.
+            idle_began, idle_cpu = time.perf_counter(), server.cpu_seconds()
+            await asyncio.sleep(IDLE_SECONDS)
+            idle_cpu_per_s = (server.cpu_seconds() - idle_cpu) / (time.perf_counter() - idle_began)
             pubsub_server, pubsub_total = await self._pubsub_connections(server)
             self.log(
                 f"  RSS {rss_after / 2**20:.1f} MB; pub/sub connections: {pubsub_server} of the server,"
@@ -124,7 +132,8 @@ class _Bench(Graph, Serving, Figures):
 
             kinds = ["ordinary" if i % 2 == 0 else "celebrity" for i in range(self.opt.posts)]
             # CPU spent per post, which other processes on a busy machine do not inflate (lag they do).
-            cpu_before = server.cpu_seconds()
+            cpu_before, posting_began = server.cpu_seconds(), time.perf_counter()
+            worker_cpu_before = server.worker_cpu_seconds()
             loader_cpu_before = cpu_seconds(loader.pid)
             posts: list[tuple[str, str, float]] = []  # (global id, kind, unix time createPost began)
             create_s: list[float] = []
@@ -142,6 +151,10 @@ class _Bench(Graph, Serving, Figures):
                     self.log(f"  post {i} ({kind}): {got:,} of {len(sees[kind]):,} delivered in time")
                 await asyncio.sleep(self.opt.gap)
             cpu_ms_per_post = (server.cpu_seconds() - cpu_before) * 1000 / max(1, len(posts))
+            posting_s = time.perf_counter() - posting_began
+            worker_cpu_ms_per_post = (
+                (server.worker_cpu_seconds() - worker_cpu_before) * 1000 / max(1, len(posts))
+            )
             mine = {
                 os.getpid(),
                 *(p.pid for p in server.processes()),
@@ -188,7 +201,15 @@ class _Bench(Graph, Serving, Figures):
             ]
             self.notes.append("posts not delivered to every subscriber: " + ", ".join(late))
         report.server_cpu_ms_per_post = cpu_ms_per_post
+        report.worker_apart = self.opt.worker_apart
+        report.fanout_worker_cpu_ms_per_post = worker_cpu_ms_per_post
         report.server_cpu_us_per_delivery = cpu_ms_per_post * 1000 * len(posts) / max(1, report.delivered)
+        report.server_idle_cpu_ms_per_s = idle_cpu_per_s * 1000
+        above_idle_ms = max(0.0, cpu_ms_per_post - idle_cpu_per_s * 1000 * posting_s / max(1, len(posts)))
+        report.server_cpu_ms_per_post_above_idle = above_idle_ms
+        report.server_cpu_us_per_delivery_above_idle = (
+            above_idle_ms * 1000 * len(posts) / max(1, report.delivered)
+        )
         report.load_generator_cpu_ms_per_post = loader_cpu_ms_per_post
         # The load generator reads a post's updates between its first and last arrival: its CPU per
         # post over that window (median over posts) is the share of the window it was busy.

@@ -19,6 +19,7 @@ class LiveOptions:
     connect_concurrency: int = 50  # websocket handshakes in flight at once
     compression: bool = True  # offer permessage-deflate, as browsers and most clients do
     per_subscriber: bool = False  # a document executed per subscriber (the render-once baseline)
+    worker_apart: bool = False  # fan-out in a `homefeed worker` process, out of the server's CPU
     post_timeout: float = 10.0  # how long one post may take to reach every subscriber
     gap: float = 0.2  # pause between a post's last delivery and the next post
     server_timeout: float = 90.0  # start-up budget of the API process

@@ -40,10 +40,18 @@ class LiveReport:
     server_processes: int = 0  # API processes (uvicorn workers), each with its hub and fan-out worker
     pubsub_connections_total: int = 0
     server_cpu_ms_per_post: float = 0.0  # includes the gap between posts (an idle server uses ~0)
+    # With --worker-apart fan-out runs in a process of its own: its CPU, out of the server's.
+    worker_apart: bool = False
+    fanout_worker_cpu_ms_per_post: float = 0.0
     load_generator_cpu_ms_per_post: float = 0.0
     # Server CPU per post over deliveries per post: an upper bound per delivery, since it includes
     # createPost and the fan-out to every follower.
     server_cpu_us_per_delivery: float = 0.0
+    # The server's CPU with every subscription idle (keepalive pings, the hub's periodic re-read
+    # of relationships), and the per-post figures less that rate over the posting time.
+    server_idle_cpu_ms_per_s: float = 0.0
+    server_cpu_ms_per_post_above_idle: float = 0.0
+    server_cpu_us_per_delivery_above_idle: float = 0.0
     load_generator_busy: float = 0.0  # its CPU per post over a post's delivery window (median)
     document: str = "render-once"  # or "per-subscriber": the subscription document's path
     rss_before_mb: float = 0.0
@@ -92,17 +100,28 @@ class LiveReport:
                 f"lag_ms {proto:<20}  p50 {stat.p50:8.1f}  p99 {stat.p99:8.1f}  max {stat.max:8.1f}"
                 f"   ({stat.n:,} deliveries)"
             )
+        fanout = (
+            f"fan-out apart: {self.fanout_worker_cpu_ms_per_post:.1f} ms in its worker"
+            if self.worker_apart
+            else "fan-out"
+        )
         out.append(
             f"server_cpu_ms_per_post    {self.server_cpu_ms_per_post:8.1f}"
-            f"        (all server processes: createPost, fan-out, {self.subscribers:,} deliveries;"
+            f"        (all API processes: createPost, {fanout}, {self.subscribers:,} deliveries;"
             f" load generator {self.load_generator_cpu_ms_per_post:.1f} ms; unlike the lag, not inflated by"
             " other processes)"
         )
         out.append(
             f"server_cpu_us_per_delivery {self.server_cpu_us_per_delivery:7.1f}"
             f"        (the above over {self.delivered / max(1, sum(self.posts.values())):,.0f} deliveries per"
-            f" post: an upper bound; document: {self.document}; load generator busy"
+            f" post: an upper bound, with createPost{'' if self.worker_apart else ' and fan-out'};"
+            f" document: {self.document}; load generator busy"
             f" {self.load_generator_busy:.0%} of a post's delivery window)"
+        )
+        out.append(
+            f"server_cpu_us_per_delivery_above_idle {self.server_cpu_us_per_delivery_above_idle:7.1f}"
+            f"  ({self.server_cpu_ms_per_post_above_idle:.1f} ms per post above the idle server's"
+            f" {self.server_idle_cpu_ms_per_s:.1f} ms of CPU per second)"
         )
         if self.create_post_ms is not None:
             out.append(
