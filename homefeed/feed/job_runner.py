@@ -316,10 +316,13 @@ class JobRunner:
                 while rows := await cursor.fetch(STREAM):
                     users = list(map(_FIRST, rows))
                     if len(writing) >= WRITES_IN_FLIGHT:
-                        failure = failure or await self._tolerated(writing.popleft())
+                        # Awaited even after a failure: a write left running would outlive its job.
+                        error = await self._tolerated(writing.popleft())
+                        failure = failure or error
                     writing.append(asyncio.ensure_future(action(users)))
             while writing:
-                failure = failure or await self._tolerated(writing.popleft())
+                error = await self._tolerated(writing.popleft())
+                failure = failure or error
             if failure is not None:
                 raise failure
         finally:

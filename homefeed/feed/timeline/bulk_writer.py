@@ -149,6 +149,9 @@ class BulkWriter:
             except (OSError, RedisConnectionError):
                 await self.close()
                 raise
+            except BaseException:
+                self._discard()
+                raise
 
     async def _send_each(
         self, keys: Sequence[bytes], head: Sequence[bytes], tail: Sequence[bytes]
@@ -184,7 +187,20 @@ class BulkWriter:
                     await self.close()
                     if attempt == 2:
                         raise
+                except BaseException:
+                    self._discard()
+                    raise
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _discard(self) -> None:
+        """Drop a connection whose pipeline was interrupted (cancelled: a job's lease passed on).
+
+        Replies to what it sent may still come, and its parser held part of one: the next
+        pipeline on it would take them for its own, and could wait forever for the rest.
+        """
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
 
     async def close(self) -> None:
         """Close the connection (the next call reconnects)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -112,3 +114,24 @@ async def test_a_closed_connection_is_reopened_by_the_next_append(
     await writer.close()
     await writer.append([key.encode()], encode_id(2), ttl=60, max_bytes=10_000)
     assert await stored(services, key.encode()) == [1, 2]
+
+
+async def test_an_append_cancelled_mid_pipeline_leaves_no_reply_for_the_next_call(
+    services: Services, writer: BulkWriter
+) -> None:
+    # A job whose lease passes to another worker is cancelled wherever it is, here mid-pipeline.
+    keys = Keys(services.settings.redis_prefix)
+    many = keys.timelines(range(1, 20 * BATCH))
+    probe = keys.timeline(0).encode()
+    await writer.append([probe] * 3, encode_id(1), ttl=60, max_bytes=10_000)
+    cut = asyncio.create_task(writer.append(many, encode_id(2), ttl=60, max_bytes=10_000))
+    for _ in range(100_000):  # until Redis has applied the start of its first batch
+        if await services.redis.exists(many[0]):
+            break
+        await asyncio.sleep(0.001)
+    assert not cut.done(), "the append finished before it could be cut: give it more keys"
+    cut.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await cut
+    # The next call's reply is its own: the probe's fourth entry, not a leftover of the cut one.
+    assert await writer._send_each([probe], [b"APPEND"], [encode_id(3)]) == [4 * len(encode_id(1))]
