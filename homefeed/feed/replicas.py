@@ -208,6 +208,17 @@ class Replicas:
             # (marks_unavailable); a mark lost as Redis comes back is the one gap, logged.
             log.warning("replica read mark not recorded for user %s: %s", user_id, exc)
 
+    async def _needed_or_skip(self, viewer: int | None, authors: Sequence[int]) -> int | None:
+        """`needed`, or None (the skip counted) when the read must go to the primary: too many
+        authors to mark, or marks unreadable."""
+        if len(authors) > MAX_MARKED_AUTHORS:
+            SKIP_WIDE.inc()
+            return None
+        needed = await self.needed(viewer, authors)
+        if needed is None:
+            SKIP_NO_MARKS.inc()
+        return needed
+
     async def needed(self, viewer: int | None, authors: Sequence[int] = ()) -> int | None:
         """The LSN a replica must have replayed to answer this viewer (None: anonymous) and show
         these authors' posts in full; None if the marks cannot be read."""
@@ -390,12 +401,8 @@ class Replicas:
         except _FAILED as exc:
             self._failed(replica, exc)
             return None
-        if len(authors) > MAX_MARKED_AUTHORS:
-            SKIP_WIDE.inc()
-            return None
-        needed = await self.needed(viewer, authors)
+        needed = await self._needed_or_skip(viewer, authors)
         if needed is None:
-            SKIP_NO_MARKS.inc()
             return None
         if replayed < needed:
             SKIP_UNREPLAYED.inc()
@@ -470,12 +477,8 @@ class Replicas:
         the last hiding write; None (nothing run, or it failed there): ask the primary."""
         if not self.replicas:
             return None
-        if len(authors) > MAX_MARKED_AUTHORS:
-            SKIP_WIDE.inc()
-            return None
-        needed = await self.needed(viewer, authors)
+        needed = await self._needed_or_skip(viewer, authors)
         if needed is None:
-            SKIP_NO_MARKS.inc()
             return None
         replica = self._pick(needed)
         if replica is None:
