@@ -325,7 +325,7 @@ class Replicas:
     async def choose(self, viewer: int) -> Replica | None:
         """A replica that may answer this viewer's read now, or None (ask the primary)."""
         if not self.replicas:
-            return None
+            return None  # nothing to choose from: the marks are not worth a Redis round trip
         needed = await self.needed(viewer)
         if needed is None:
             SKIP_NO_MARKS.inc()
@@ -334,7 +334,10 @@ class Replicas:
 
     def _pick(self, needed: int = 0) -> Replica | None:
         """The next replica (round robin) that is up, within the lag limit and has replayed
-        `needed`; None (the skip counted) if there is none."""
+        `needed`; None if there is none (the skip counted) or none is configured (nothing
+        counted, no probing started)."""
+        if not self.replicas:
+            return None
         self.start()
         n = len(self.replicas)
         reason = SKIP_DOWN
@@ -388,8 +391,6 @@ class Replicas:
         While Redis does not answer (the marks unknown), the replica answers only once it has
         replayed the primary's position as of this read: then it is as current as the primary.
         """
-        if not self.replicas:
-            return None
         replica = self._pick()
         if replica is None:
             return None
@@ -437,8 +438,6 @@ class Replicas:
         was marked active first), which the rebuild merges with. A replica not there within
         REBUILD_WAIT is skipped: the result is stored, so a short one would stay short.
         """
-        if not self.replicas:
-            return None
         replica = self._pick()
         if replica is None:
             return None
@@ -476,7 +475,7 @@ class Replicas:
         """`work` on a replica that has replayed the viewer's and these authors' last writes and
         the last hiding write; None (nothing run, or it failed there): ask the primary."""
         if not self.replicas:
-            return None
+            return None  # as in choose: no marks read
         needed = await self._needed_or_skip(viewer, authors)
         if needed is None:
             return None
@@ -494,8 +493,6 @@ class Replicas:
     async def users(self, ids: Sequence[int]) -> list[User | None] | None:
         """Users by id on a replica, aligned with ids (None where the replica has none yet);
         None: no replica may answer. For what never changes once written (feed authors)."""
-        if not self.replicas:
-            return None
         replica = self._pick()
         if replica is None:
             return None

@@ -256,6 +256,28 @@ async def test_a_replica_that_is_down_is_skipped_and_every_read_still_answers(wo
         await down.close()
 
 
+async def test_with_no_replica_configured_every_read_goes_to_the_primary_and_nothing_is_counted(
+    world: World,
+) -> None:
+    author = await world.user()
+    post = await world.post(author)
+    prefix = world.services.settings.redis_prefix
+    none = Replicas(world.services.pool, world.services.redis, prefix, [], max_lag_ms=HOUR_MS)
+    reasons = ("down", "behind", "unreplayed", "marks_unavailable", "wide")
+    skipped = [count(r) for r in reasons]
+    try:
+        assert await none.choose(author) is None
+        assert await none.visible_rows(author, [post], 10) is None
+        assert await none.pull_ids(author, None, 10) is None
+        assert await none.timeline_ids(author, await none.primary_lsn(), 10) is None
+        assert await none.users([author]) is None
+        assert await none.run("posts", author, [author], lambda pool: pool.fetchval("SELECT 1")) is None
+        assert [count(r) for r in reasons] == skipped  # no replica is not a skip
+        assert none._prober is None  # nothing to probe
+    finally:
+        await none.close()
+
+
 async def test_history_past_the_timeline_misses_no_post_the_replica_lacks(world: World) -> None:
     author, quiet, reader = await world.user(), await world.user(), await world.user()
     await world.services.relations.follow(reader, author)
