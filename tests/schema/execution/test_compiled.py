@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from homefeed.bench.reads.load import FEED as BENCH_FEED
 from homefeed.feed.services import Services
 from homefeed.resolvers.context import Context
 from homefeed.schema import build_schema
-from homefeed.schema.execution import compiled
 from homefeed.schema.execution.compiled import CompiledExecutionContext
 from homefeed.schema.execution.plan import plans_for
 from tests.api import Api
@@ -50,20 +48,6 @@ async def world(api: Api) -> World:
     return await seed(api)
 
 
-@pytest.fixture
-def runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
-    """The compiled code executed during the test."""
-    seen: list[object] = []
-    original = compiled.Runtime.execute
-
-    def spy(self: compiled.Runtime, code: Any) -> Any:
-        seen.append(code)
-        return original(self, code)
-
-    monkeypatch.setattr(compiled.Runtime, "execute", spy)
-    yield seen
-
-
 async def _both(services: Services, query: str, variables: dict[str, Any], token: str | None) -> Any:
     answers = []
     for on in (COMPILED, PLAIN):
@@ -96,7 +80,7 @@ def _compiled_plans(name: str) -> list[object]:
     ids=["web-feed", "bench-feed", "profile"],
 )
 async def test_feed_and_profile_run_from_generated_code(
-    services: Services, world: World, runs: list[object], query: str, name: str
+    services: Services, world: World, compiled_runs: list[object], query: str, name: str
 ) -> None:
     alice = world.accounts[0]
     variables = {"h": "bob"} if name == "Profile" else {"first": 3}
@@ -108,12 +92,12 @@ async def test_feed_and_profile_run_from_generated_code(
         # Anonymous: homeFeed needs a viewer; the error and the null are graphql-core's.
         data, errors = await _both(services, query, {"first": 3}, None)
         assert errors
-    assert runs and all(code is not None for code in runs)
+    assert compiled_runs and all(code is not None for code in compiled_runs)
     assert all(code is not None for code in _compiled_plans(name))
 
 
 async def test_interfaces_fragments_aliases_and_conditions_run_from_generated_code(
-    services: Services, world: World, runs: list[object]
+    services: Services, world: World, compiled_runs: list[object]
 ) -> None:
     alice = world.accounts[0]
     combinations = [
@@ -125,14 +109,14 @@ async def test_interfaces_fragments_aliases_and_conditions_run_from_generated_co
     for variables in combinations:
         for token in (alice.token, None, "not.a.token"):
             await _both(services, EVERYTHING, variables, token)
-    assert len(runs) == len(combinations) * 3
+    assert len(compiled_runs) == len(combinations) * 3
     # One plan, and its code, per combination of the conditions' variables ($full, $brief).
     codes = _compiled_plans("Everything")
     assert len(codes) == 4 and all(code is not None for code in codes)
 
 
 async def test_an_operation_the_plan_refuses_runs_through_graphql_core_with_its_reason_logged_once(
-    services: Services, world: World, runs: list[object], caplog: pytest.LogCaptureFixture
+    services: Services, world: World, compiled_runs: list[object], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="homefeed.execution")
     # A name of its own: the parser cache would hand another run of this test the same (known) node.
@@ -140,7 +124,7 @@ async def test_an_operation_the_plan_refuses_runs_through_graphql_core_with_its_
     query = f'query {name} {{ user(handle: "bob") {{ handle }} __type(name: "User") {{ name }} }}'
     for _ in range(3):
         await _both(services, query, {}, None)
-    assert runs == []
+    assert compiled_runs == []
     assert _compiled_plans(name) == [None]
     [record] = [r for r in caplog.records if r.name == "homefeed.execution"]
     assert f"{name} runs through graphql-core: introspection" in record.getMessage()

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from homefeed.feed.services import Services
 from homefeed.schema import schema
-from homefeed.schema.execution import compiled
 from homefeed.schema.persisted.fast import FastPath
 from tests.api import Account, Api
 from tests.exposition import sample
@@ -110,20 +109,6 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> list[bytes | None]:
         return answer
 
     monkeypatch.setattr(FastPath, "run", spy)
-    return seen
-
-
-@pytest.fixture
-def compiled_runs(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """The generated code executed during the test (the fast path's executor runs nothing else)."""
-    seen: list[object] = []
-    original = compiled.Runtime.execute
-
-    def spy(self: compiled.Runtime, code: Any) -> Any:
-        seen.append(code)
-        return original(self, code)
-
-    monkeypatch.setattr(compiled.Runtime, "execute", spy)
     return seen
 
 
