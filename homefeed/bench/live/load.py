@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
+import struct
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 import orjson
 
@@ -92,70 +97,188 @@ class _LoadGenerator:
             waiting[1].set()
 
     async def _subscriber(self, index: int, gate: asyncio.Semaphore, ready: asyncio.Future[None]) -> None:
-        # Imported here: only the load-generator process needs the client library.
-        import websockets
-        from websockets.typing import Subprotocol
-
         protocol = self.plan.protocols[index]
-        legacy = protocol == LEGACY_WS
+        url = urlsplit(self.plan.ws_url)
+        loop = asyncio.get_running_loop()
+        client = _Client(self, index, url, protocol)
         try:
             async with gate:
-                ws = await websockets.connect(
-                    self.plan.ws_url,
-                    subprotocols=[Subprotocol(protocol)],
-                    open_timeout=120,
-                    ping_interval=None,  # GraphQL clients keep alive with protocol messages
-                    max_queue=None,
-                    compression="deflate" if self.plan.compression else None,
+                await asyncio.wait_for(
+                    loop.create_connection(lambda: client, url.hostname or "127.0.0.1", url.port or 80), 120
                 )
-                await ws.send(
-                    orjson.dumps(
-                        {
-                            "type": "connection_init",
-                            "payload": {"authorization": f"Bearer {self.plan.tokens[index]}"},
-                        }
-                    ).decode()
-                )
-                while True:
-                    message = orjson.loads(await asyncio.wait_for(ws.recv(), 120))
-                    if message.get("type") == "connection_ack":
-                        break
-                    if message.get("type") not in ("ka", "ping", "pong"):
-                        raise RuntimeError(f"unexpected {message!r} before connection_ack")
-                start = {
-                    "id": "1",
-                    "type": "start" if legacy else "subscribe",
-                    "payload": {"query": self.plan.query},
-                }
-                await ws.send(orjson.dumps(start).decode())
+                await asyncio.wait_for(asyncio.shield(client.subscribed), 120)
         except Exception as exc:
             self.failed.append(f"subscriber {index} ({protocol}): {type(exc).__name__}: {exc}")
+            client.abort()
             ready.set_result(None)
             return
         ready.set_result(None)
         try:
-            async for raw in ws:
-                at = time.time()
-                message = orjson.loads(raw)
-                kind = message.get("type")
-                if kind in ("next", "data"):
-                    update = (message.get("payload") or {}).get("data", {}).get("homeFeedUpdates") or {}
-                    if update.get("kind") == "ADDED":
-                        self._record(update["postId"], index, at)
-                    elif update.get("kind") == "RESYNC":
-                        self.resyncs += 1
-                elif kind == "ping":
-                    await ws.send('{"type":"pong"}')
-                elif kind in ("error", "complete"):
-                    self.failed.append(f"subscriber {index} ({protocol}): {message!r}")
-                    break
+            await client.closed
         except asyncio.CancelledError:
-            pass
-        except Exception as exc:
-            if not self.stopping:
-                self.failed.append(f"subscriber {index} ({protocol}) lost: {type(exc).__name__}: {exc}")
-        finally:
-            if not self.stopping:
-                self.closed_early += 1
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 5)
+            client.close()
+
+
+# A client's frames must be masked (RFC 6455, 5.3); a key of zeros leaves the payload as it is,
+# which the server cannot tell from any other key and spares the bench an XOR per byte.
+_ZERO_MASK = b"\x00\x00\x00\x00"
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + _ZERO_MASK + payload
+
+
+class _Client(asyncio.Protocol):
+    """One subscriber: a websocket spoken directly on an asyncio protocol.
+
+    A client library (`websockets`) spent about 100 µs of CPU per received update with its
+    reader task, queues and frame objects, so at 10,000 subscribers the load generator, not
+    the server, set the lags (bench live said so). This parses the server's frames in
+    `data_received` and timestamps an update when its bytes are read."""
+
+    def __init__(self, gen: _LoadGenerator, index: int, url: SplitResult, protocol: str) -> None:
+        self.gen = gen
+        self.index = index
+        self.url = url
+        self.protocol = protocol
+        self.legacy = protocol == LEGACY_WS
+        loop = asyncio.get_running_loop()
+        self.subscribed: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.acknowledged = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        path = self.url.path or "/"
+        # Offered as browsers do; the server declines it (homefeed/websocket.py), and a server
+        # that accepted would be refused below.
+        offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if self.gen.plan.compression else ""
+        transport.write(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {self.url.netloc}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Sec-WebSocket-Protocol: {self.protocol}\r\n{offer}\r\n"
+            ).encode()
+        )
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_client_frame(0x1, orjson.dumps(message)))
+
+    def data_received(self, data: bytes) -> None:
+        at = time.time()
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end]).decode("latin-1")
+            del buffer[: end + 4]
+            if not head.startswith("HTTP/1.1 101"):
+                return self._fail(f"handshake refused: {head.splitlines()[0]!r}")
+            if "sec-websocket-extensions" in head.lower():
+                return self._fail("the server negotiated an extension; this client does not inflate")
+            self.upgraded = True
+            init = {"authorization": f"Bearer {self.gen.plan.tokens[self.index]}"}
+            self.send_json({"type": "connection_init", "payload": init})
+        while len(buffer) >= 2:
+            first, second = buffer[0], buffer[1]
+            length, start = second & 0x7F, 2
+            if length == 126:
+                if len(buffer) < 4:
+                    return
+                length, start = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    return
+                length, start = int.from_bytes(buffer[2:10], "big"), 10
+            if second & 0x80 or not first & 0x80:
+                return self._fail("a masked or fragmented frame from the server")
+            if len(buffer) < start + length:
+                return
+            payload = bytes(buffer[start : start + length])
+            del buffer[: start + length]
+            opcode = first & 0x0F
+            if opcode == 0x1:
+                self._message(payload, at)
+            elif opcode == 0x9:  # ping: the server closes connections that do not answer
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.write(_client_frame(0xA, payload))
+            elif opcode == 0x8:
+                if not self.gen.stopping:
+                    self.gen.failed.append(f"subscriber {self.index} ({self.protocol}): closed {payload!r}")
+                self.close()
+                return
+
+    def _message(self, raw: bytes, at: float) -> None:
+        message = orjson.loads(raw)
+        kind = message.get("type")
+        if not self.acknowledged:
+            if kind == "connection_ack":
+                self.acknowledged = True
+                start = {
+                    "id": "1",
+                    "type": "start" if self.legacy else "subscribe",
+                    "payload": {"query": self.gen.plan.query},
+                }
+                self.send_json(start)
+                if not self.subscribed.done():
+                    self.subscribed.set_result(None)
+            elif kind == "ping":
+                self.send_json({"type": "pong"})
+            elif kind not in ("ka", "pong"):
+                self._fail(f"unexpected {message!r} before connection_ack")
+            return
+        if kind in ("next", "data"):
+            update = (message.get("payload") or {}).get("data", {}).get("homeFeedUpdates") or {}
+            if update.get("kind") == "ADDED":
+                self.gen._record(update["postId"], self.index, at)
+            elif update.get("kind") == "RESYNC":
+                self.gen.resyncs += 1
+        elif kind == "ping":
+            self.send_json({"type": "pong"})
+        elif kind in ("error", "complete"):
+            self.gen.failed.append(f"subscriber {self.index} ({self.protocol}): {message!r}")
+            self.close()
+
+    def _fail(self, reason: str) -> None:
+        if not self.subscribed.done():
+            self.subscribed.set_exception(RuntimeError(reason))
+        elif not self.gen.stopping:
+            self.gen.failed.append(f"subscriber {self.index} ({self.protocol}): {reason}")
+        self.abort()
+
+    def close(self) -> None:
+        """Close the websocket politely (a close frame, then the connection)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_client_frame(0x8, struct.pack("!H", 1000)))
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.subscribed.done():
+            self.subscribed.set_exception(ConnectionError(f"connection lost before subscribing: {exc}"))
+        elif not self.gen.stopping:
+            self.gen.closed_early += 1
+            if exc is not None:
+                self.gen.failed.append(
+                    f"subscriber {self.index} ({self.protocol}) lost: {type(exc).__name__}: {exc}"
+                )
+        if not self.closed.done():
+            self.closed.set_result(None)
