@@ -75,7 +75,8 @@ LIVE_OVERFLOWS = Counter(
 
 RATE_LIMITED = Counter(
     "homefeed_rate_limited",
-    "Requests answered RATE_LIMITED, by limit (query, anonymous, write, log_in, sign_up, passwords).",
+    "Requests answered RATE_LIMITED, by limit "
+    "(query, anonymous, write, log_in, sign_up, passwords, ranked_snapshot).",
     ["limit"],
 )
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from homefeed.feed.services import Services
 from tests.api import Account, Api
 from tests.conftest import Counted
@@ -98,3 +101,39 @@ async def test_a_viewer_who_is_gone_is_unauthenticated(api: Api, services: Servi
     await services.pool.execute("DELETE FROM users WHERE id = $1", gone)
     assert (await ranked(api, viewer, 1)).codes == ["UNAUTHENTICATED"]
     assert (await ranked(api, viewer, 1, cursor)).codes == ["UNAUTHENTICATED"]
+
+
+async def test_a_snapshot_read_timing_out_is_retry_later_not_expiry(
+    api: Api, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    viewer, ann = [await api.sign_up(h) for h in ("viewer", "ann")]
+    (await api.act(viewer, "follow", ann)).ok()
+    for i in range(4):
+        await api.post(ann, f"{i}")
+    conn = (await ranked(api, viewer, 2)).ok()["homeFeed"]
+    cursor = conn["pageInfo"]["endCursor"]
+    expected = (await ranked(api, viewer, 2, cursor)).ok()["homeFeed"]
+    # The snapshot GET times out, on whichever client it goes through (the read path's own
+    # connection, or redis-py): the snapshot is still there, so the cursor must stay good.
+    snapshots = services.ranker.snapshots
+    client: Any = snapshots._reads if snapshots._reads is not None else snapshots._redis
+    real_get = client.get
+    failures = 0
+
+    async def timing_out(key: str) -> Any:
+        nonlocal failures
+        if ":rank:" in key:
+            failures += 1
+            raise RedisTimeoutError("Redis did not answer within 0.25 s")
+        return await real_get(key)
+
+    monkeypatch.setattr(client, "get", timing_out)
+    refused = await ranked(api, viewer, 2, cursor)
+    assert failures == 1
+    assert refused.codes == ["RATE_LIMITED"]
+    assert refused.errors[0]["extensions"]["retryAfter"] == 1
+    assert "expired" not in refused.errors[0]["message"]
+    # Once Redis answers again, the same cursor gives the same page: the reader kept their place.
+    monkeypatch.setattr(client, "get", real_get)
+    again = (await ranked(api, viewer, 2, cursor)).ok()["homeFeed"]
+    assert again == expected

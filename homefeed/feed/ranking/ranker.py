@@ -22,9 +22,10 @@ import numpy as np
 from redis.exceptions import RedisError
 
 from homefeed.feed.config import Settings
-from homefeed.feed.errors import InvalidInput
+from homefeed.feed.errors import InvalidInput, RateLimited
 from homefeed.feed.feeds import Feeds, check_first
 from homefeed.feed.ids import lowest_id_at
+from homefeed.feed.metrics import RATE_LIMITED
 from homefeed.feed.ranking.features import Candidates, no_candidates, read_among, read_candidates
 from homefeed.feed.ranking.rerank import rerank
 from homefeed.feed.ranking.scoring import Scorer
@@ -34,6 +35,10 @@ from homefeed.feed.records import Page
 log = logging.getLogger(__name__)
 
 EXPIRED = "ranked cursor expired; start from the first page"
+# A snapshot that could not be read (Redis failing or timing out) is not an expired one: the
+# cursor stays good, so the answer is the service's retry-later one (RATE_LIMITED, retryAfter).
+UNAVAILABLE = "ranked feed briefly unavailable; retry this page in a second"
+SNAPSHOT_RETRY_AFTER = 1
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,11 @@ class Ranker:
         try:
             snapshot = await self.snapshots.get(viewer, name)
         except (RedisError, OSError) as exc:
+            # Not expiry: the snapshot may well be there, and "expired" would send the reader back
+            # to the first page, losing their place. Retrying the same cursor shortly keeps it.
             log.warning("ranked snapshot unreadable, Redis unavailable: %s", exc)
-            snapshot = None
+            RATE_LIMITED.labels("ranked_snapshot").inc()
+            raise RateLimited(UNAVAILABLE, retry_after=SNAPSHOT_RETRY_AFTER) from None
         except ValueError:
             raise InvalidInput("malformed cursor") from None
         if snapshot is None:
