@@ -27,7 +27,7 @@ from homefeed.cli.embedded import servers_for
 from homefeed.feed import config
 from homefeed.feed.auth import Passwords
 from homefeed.feed.config import Settings
-from homefeed.feed.redis_client import RedisClient, open_redis
+from homefeed.feed.redis_client import RedisClient, client_name, open_redis
 from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.pool import create_pool
 from homefeed.migrations.runner import migrate
@@ -164,7 +164,8 @@ async def services(settings_: Settings) -> AsyncIterator[Services]:
     """The engine over this test's schema and key prefix."""
     assert settings_.database_url and settings_.redis_url
     pool = await create_pool(settings_.database_url)
-    redis = await open_redis(settings_.redis_url)
+    # Named as open_services names them, so tests can tell this service's connections apart.
+    redis = await open_redis(settings_.redis_url, name=client_name(settings_.redis_prefix))
     opened = build_services(settings_, pool, redis, passwords=FAST_PASSWORDS)
     try:
         yield opened

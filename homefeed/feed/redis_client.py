@@ -26,8 +26,20 @@ async def is_cluster_url(url: str) -> bool:
     return bool(info.get("cluster_enabled"))
 
 
-async def open_redis(url: str, **options: Any) -> RedisClient:
-    """A client for the server or cluster at url (options as for `Redis.from_url`)."""
+def client_name(prefix: str) -> str:
+    """The CLIENT SETNAME of the service's connections under a key prefix: `homefeed:<prefix>`.
+
+    CLIENT LIST then tells which deployment each connection belongs to when several share a
+    server. Redis refuses spaces and newlines in a name, so any such character becomes `_`.
+    """
+    return "homefeed:" + "".join(c if c.isprintable() and not c.isspace() else "_" for c in prefix)
+
+
+async def open_redis(url: str, *, name: str | None = None, **options: Any) -> RedisClient:
+    """A client for the server or cluster at url (options as for `Redis.from_url`); `name`, if
+    given, is set on each of its connections (CLIENT SETNAME)."""
+    if name is not None:
+        options["client_name"] = name
     if await is_cluster_url(url):
         return RedisCluster.from_url(url, **options)
     return Redis.from_url(url, **options)

@@ -18,7 +18,7 @@ from homefeed.feed.ranking.impressions import ImpressionLog
 from homefeed.feed.ranking.ranker import Ranker
 from homefeed.feed.ranking.scoring import Scorer
 from homefeed.feed.ranking.snapshots import Snapshots
-from homefeed.feed.redis_client import RedisClient, open_redis
+from homefeed.feed.redis_client import RedisClient, client_name, open_redis
 from homefeed.feed.replicas import Replicas
 from homefeed.feed.store.likes import Likes
 from homefeed.feed.store.pool import create_pool
@@ -65,7 +65,12 @@ async def open_services(settings: Settings, *, passwords: Passwords | None = Non
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("open_services needs database_url and redis_url")
     pool = await create_pool(settings.database_url)
-    redis = await open_redis(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    redis = await open_redis(
+        settings.redis_url,
+        name=client_name(settings.redis_prefix),
+        socket_timeout=5,
+        socket_connect_timeout=2,
+    )
     replicas = None
     if settings.database_replica_urls:
         replicas = await Replicas.open(
