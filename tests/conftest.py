@@ -32,6 +32,7 @@ from homefeed.feed.services import Services, build_services
 from homefeed.feed.store.pool import create_pool
 from homefeed.migrations.runner import migrate
 from tests.api import Api
+from tests.standby import Pair, primary_with_standby
 
 settings.register_profile(
     "homefeed",
@@ -62,6 +63,13 @@ def valkey_cluster() -> Iterator[LocalCluster]:
     """A local 3-master, 3-replica Valkey cluster for the whole session (tests must not break it)."""
     with local_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def pair() -> Iterator[Pair]:
+    """An embedded PostgreSQL primary and a streaming standby of it, for the whole session."""
+    with primary_with_standby() as started:
+        yield started
 
 
 @pytest.fixture

@@ -114,6 +114,12 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         " executor instead of the compiled one)",
     )
     br.add_argument("--min-users", type=int, default=50_000, help="refuse smaller graphs (default 50000)")
+    br.add_argument(
+        "--replica",
+        action="store_true",
+        help="also serve hybrid and pull with HOMEFEED_DATABASE_REPLICA_URLS (as hybrid-replica,"
+        " pull-replica; the others run without), reporting both sides and the replicas' replay lag",
+    )
     _celebrity_arguments(br)
     br.set_defaults(run=run_read)
     bc = benches.add_parser(
@@ -234,6 +240,7 @@ def run_read(settings: Settings, args: argparse.Namespace) -> int:
         workers=args.workers,
         variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
         min_users=args.min_users,
+        replica=args.replica,
         json_path=json_path,
         markdown_path=Path(args.markdown) if args.markdown else base.with_suffix(".md"),
         chart_path=Path(args.chart) if args.chart else base.with_suffix(".png"),

@@ -116,7 +116,7 @@ class Replica:
 
 
 @dataclass
-class _Samples:
+class LsnHistory:
     """The primary's LSN over the last while: how far back a replica's position is, in seconds."""
 
     keep: float
@@ -158,7 +158,7 @@ class Replicas:
         self.replicas = [
             Replica(i, pool, VisibleReads(pool, checked=True)) for i, pool in enumerate(replicas)
         ]
-        self._samples = _Samples(keep=2 * self.max_lag + 1)
+        self._samples = LsnHistory(keep=2 * self.max_lag + 1)
         self._raise = redis.register_script(_RAISE)
         self._prober: asyncio.Task[None] | None = None
         self._next = 0

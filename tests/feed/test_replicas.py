@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -38,17 +38,11 @@ from homefeed.feed.store.pull import pull_ids
 from homefeed.migrations.runner import migrate
 from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import FAST_PASSWORDS, with_search_path
-from tests.standby import Pair, primary_with_standby
+from tests.standby import Pair
 
 HOUR_MS = 3_600_000
 TIMELINE = 5
 _handles = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def pair() -> Iterator[Pair]:
-    with primary_with_standby() as started:
-        yield started
 
 
 @dataclass

@@ -25,6 +25,8 @@ def draw(report: ReadReport, path: Path) -> None:
         "baseline-persisted": "tab:olive",
         "ranked": "tab:purple",
         "persisted-planned": "tab:cyan",
+        "hybrid-replica": "tab:orange",
+        "pull-replica": "tab:pink",
     }
     for name, r in report.results.items():
         if not r.latencies_ms:

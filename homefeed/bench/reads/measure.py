@@ -21,6 +21,16 @@ from homefeed.bench.celebrities import apply, choose, restore
 from homefeed.bench.errors import SEED_HINT, BenchError
 from homefeed.bench.reads.load import STARTED, STOPPED, LoadResult, Plan, load_generator
 from homefeed.bench.reads.options import FACTORIES, ORDERED, PERSISTED, VARIANTS, ReadOptions
+from homefeed.bench.reads.replica import (
+    REPLICA_BASES,
+    SUFFIX,
+    ReplicaFigures,
+    ReplicaSlice,
+    ReplicaWatch,
+    base_of,
+    reads_replicas,
+    with_replica_sides,
+)
 from homefeed.bench.reads.report import ReadReport, VariantResult
 from homefeed.bench.reads.stores import StoreCpu, postgres_seconds
 from homefeed.bench.server import ServedApi
@@ -34,9 +44,18 @@ from homefeed.feed.store.pool import create_pool
 
 async def run(settings: Settings, options: ReadOptions, log: Callable[[str], None] = print) -> ReadReport:
     """Run the bench against `settings` (both URLs set) and return the figures."""
-    unknown = set(options.variants) - set(VARIANTS)
+    known = (*VARIANTS, *(v + SUFFIX for v in REPLICA_BASES))
+    unknown = set(options.variants) - set(known)
     if unknown:
-        raise BenchError(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+        raise BenchError(f"unknown variants {sorted(unknown)}; choose from {', '.join(known)}")
+    variants = with_replica_sides(options.variants) if options.replica else tuple(options.variants)
+    replica_urls = settings.database_replica_urls
+    if any(reads_replicas(v) for v in variants) and not replica_urls:
+        raise BenchError(
+            "replica variants need HOMEFEED_DATABASE_REPLICA_URLS (streaming replicas of the database)"
+        )
+    # The bench's own reads and writes (sample, snapshot, pulled authors) go to the primary.
+    settings = settings.with_(database_replica_urls=())
     assert settings.database_url and settings.redis_url
     load_before = list(os.getloadavg())
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
@@ -78,7 +97,15 @@ async def run(settings: Settings, options: ReadOptions, log: Callable[[str], Non
                 snap = await capture(services, viewers, options.first, options.depth)
                 snap.save(snapshot_path)
                 results, order = await _measure(
-                    settings, secret, snapshot_path, plan_viewers, options, services, log
+                    settings,
+                    replica_urls,
+                    variants,
+                    secret,
+                    snapshot_path,
+                    plan_viewers,
+                    options,
+                    services,
+                    log,
                 )
         finally:
             left = await restore(services.pool, services.feeds, celebrities)
@@ -104,6 +131,8 @@ async def run(settings: Settings, options: ReadOptions, log: Callable[[str], Non
 
 async def _measure(
     settings: Settings,
+    replica_urls: tuple[str, ...],
+    variant_list: tuple[str, ...],
     secret: str,
     snapshot: Path,
     viewers: list[tuple[int, str]],
@@ -112,15 +141,18 @@ async def _measure(
     log: Callable[[str], None],
 ) -> tuple[dict[str, VariantResult], list[str]]:
     """Every variant's figures, measured in turn slice by slice (see the module doc), and the order."""
-    variants = list(options.variants)
+    variants = list(variant_list)
     rounds = max(1, options.rounds)
     servers: dict[str, ServedApi] = {}
     slices: dict[str, list[_Slice]] = {v: [] for v in variants}
     order: list[str] = []
+    assert settings.database_url
+    # With replicas configured, every slice records their lag and where the blocks were read.
+    watch = await ReplicaWatch.open(settings.database_url, replica_urls) if replica_urls else None
     try:
         for variant in variants:
             log(f"{variant}: starting the API (--workers {options.workers}) …")
-            servers[variant] = _served(variant, settings, secret, snapshot, options)
+            servers[variant] = _served(variant, settings, replica_urls, secret, snapshot, options)
         for server in servers.values():
             await server.wait_healthy(options.server_timeout)
         each = options.seconds / rounds
@@ -141,15 +173,18 @@ async def _measure(
                         options,
                         warmup,
                         each,
-                        variant in PERSISTED,
-                        ORDERED.get(variant, ("", "LATEST"))[1],
+                        base_of(variant) in PERSISTED,
+                        ORDERED.get(base_of(variant), ("", "LATEST"))[1],
+                        watch,
                     )
                 )
                 order.append(variant)
     finally:
         for server in servers.values():
             server.stop()
-    results = {v: _combine(slices[v]) for v in variants}
+        if watch is not None:
+            await watch.close()
+    results = {v: _combine(slices[v], with_replicas=watch is not None) for v in variants}
     for variant, result in results.items():
         log(
             f"{variant}: {result.rps:,.0f} rps, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms,"
@@ -158,13 +193,23 @@ async def _measure(
     return results, order
 
 
-def _served(variant: str, settings: Settings, secret: str, snapshot: Path, options: ReadOptions) -> ServedApi:
+def _served(
+    variant: str,
+    settings: Settings,
+    replica_urls: tuple[str, ...],
+    secret: str,
+    snapshot: Path,
+    options: ReadOptions,
+) -> ServedApi:
     """The API process tree of one variant: `homefeed serve`, on the baseline's factory for it."""
     # Nothing is written during the bench: a fan-out worker would only poll the outbox.
     env = {
         "HOMEFEED_INPROCESS_WORKER": "0",
         "HOMEFEED_CELEBRITY_THRESHOLD": str(int(settings.celebrity_threshold)),
+        # Only a replica side reads from replicas (the environment may name them for all).
+        "HOMEFEED_DATABASE_REPLICA_URLS": ",".join(replica_urls) if reads_replicas(variant) else "",
     }
+    variant = base_of(variant)
     factory = FACTORIES.get(variant)
     variant = PERSISTED.get(variant, variant)
     variant = ORDERED.get(variant, (variant, ""))[0]
@@ -182,6 +227,7 @@ class _Slice:
     postgres_cpu_s: float
     redis_cpu_s: float
     machine_busy: float
+    replicas: ReplicaSlice | None = None
 
 
 async def _slice(
@@ -193,6 +239,7 @@ async def _slice(
     seconds: float,
     persisted: bool,
     order: str = "LATEST",
+    watch: ReplicaWatch | None = None,
 ) -> _Slice:
     """One load generator against one server: `warmup`, then `seconds` measured."""
     plan = Plan(
@@ -216,8 +263,22 @@ async def _slice(
     # The generator's start-up (a spawned interpreter) takes a while: sample when it says.
     await _expect(parent, STARTED, warmup + 60)
     cpu0, machine0, stores0 = server.cpu_seconds(), psutil.cpu_times(), await stores.sample()
-    await _expect(parent, STOPPED, seconds + 60)
+    replicas, sampling, stop = None, None, asyncio.Event()
+    if watch is not None:
+        replicas = ReplicaSlice()
+        blocks0 = await watch.blocks()
+        sampling = asyncio.ensure_future(watch.sample_until(replicas, stop))
+    try:
+        await _expect(parent, STOPPED, seconds + 60)
+    finally:
+        stop.set()
+        if sampling is not None:
+            await sampling
     cpu1, machine1, stores1 = server.cpu_seconds(), psutil.cpu_times(), await stores.sample()
+    if watch is not None and replicas is not None:
+        blocks1 = await watch.blocks()
+        replicas.primary_blocks = blocks1[0] - blocks0[0]
+        replicas.replica_blocks = blocks1[1] - blocks0[1]
     got = await asyncio.to_thread(_receive, parent, 60)
     proc.join(10)
     if isinstance(got, BaseException):
@@ -229,10 +290,11 @@ async def _slice(
         postgres_seconds(stores0, stores1),
         stores1.redis_s - stores0.redis_s,
         _busy_share(machine0, machine1),
+        replicas,
     )
 
 
-def _combine(slices: Sequence[_Slice]) -> VariantResult:
+def _combine(slices: Sequence[_Slice], *, with_replicas: bool = False) -> VariantResult:
     """One variant's figures over all its slices."""
     ms = [x for s in slices for x in s.load.latencies_ms]
     seconds = sum(s.load.seconds for s in slices)
@@ -256,6 +318,9 @@ def _combine(slices: Sequence[_Slice]) -> VariantResult:
         redis_cpu_s=sum(s.redis_cpu_s for s in slices),
         machine_busy=sum(s.machine_busy * s.load.seconds for s in slices) / seconds if seconds else 0.0,
         latencies_ms=ms,
+        replicas=ReplicaFigures.of([s.replicas for s in slices if s.replicas is not None])
+        if with_replicas
+        else None,
     )
 
 

@@ -44,4 +44,6 @@ class ReadOptions:
     markdown_path: Path | None = None
     chart_path: Path | None = None
     seed: int = 0
+    # Also serve hybrid and pull with the configured replicas (see replica.py).
+    replica: bool = False
     celebrities: CelebrityOptions = field(default_factory=CelebrityOptions)

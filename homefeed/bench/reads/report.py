@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from homefeed.bench.celebrities import Celebrities
+from homefeed.bench.reads.replica import REPLICA_BASES, SUFFIX, ReplicaFigures
 
 
 @dataclass
@@ -31,6 +32,14 @@ class VariantResult:
     p99_first_ms: float = float("nan")  # first pages (no cursor) only
     p99_deeper_ms: float = float("nan")  # pages after a cursor only
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    # With replicas configured: their replay lag and where the blocks were read (replica.py).
+    replicas: ReplicaFigures | None = None
+
+    def blocks_per_request(self) -> tuple[float, float]:
+        """Block accesses per request on the primary and on the replicas (NaN without replicas)."""
+        if self.replicas is None or not self.requests:
+            return float("nan"), float("nan")
+        return self.replicas.primary_blocks / self.requests, self.replicas.replica_blocks / self.requests
 
     @property
     def server_cpu_ms_per_request(self) -> float:
@@ -113,6 +122,11 @@ class ReadReport:
             out["hybrid_rps_over_pull_rps"] = r["hybrid"].rps / r["pull"].rps
         if "hybrid" in r and "baseline" in r:
             out["hybrid_rps_over_baseline_rps"] = r["hybrid"].rps / r["baseline"].rps
+        for base in REPLICA_BASES:
+            # The same server with replicas against without, measured in turn in one run.
+            if base in r and base + SUFFIX in r:
+                out[f"{base}_replica_p99_over_{base}_p99"] = r[base + SUFFIX].p99_ms / r[base].p99_ms
+                out[f"{base}_replica_rps_over_{base}_rps"] = r[base + SUFFIX].rps / r[base].rps
         if "persisted" in r and "hybrid" in r:
             out["persisted_rps_over_hybrid_rps"] = r["persisted"].rps / r["hybrid"].rps
             out["persisted_p99_over_hybrid_p99"] = r["persisted"].p99_ms / r["hybrid"].p99_ms
@@ -207,6 +221,7 @@ class ReadReport:
             f"Redis CPU is the server's less its other clients' ({bg * 1000:.1f} ms/s, measured in the"
             " baseline's slices, which touch no store); PG: the API's own backends"
         )
+        out += self.replica_lines()
         for text, ok in self.checks():
             out.append(f"target {'met   ' if ok else 'MISSED'} {text}")
         out.append(
@@ -219,6 +234,27 @@ class ReadReport:
         for name, r in self.results.items():
             if r.error_sample:
                 out.append(f"{name} errors, e.g.: {r.error_sample[0][:300]}")
+        return out
+
+    def replica_lines(self) -> list[str]:
+        """Per variant, the replicas' replay lag and where the database's blocks were read."""
+        out: list[str] = []
+        for name, r in self.results.items():
+            f = r.replicas
+            if f is None:
+                continue
+            primary, replica = r.blocks_per_request()
+            out.append(
+                f"replicas during {name}: replay lag p50 {f.lag_p50_ms:.0f} ms, p99 {f.lag_p99_ms:.0f} ms,"
+                f" max {f.lag_max_ms:.0f} ms ({f.samples} samples), at most {f.lag_max_bytes:,} bytes"
+                f" behind; blocks per request: primary {primary:,.0f}, replicas {replica:,.0f}"
+            )
+        q = self.ratios()
+        for base in REPLICA_BASES:
+            p99 = q.get(f"{base}_replica_p99_over_{base}_p99")
+            rps = q.get(f"{base}_replica_rps_over_{base}_rps")
+            if p99 is not None and rps is not None:
+                out.append(f"{base} with replicas / without (same run): p99 {p99:.2f}, rps {rps:.2f}")
         return out
 
     def markdown(self) -> str:
@@ -238,6 +274,7 @@ class ReadReport:
             )
         rows.append("")
         rows += [f"- {line}" for line in self.celebrity_lines()]
+        rows += [f"- {line}" for line in self.replica_lines()]
         rows += [f"- {'met' if ok else '**missed**'}: {text}" for text, ok in self.checks()]
         rows.append(
             f"- {self.connections} connections, `--workers {self.workers}`, {self.sampled_users:,} users"
