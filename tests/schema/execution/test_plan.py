@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,23 +10,9 @@ import strawberry
 from graphql import build_schema, parse
 from strawberry.extensions import ParserCache
 
-from homefeed.schema.execution import PlannedExecutionContext, compat, run
-from homefeed.schema.execution.plan import MAX_VARIANTS, Plan, Plans, plans_for
+from homefeed.schema.execution import PlannedExecutionContext, compat
+from homefeed.schema.execution.plan import MAX_VARIANTS, Plans, plans_for
 from tests.schema.execution.sample import CONFIG, PLANNED, Context, Query, assert_same
-
-
-@pytest.fixture
-def runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
-    """The plans executed by `Run.execute` during the test."""
-    seen: list[object] = []
-    original = run.Run.execute
-
-    def spy(self: run.Run, plan: Plan) -> Any:
-        seen.append(plan)
-        return original(self, plan)
-
-    monkeypatch.setattr(run.Run, "execute", spy)
-    yield seen
 
 
 def _plans_for(query_fragment: str) -> list[object]:
@@ -51,10 +36,10 @@ def _plans_for(query_fragment: str) -> list[object]:
         "{ plannedE: items { asNode { __typename id ... on Item { shout } } } }",
     ],
 )
-async def test_plannable_queries_take_the_plan(runs: list[object], query: str) -> None:
+async def test_plannable_queries_take_the_plan(planned_runs: list[object], query: str) -> None:
     await assert_same(query, {"n": 2} if "$n" in query else None)
-    assert len(runs) == 1
-    assert runs[0] is not None
+    assert len(planned_runs) == 1
+    assert planned_runs[0] is not None
     plans = _plans_for(query)
     assert plans and all(plan is not None for plan in plans)
 
@@ -67,11 +52,11 @@ async def test_plannable_queries_take_the_plan(runs: list[object], query: str) -
     ],
 )
 async def test_unplannable_queries_fall_back(
-    runs: list[object], query: str, variables: dict[str, Any] | None, caplog: pytest.LogCaptureFixture
+    planned_runs: list[object], query: str, variables: dict[str, Any] | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="homefeed.execution")
     await assert_same(query, variables)
-    assert runs == []
+    assert planned_runs == []
     assert _plans_for(query) == [None]
     # The reason is logged once, when the operation is first seen: by each schema with a plan cache
     # (the planned one and the compiled one assert_same also runs).
@@ -80,9 +65,9 @@ async def test_unplannable_queries_fall_back(
     assert all("runs through graphql-core" in r.getMessage() for r in records)
 
 
-async def test_mutations_fall_back(runs: list[object]) -> None:
+async def test_mutations_fall_back(planned_runs: list[object]) -> None:
     await assert_same('mutation { fallbackMutation: rename(id: "1", name: "one") { id name shout } }')
-    assert runs == []
+    assert planned_runs == []
 
 
 # With a parser cache, as the served schema has: one operation node per document, whose plans
@@ -105,24 +90,24 @@ fragment F on Item { shout label @skip(if: $b) }"""
 
 
 async def test_skip_and_include_are_planned_once_per_combination_of_their_variables(
-    runs: list[object],
+    planned_runs: list[object],
 ) -> None:
     # Every combination answers as graphql-core does, from a plan of its own.
     combinations = [{"a": a, "b": b} for a in (False, True) for b in (False, True)]
     for variables in combinations:
         await assert_same(CONDITIONAL, variables)
-    assert len(runs) == 4 and all(plan is not None for plan in runs)
-    assert len({repr(plan) for plan in runs}) == 4, "each combination selects other fields"
+    assert len(planned_runs) == 4 and all(plan is not None for plan in planned_runs)
+    assert len({repr(plan) for plan in planned_runs}) == 4, "each combination selects other fields"
     # With the parser cache (as the served schema has), one operation node: the same values
     # reuse their plan, and an omitted $b takes its default (true).
     for variables in [*combinations, {"a": True, "b": True}, {"a": True}]:
         result = await CACHED.execute(CONDITIONAL, variable_values=variables, context_value=Context())
         assert result.errors is None
-    assert runs[8] is runs[7] and runs[9] is runs[7]
+    assert planned_runs[8] is planned_runs[7] and planned_runs[9] is planned_runs[7]
     assert len(_cached_plans("Conditional")) == 4
 
 
-async def test_one_operation_keeps_a_bounded_number_of_plans(runs: list[object]) -> None:
+async def test_one_operation_keeps_a_bounded_number_of_plans(planned_runs: list[object]) -> None:
     names = [f"v{i}" for i in range(6)]
     query = (
         f"query Many({', '.join(f'${n}: Boolean!' for n in names)}) {{ items {{ id "
@@ -134,7 +119,7 @@ async def test_one_operation_keeps_a_bounded_number_of_plans(runs: list[object])
         await assert_same(query, variables)
         result = await CACHED.execute(query, variable_values=variables, context_value=Context())
         assert result.errors is None
-    assert len(runs) == 80
+    assert len(planned_runs) == 80
     assert len(_cached_plans("Many")) == MAX_VARIANTS
 
 

@@ -3,7 +3,6 @@ directives run, and one schema's plan never answers for another."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from strawberry.extensions import FieldExtension, ParserCache
 from strawberry.permission import BasePermission
 from strawberry.schema_directive import Location
 
-from homefeed.schema.execution import PlannedExecutionContext, run
+from homefeed.schema.execution import PlannedExecutionContext
 from homefeed.schema.execution.compat import default_attribute
 from homefeed.schema.execution.plan import Plan, plans_for
 from tests.schema.execution.sample import errors_of
@@ -59,20 +58,6 @@ PROBE_PLANNED = strawberry.Schema(query=ProbeQuery, execution_context_class=Plan
 PROBE_PLAIN = strawberry.Schema(query=ProbeQuery)
 
 
-@pytest.fixture
-def runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Plan]]:
-    """The plans executed during the test: the planned path was taken, not a fallback."""
-    seen: list[Plan] = []
-    original = run.Run.execute
-
-    def spy(self: run.Run, plan: Plan) -> Any:
-        seen.append(plan)
-        return original(self, plan)
-
-    monkeypatch.setattr(run.Run, "execute", spy)
-    yield seen
-
-
 @pytest.mark.parametrize(
     ("query", "data"),
     [
@@ -84,7 +69,7 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Plan]]:
     ],
 )
 async def test_probe_schema_permissions_and_extensions_run(
-    runs: list[Plan], query: str, data: dict[str, Any] | None
+    planned_runs: list[Plan], query: str, data: dict[str, Any] | None
 ) -> None:
     planned = await PROBE_PLANNED.execute(query)
     plain = await PROBE_PLAIN.execute(query)
@@ -92,7 +77,7 @@ async def test_probe_schema_permissions_and_extensions_run(
     assert planned.data == data
     denied = "idden" in query
     assert [m for m, _, _ in errors_of(planned)] == (["denied"] if denied else [])
-    assert len(runs) == 1  # through the plan, not graphql-core's fallback
+    assert len(planned_runs) == 1  # through the plan, not graphql-core's fallback
 
 
 def test_only_the_basic_resolver_is_read_as_an_attribute() -> None:
