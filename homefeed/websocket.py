@@ -22,6 +22,7 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from homefeed.feed.mailbox import Mailbox
+from homefeed.http import OneWriteHttpProtocol
 
 # uvicorn's receive queue is unbounded: the protocol pauses reading while a message waits.
 _UNBOUNDED = 2**31
@@ -85,8 +86,9 @@ class FrameTransportProtocol(WebSocketsSansIOProtocol):
 
 
 def uvicorn_options() -> dict[str, Any]:
-    """The websocket settings every server of the app uses (`serve`, the benchmarks, the tests)."""
+    """The transports every server of the app uses (`serve`, the benchmarks, the tests)."""
     return {
+        "http": OneWriteHttpProtocol,
         "ws": FrameTransportProtocol,
         # Feed updates are small JSON frames that barely compress, and per-socket deflate state
         # costs memory on every idle subscription (bench live).

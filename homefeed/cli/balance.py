@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 import uvicorn
 from prometheus_client import Gauge
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from homefeed.http import OneWriteHttpProtocol
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,8 @@ class Balance:
 current: Balance | None = None
 
 
-class BalancedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, counting its connections and handing excess ones over."""
+class BalancedHttpProtocol(OneWriteHttpProtocol):
+    """The app's HTTP protocol, counting its connections and handing excess ones over."""
 
     adopted = False  # set on connections another process handed over (counted for us there)
     handed_over = False

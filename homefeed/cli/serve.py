@@ -91,9 +91,9 @@ def _uvicorn_options(log_level: str) -> dict[str, object]:
         "factory": True,
         "log_level": log_level,
         "access_log": False,
-        # Named, not "auto": a missing extra must fail loudly rather than fall back to the slow ones.
+        # Named, not "auto": a missing extra must fail loudly rather than fall back to the slow ones
+        # (the HTTP protocol, uvicorn's httptools one, comes with the transports).
         "loop": "uvloop",
-        "http": "httptools",
     } | uvicorn_options()
 
 
