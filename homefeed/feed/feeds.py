@@ -465,8 +465,7 @@ class Feeds:
             and kept.expires > now
         ):
             return kept.known, kept.pulled
-        row = await self._pool.fetchrow(_VIEWER_AMONG, viewer, list(every))
-        assert row is not None
+        row = await self._viewer_among(viewer, list(every))
         pulled: list[int] = list(row["pulled"])
         if viewer in every:
             pulled.append(viewer)
@@ -476,6 +475,23 @@ class Feeds:
                 self._pulled_of.clear()
             self._pulled_of[viewer] = _PulledOf(generation, version, now + PULLED_OF_SECONDS, known, pulled)
         return known, pulled
+
+    async def _viewer_among(self, viewer: int, every: list[int]) -> asyncpg.Record:
+        """`_VIEWER_AMONG`, on a replica that has the viewer's own last write and the last hiding
+        write: the follows it reads change only by the viewer's follows and unfollows and by
+        blocks (hiding writes), and `every` comes from the primary. (`_VIEWER` stays there: it
+        reads which followees are pulled, which a mode change, nobody's mark, moves.)"""
+        if self.replicas is not None:
+
+            async def among(pool: asyncpg.Pool) -> asyncpg.Record | None:
+                return await pool.fetchrow(_VIEWER_AMONG, viewer, every)
+
+            row = await self.replicas.run("viewer", viewer, (), among)
+            if row is not None:
+                return row
+        found = await self._pool.fetchrow(_VIEWER_AMONG, viewer, every)
+        assert found is not None
+        return found
 
     async def _follows_version(self, viewer: int) -> bytes | None:
         key = self._keys.follows_version(viewer)

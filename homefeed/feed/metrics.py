@@ -46,7 +46,8 @@ LIST_REWRITE_GIVEUPS = Counter(
 
 REPLICA_READS = Counter(
     "homefeed_replica_reads",
-    "Reads answered by a PostgreSQL replica, by read (visible, pull, rebuild, authors).",
+    "Reads answered by a PostgreSQL replica, by read"
+    " (visible, pull, rebuild, authors, posts, users, follows, likes, viewer).",
     ["read"],
 )
 REPLICA_SKIPS = Counter(

@@ -114,13 +114,13 @@ def build(services: Services, viewer_id: int | None) -> Loaders:
     async def follows(user_ids: Sequence[int]) -> list[bool]:
         if viewer_id is None:
             return [False] * len(user_ids)
-        found = await services.relations.follows_among(viewer_id, user_ids)
+        found = await services.relations.follows_among(viewer_id, user_ids, lag_ok=True)
         return [u in found for u in user_ids]
 
     async def liked(post_ids: Sequence[int]) -> list[bool]:
         if viewer_id is None:
             return [False] * len(post_ids)
-        found = await services.likes.liked_among(viewer_id, post_ids)
+        found = await services.likes.liked_among(viewer_id, post_ids, lag_ok=True)
         return [p in found for p in post_ids]
 
     async def posts(post_ids: Sequence[int]) -> list[Post | None]:
@@ -129,8 +129,12 @@ def build(services: Services, viewer_id: int | None) -> Loaders:
         # A replica may answer (see Posts.by_ids): never a post the viewer may no longer see.
         return await services.posts.by_ids(post_ids, viewer=viewer_id, lag_ok=True)
 
+    async def users(user_ids: Sequence[int]) -> list[User | None]:
+        # A replica may answer (see Users.by_ids): with the viewer's own writes, counts included.
+        return await services.users.by_ids(user_ids, viewer=viewer_id, lag_ok=True)
+
     return Loaders(
-        users=Loader(services.users.by_ids),
+        users=Loader(users),
         posts=Loader(posts),
         viewer_follows=Loader(follows),
         viewer_liked=Loader(liked),

@@ -436,6 +436,69 @@ async def test_authors_not_yet_on_the_replica_are_read_from_the_primary(world: W
         assert served("authors") == read + 1  # asked the replica, which lacked them
 
 
+async def test_viewer_flags_and_counts_from_a_paused_replica_show_the_viewers_own_writes(
+    world: World,
+) -> None:
+    author, reader, bystander = await world.user(), await world.user(), await world.user()
+    post = await world.post(author)
+    await world.settle()
+    relations, likes, users = world.services.relations, world.services.likes, world.services.users
+    async with world.paused():
+        # Nobody wrote since the pause: the replica answers, as the primary would.
+        read = [served("follows"), served("likes"), served("users")]
+        assert await relations.follows_among(reader, [author], lag_ok=True) == set()
+        assert await likes.liked_among(reader, [post], lag_ok=True) == set()
+        [before] = await users.by_ids([author], viewer=reader, lag_ok=True)
+        assert before is not None and before.follower_count is not None
+        assert [served("follows"), served("likes"), served("users")] == [n + 1 for n in read]
+        # The reader follows and likes (not replayed): their next reads show both, and the count.
+        await relations.follow(reader, author)
+        await likes.like(reader, post)
+        assert await relations.follows_among(reader, [author], lag_ok=True) == {author}
+        assert await likes.liked_among(reader, [post], lag_ok=True) == {post}
+        [after] = await users.by_ids([author], viewer=reader, lag_ok=True)
+        assert after is not None and after.follower_count == before.follower_count + 1
+        # Someone who wrote nothing reads the replica: another's follow shows in a count within
+        # the replica's lag (the tolerance these reads accept); the flags are their own.
+        read_users = served("users")
+        [seen] = await users.by_ids([author], viewer=bystander, lag_ok=True)
+        assert seen is not None and seen.follower_count == before.follower_count
+        assert served("users") == read_users + 1
+        # A user signed up since the pause is read from the primary, never missing.
+        newcomer = await users.create(f"n{next(_handles)}", "Newcomer", "x")
+        found = await users.by_ids([newcomer.id, author], viewer=bystander, lag_ok=True)
+        assert [u and u.id for u in found] == [newcomer.id, author]
+        # A block from the other side ends the follow: a hiding write, so the replica (which
+        # still has the follow) answers nobody.
+        await relations.block(author, reader)
+        assert await relations.follows_among(reader, [author], lag_ok=True) == set()
+        assert await relations.follows_among(reader, [author]) == set()
+
+
+async def test_a_follow_of_a_pulled_author_shows_at_once_although_the_replica_lacks_it(world: World) -> None:
+    star, reader, other = await world.user(), await world.user(), await world.user()
+    await world.services.pool.execute(
+        "UPDATE users SET fanout_mode = 1, pull_from = next_id() WHERE id = $1", star
+    )
+    feeds = world.services.feeds
+    # The list of pulled authors kept, but reread on every read: the viewer's look-up is then
+    # the form that reads only their follows (_VIEWER_AMONG), the one a replica may answer.
+    feeds.pulled_authors.ttl = 1e-6
+    posts = [await world.post(star, f"s{i}") for i in range(2)]
+    await world.services.relations.follow(other, star)
+    await feeds.follows_changed(other)
+    async with world.paused():
+        looked_up = served("viewer")
+        assert await world.feed(other) == posts[::-1] == await world.reference(other)
+        assert served("viewer") == looked_up + 1  # the replica told whom `other` pulls
+        # The reader follows the star (not replayed). No backfill runs (no worker): the posts
+        # can only come from the star's pulled list, which the read merges only if it knows.
+        await world.services.relations.follow(reader, star)
+        await feeds.follows_changed(reader)
+        assert await world.feed(reader) == posts[::-1] == await world.reference(reader)
+        assert served("viewer") == looked_up + 1  # the primary answered
+
+
 # ---- the invariant, with replay paused from start to end -------------------------------------
 
 USERS = 4

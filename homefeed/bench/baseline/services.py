@@ -60,7 +60,9 @@ class MemoryUsers(Users):
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
 
-    async def by_ids(self, ids: Sequence[int]) -> list[User | None]:
+    async def by_ids(
+        self, ids: Sequence[int], *, viewer: int | None = None, lag_ok: bool = False
+    ) -> list[User | None]:
         return [self._snap.users.get(i) for i in ids]
 
 
@@ -80,7 +82,7 @@ class MemoryRelations(Relations):
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
 
-    async def follows_among(self, viewer: int, user_ids: Sequence[int]) -> set[int]:
+    async def follows_among(self, viewer: int, user_ids: Sequence[int], *, lag_ok: bool = False) -> set[int]:
         return {u for u in user_ids if (viewer, u) in self._snap.follows}
 
 
@@ -88,7 +90,7 @@ class MemoryLikes(Likes):
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
 
-    async def liked_among(self, user_id: int, post_ids: Sequence[int]) -> set[int]:
+    async def liked_among(self, user_id: int, post_ids: Sequence[int], *, lag_ok: bool = False) -> set[int]:
         return {p for p in post_ids if (user_id, p) in self._snap.likes}
 
 

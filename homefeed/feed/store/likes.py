@@ -9,7 +9,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from homefeed.feed.errors import Forbidden, NotFound
-from homefeed.feed.store.marks import WriteMarks
+from homefeed.feed.store.marks import ReplicaReads, WriteMarks
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 
@@ -17,9 +17,13 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 class Likes:
     """Reads and writes likes."""
 
-    def __init__(self, pool: asyncpg.Pool, marks: WriteMarks | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, marks: WriteMarks | None = None, replicas: ReplicaReads | None = None
+    ) -> None:
         self._pool = pool
         self._marks = marks
+        # Where reads that accept replica lag (`lag_ok`) may go.
+        self._replicas = replicas
 
     async def _mark(self, user_id: int, *, hides: bool = False) -> None:
         # Only with replicas: their readers must see this write (homefeed/feed/replicas.py).
@@ -93,14 +97,19 @@ class Likes:
             )
         await self._mark(user_id)
 
-    async def liked_among(self, user_id: int, post_ids: Sequence[int]) -> set[int]:
-        """Which of post_ids the user has liked."""
-        rows = await self._pool.fetch(
-            "SELECT post_id FROM likes WHERE user_id = $1 AND post_id = ANY($2::bigint[])",
-            user_id,
-            list(post_ids),
-        )
-        return {r["post_id"] for r in rows}
+    async def liked_among(self, user_id: int, post_ids: Sequence[int], *, lag_ok: bool = False) -> set[int]:
+        """Which of post_ids the user has liked.
+
+        `lag_ok`: a replica that has replayed the user's own last write may answer: a like
+        or unlike is the liker's own write, and nothing else adds or removes one.
+        """
+        if lag_ok and self._replicas is not None and post_ids:
+            found = await self._replicas.run(
+                "likes", user_id, (), lambda pool: _liked_among(pool, user_id, post_ids)
+            )
+            if found is not None:
+                return found
+        return await _liked_among(self._pool, user_id, post_ids)
 
     async def liked_pairs(self, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
         """Which (user, post) pairs are likes: one query for many viewers at once."""
@@ -111,3 +120,12 @@ class Likes:
             [p for _, p in pairs],
         )
         return {(r["user_id"], r["post_id"]) for r in rows}
+
+
+async def _liked_among(pool: asyncpg.Pool, user_id: int, post_ids: Sequence[int]) -> set[int]:
+    rows = await pool.fetch(
+        "SELECT post_id FROM likes WHERE user_id = $1 AND post_id = ANY($2::bigint[])",
+        user_id,
+        list(post_ids),
+    )
+    return {r["post_id"] for r in rows}

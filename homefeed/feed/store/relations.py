@@ -14,7 +14,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from homefeed.feed.errors import Forbidden, InvalidInput, NotFound
-from homefeed.feed.store.marks import WriteMarks
+from homefeed.feed.store.marks import ReplicaReads, WriteMarks
 
 # Casts: without them PostgreSQL infers text parameters from `||` and rejects the integer ids.
 _PAIR_LOCK = """SELECT pg_advisory_xact_lock(hashtextextended(
@@ -45,9 +45,13 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 class Relations:
     """Reads and writes follows, blocks and mutes."""
 
-    def __init__(self, pool: asyncpg.Pool, marks: WriteMarks | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, marks: WriteMarks | None = None, replicas: ReplicaReads | None = None
+    ) -> None:
         self._pool = pool
         self._marks = marks
+        # Where reads that accept replica lag (`lag_ok`) may go.
+        self._replicas = replicas
 
     async def _mark(self, user_id: int, *, hides: bool = False) -> None:
         # Only with replicas: their readers must see this write (homefeed/feed/replicas.py).
@@ -148,14 +152,20 @@ class Relations:
             await conn.execute("DELETE FROM mutes WHERE muter_id = $1 AND muted_id = $2", muter, muted)
         await self._mark(muter)
 
-    async def follows_among(self, viewer: int, user_ids: Sequence[int]) -> set[int]:
-        """Which of user_ids the viewer follows."""
-        rows = await self._pool.fetch(
-            "SELECT followee_id FROM follows WHERE follower_id = $1 AND followee_id = ANY($2::bigint[])",
-            viewer,
-            list(user_ids),
-        )
-        return {r["followee_id"] for r in rows}
+    async def follows_among(self, viewer: int, user_ids: Sequence[int], *, lag_ok: bool = False) -> set[int]:
+        """Which of user_ids the viewer follows.
+
+        `lag_ok`: a replica that has replayed the viewer's own last write and the last hiding
+        write may answer: a follow or unfollow is the follower's own write, and the only one
+        that ends a follow from the other side is a block, a hiding write.
+        """
+        if lag_ok and self._replicas is not None and user_ids:
+            found = await self._replicas.run(
+                "follows", viewer, (), lambda pool: _follows_among(pool, viewer, user_ids)
+            )
+            if found is not None:
+                return found
+        return await _follows_among(self._pool, viewer, user_ids)
 
     async def follow_pairs(self, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
         """Which (follower, followee) pairs are follows: one query for many viewers at once."""
@@ -178,3 +188,12 @@ class Relations:
                 b,
             )
         )
+
+
+async def _follows_among(pool: asyncpg.Pool, viewer: int, user_ids: Sequence[int]) -> set[int]:
+    rows = await pool.fetch(
+        "SELECT followee_id FROM follows WHERE follower_id = $1 AND followee_id = ANY($2::bigint[])",
+        viewer,
+        list(user_ids),
+    )
+    return {r["followee_id"] for r in rows}

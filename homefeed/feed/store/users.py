@@ -9,7 +9,7 @@ import asyncpg
 
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.records import User
-from homefeed.feed.store.marks import WriteMarks
+from homefeed.feed.store.marks import ReplicaReads, WriteMarks
 from homefeed.feed.store.text import check_storable, storable
 
 HANDLE = re.compile(r"^[A-Za-z0-9_]{1,30}$")
@@ -56,9 +56,13 @@ def clean_display_name(name: str | None, handle: str) -> str:
 class Users:
     """Reads and writes the users table."""
 
-    def __init__(self, pool: asyncpg.Pool, marks: WriteMarks | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, marks: WriteMarks | None = None, replicas: ReplicaReads | None = None
+    ) -> None:
         self._pool = pool
         self._marks = marks
+        # Where reads that accept replica lag (`lag_ok`) may go.
+        self._replicas = replicas
 
     async def _mark(self, user_id: int, *, hides: bool = False) -> None:
         # Only with replicas: their readers must see this write (homefeed/feed/replicas.py).
@@ -81,11 +85,25 @@ class Users:
         await self._mark(row["id"])
         return user_from_row(row)
 
-    async def by_ids(self, ids: Sequence[int]) -> list[User | None]:
-        """Users for ids, aligned with the input; None where missing."""
-        rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM users WHERE id = ANY($1::bigint[])", list(ids))
-        found = {r["id"]: user_from_row(r) for r in rows}
-        return [found.get(i) for i in ids]
+    async def by_ids(
+        self, ids: Sequence[int], *, viewer: int | None = None, lag_ok: bool = False
+    ) -> list[User | None]:
+        """Users for ids, aligned with the input; None where missing.
+
+        `lag_ok`: a replica that has replayed the `viewer`'s own last write (and the last hiding
+        write) may answer: what the viewer changed, their own profile and the counts their
+        follows moved, is there; others' changes to the counts show within the replica's lag.
+        A user the replica lacks (signed up since its replay) is asked of the primary.
+        """
+        if lag_ok and self._replicas is not None and ids:
+            found = await self._replicas.run("users", viewer, (), lambda pool: _by_ids(pool, ids))
+            if found is not None:
+                later = [i for i, user in zip(ids, found, strict=True) if user is None]
+                if not later:
+                    return found
+                primary = dict(zip(later, await _by_ids(self._pool, later), strict=True))
+                return [u if u is not None else primary[i] for i, u in zip(ids, found, strict=True)]
+        return await _by_ids(self._pool, ids)
 
     async def most_followed(self, limit: int) -> list[User]:
         """The `limit` users with the most followers, most followed first."""
@@ -114,3 +132,9 @@ class Users:
     async def exists(self, user_id: int) -> bool:
         """Whether a user with this id exists."""
         return bool(await self._pool.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id))
+
+
+async def _by_ids(pool: asyncpg.Pool, ids: Sequence[int]) -> list[User | None]:
+    rows = await pool.fetch(f"SELECT {_COLUMNS} FROM users WHERE id = ANY($1::bigint[])", list(ids))
+    found = {r["id"]: user_from_row(r) for r in rows}
+    return [found.get(i) for i in ids]
