@@ -16,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from operator import neg
 from typing import TypeVar
 
 import asyncpg
 from redis.exceptions import RedisError
 
+from homefeed.feed import pulled_of
 from homefeed.feed.breaker import Breaker, within
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import InvalidInput
@@ -62,7 +65,10 @@ MAX_PULLED_LISTED = 1000
 # viewer's version in Redis, which every read checks, so this only bounds how long a bump lost
 # to a Redis failure can go unnoticed; the version key outlives any entry read before the bump.
 PULLED_OF_SECONDS = 60
-FOLLOWS_VERSION_SECONDS = 2 * PULLED_OF_SECONDS
+# How long the same, kept in Redis for every process (feed/pulled_of.py), lives; the version key
+# outlives any entry computed before its bump.
+PULLED_OF_KEPT_SECONDS = 600
+FOLLOWS_VERSION_SECONDS = 2 * PULLED_OF_KEPT_SECONDS
 MAX_PULLED_OF = 200_000
 # A single-flight rebuild lock outlives any sane rebuild, but not a crashed one by much.
 REBUILD_LOCK_MS = 10_000
@@ -150,6 +156,8 @@ class PulledAuthors:
         self._expires = 0.0
         # Bumped whenever a reload finds a different set: what was derived from the old one is stale.
         self.generation = 0
+        # The set's fingerprint, the same in every process: entries kept in Redis carry it.
+        self.digest = pulled_of.digest(())
         self._refresh: asyncio.Task[frozenset[int]] | None = None
 
     async def get(self) -> frozenset[int] | None:
@@ -172,6 +180,7 @@ class PulledAuthors:
         ids = frozenset(r["id"] for r in await self._pool.fetch(_ALL_PULLED))
         if ids != self._ids:
             self.generation += 1
+            self.digest = pulled_of.digest(ids)
         self._ids, self._expires = ids, started + self.ttl
         return ids
 
@@ -218,8 +227,11 @@ class Window:
 
 def below(full: ListRead, cursor: int | None, limit: int) -> ListRead:
     """The part of a whole list below a cursor, as if read from Redis with that cursor."""
-    ids = [i for i in full.ids if cursor is None or i < cursor]
-    return ListRead(complete=full.complete, ids=ids[:limit], ttl=full.ttl, limit=limit)
+    # A kept list is hundreds of ids, newest first, and a read wants a few dozen of each pulled
+    # author's: bisect and slice, rather than copy the whole list per pulled author per read.
+    ids = full.ids
+    start = 0 if cursor is None else bisect_right(ids, -cursor, key=neg)
+    return ListRead(complete=full.complete, ids=ids[start : start + limit], ttl=full.ttl, limit=limit)
 
 
 class Feeds:
@@ -350,10 +362,12 @@ class Feeds:
 
     async def _hybrid(self, viewer: int, first: int, before: int | None) -> Page:
         want = first + 1
-        known, pulled = await self._viewer(viewer)
+        timeline = self._keys.timeline(viewer)
+        check_expiry = self._fresh_until.get(viewer, 0.0) <= time.monotonic()
+        # The timeline is read in the same write as what the viewer's pulled authors need.
+        known, pulled, prefetched = await self._viewer(viewer, timeline, with_ttl=check_expiry)
         if known is False:
             return Page([], False, viewer_known=False)
-        timeline = self._keys.timeline(viewer)
         found = _Found([], {}, set())
         # Everything from `covered` (inclusive) up to `before` is known: `found` holds exactly
         # the visible posts there. Below `covered`, the lists are read again or PostgreSQL answers.
@@ -363,8 +377,13 @@ class Feeds:
             # A little over the page: filtering rarely drops anything, and what it drops the
             # next round reads (each candidate costs the visibility query a few index probes).
             fetch = min(self.size + 2, need + need // 4 + 4)
-            check_expiry = round_ == 0 and self._fresh_until.get(viewer, 0.0) <= time.monotonic()
-            reads = await self._read_sources(timeline, pulled, covered, fetch, with_ttl=check_expiry)
+            own = None
+            if round_ == 0 and prefetched is not None:
+                raw, ttl = prefetched
+                own = list_below(decode_list(raw), covered, fetch, ttl if check_expiry else self.timeline_ttl)
+            else:
+                check_expiry = check_expiry and round_ == 0
+            reads = await self._read_sources(timeline, pulled, covered, fetch, with_ttl=check_expiry, own=own)
             if self._unsynced:
                 reads = self._with_unsynced(viewer, reads, covered)
             if round_ == 0:
@@ -401,7 +420,7 @@ class Feeds:
         if self.strategy == "pull" or not self.breaker.allow():
             return None
         try:
-            known, pulled = await self._viewer(viewer)
+            known, pulled, _ = await self._viewer(viewer)
             if known is False:
                 return Window([], True)
             reads = await self._read_sources(
@@ -442,20 +461,25 @@ class Feeds:
         """Whether a user with this id exists."""
         return bool(await self._pool.fetchval(_EXISTS, user_id))
 
-    async def _viewer(self, viewer: int) -> tuple[bool | None, list[int]]:
-        """Whether the viewer exists (None: not asked yet), and the pulled authors their feed merges."""
+    async def _viewer(
+        self, viewer: int, timeline: str | None = None, *, with_ttl: bool = False
+    ) -> tuple[bool | None, list[int], tuple[bytes | None, int] | None]:
+        """Whether the viewer exists (None: not asked yet), the pulled authors their feed merges,
+        and, given its key, the viewer's timeline as stored with its seconds to expiry (-1 unless
+        `with_ttl`) when it was read in the same write (else None: the caller reads it)."""
         every = await self.pulled_authors.get()
         if every is not None and not every:
             # No author is pulled: nothing to ask before reading, and the visibility query
             # checks the viewer.
-            return None, []
+            return None, [], None
         if every is None or len(every) > MAX_PULLED_LISTED:
             row = await self._pool.fetchrow(_VIEWER, viewer)
             assert row is not None
-            return bool(row["known"]), list(row["pulled"])
+            return bool(row["known"]), list(row["pulled"]), None
         # Read before PostgreSQL: a follow committed after this read bumps it past what is kept.
-        version = await self._follows_version(viewer)
+        version, stored, prefetched = await self._kept_pulled_of(viewer, timeline, with_ttl)
         generation = self.pulled_authors.generation
+        digest = self.pulled_authors.digest
         now = time.monotonic()
         kept = self._pulled_of.get(viewer)
         if (
@@ -464,17 +488,60 @@ class Feeds:
             and kept.version == version
             and kept.expires > now
         ):
-            return kept.known, kept.pulled
+            return kept.known, kept.pulled, prefetched
+        entry = pulled_of.decode(stored)
+        if entry is not None and entry.digest == digest and entry.version == version:
+            self._keep_pulled_of(
+                viewer, _PulledOf(generation, version, now + PULLED_OF_SECONDS, True, entry.pulled)
+            )
+            return True, entry.pulled, prefetched
         row = await self._viewer_among(viewer, list(every))
         pulled: list[int] = list(row["pulled"])
         if viewer in every:
             pulled.append(viewer)
         known = bool(row["known"])
         if known:  # an unknown id is answered (empty) each time, never kept
-            if len(self._pulled_of) >= MAX_PULLED_OF:
-                self._pulled_of.clear()
-            self._pulled_of[viewer] = _PulledOf(generation, version, now + PULLED_OF_SECONDS, known, pulled)
-        return known, pulled
+            self._keep_pulled_of(
+                viewer, _PulledOf(generation, version, now + PULLED_OF_SECONDS, known, pulled)
+            )
+            if time.monotonic() - now < PULLED_OF_KEPT_SECONDS / 2:  # the version key outlives it
+                await self._store_pulled_of(viewer, pulled_of.Entry(digest, version, pulled))
+        return known, pulled, prefetched
+
+    def _keep_pulled_of(self, viewer: int, kept: _PulledOf) -> None:
+        if len(self._pulled_of) >= MAX_PULLED_OF:
+            self._pulled_of.clear()
+        self._pulled_of[viewer] = kept
+
+    async def _kept_pulled_of(
+        self, viewer: int, timeline: str | None, with_ttl: bool
+    ) -> tuple[bytes | None, bytes | None, tuple[bytes | None, int] | None]:
+        """The viewer's follows version and kept entry, and their timeline if named, in one write."""
+        keys = [self._keys.follows_version(viewer), self._keys.pulled_of(viewer)]
+        if self.reads is None:  # a client handed in (tests): the timeline is read as usual
+            values = await self._redis_call(self._redis.mget(keys))
+            version, stored = values
+            assert (version is None or isinstance(version, bytes)) and (
+                stored is None or isinstance(stored, bytes)
+            )
+            return version, stored, None
+        if timeline is None:
+            (version, stored), _ = await self.reads.get_all(keys)
+            return version, stored, None
+        (version, stored, raw), ttl = await self.reads.get_all([*keys, timeline], ttl_of_last=with_ttl)
+        return version, stored, (raw, ttl)
+
+    async def _store_pulled_of(self, viewer: int, entry: pulled_of.Entry) -> None:
+        """Keep what was found for every process; best effort (a reader without it asks PostgreSQL)."""
+        key, value = self._keys.pulled_of(viewer), pulled_of.encode(entry)
+        expiry = str(PULLED_OF_KEPT_SECONDS * 1000).encode()
+        try:
+            if self.reads is not None:
+                await self.reads.call(b"SET", key.encode(), value, b"PX", expiry)
+            else:
+                await self._redis_call(self._redis.set(key, value, px=PULLED_OF_KEPT_SECONDS * 1000))
+        except (RedisError, OSError) as exc:
+            log.debug("could not keep pulled authors of %d: %s", viewer, exc)
 
     async def _viewer_among(self, viewer: int, every: list[int]) -> asyncpg.Record:
         """`_VIEWER_AMONG`, on a replica that has the viewer's own last write and the last hiding
@@ -510,9 +577,17 @@ class Feeds:
             await self._redis_call(pipe.execute())
 
     async def _read_sources(
-        self, timeline: str, pulled: Sequence[int], cursor: int | None, fetch: int, *, with_ttl: bool
+        self,
+        timeline: str,
+        pulled: Sequence[int],
+        cursor: int | None,
+        fetch: int,
+        *,
+        with_ttl: bool,
+        own: ListRead | None = None,
     ) -> list[ListRead]:
-        """The timeline below the cursor and each pulled author's list, read at the same time.
+        """The timeline below the cursor (unless read already: `own`) and each pulled author's
+        list, read at the same time.
 
         Without `with_ttl` the timeline's read may report a made-up full expiry (never acted on).
         """
@@ -521,14 +596,17 @@ class Feeds:
         if pulled:
             _CACHE_HIT.inc(len(pulled) - len(missing))
             _CACHE_MISS.inc(len(missing))
-        if missing:
+        if missing and own is not None:
+            cached.update(await self._recent_lists(missing))
+        elif missing:
             # Both go out in the same turn of the loop: one write to Redis, as one pipeline.
-            own, lists = await asyncio.gather(
+            read, lists = await asyncio.gather(
                 self._read_timeline(timeline, cursor, fetch, with_ttl=with_ttl),
                 self._recent_lists(missing),
             )
+            own = read
             cached.update(lists)
-        else:
+        elif own is None:
             own = await self._read_timeline(timeline, cursor, fetch, with_ttl=with_ttl)
         reads = [own]
         for author in pulled:

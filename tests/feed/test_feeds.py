@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from homefeed.feed import pulled_of
 from homefeed.feed.config import Settings
 from homefeed.feed.feeds import RecentCache
 from homefeed.feed.records import User
@@ -180,6 +181,73 @@ async def test_which_pulled_authors_a_viewer_follows_is_kept_and_a_follow_elsewh
         assert (await reader.feeds.home(alice.id, 5, None)).post_ids == []
     finally:
         await reader.close()
+
+
+async def test_pulled_authors_of_a_viewer_are_shared_by_processes_and_a_follow_racing_their_look_up_wins(
+    settings_: Settings, services: Services
+) -> None:
+    assert settings_.database_url and settings_.redis_url
+    statements: list[str] = []
+
+    # Pulled authors kept as in production (tests default to keeping nothing, which looks the
+    # viewer's pulled authors up by a join on every read).
+    kept = settings_.with_(celebrity_cache_ms=500)
+
+    async def reader_process() -> Services:
+        pool = await create_pool(settings_.database_url or "", on_query=lambda q: statements.append(q.query))
+        redis = await open_redis(settings_.redis_url or "")
+        return build_services(kept, pool, redis, passwords=FAST_PASSWORDS)
+
+    alice, star, carol = [await user(services, h) for h in ("alice", "star", "carol")]
+    await follow(services, carol, star)
+    await services.pool.execute(
+        "UPDATE users SET fanout_mode = 1, pull_from = next_id() WHERE id = $1", star.id
+    )
+    await services.feeds.rebuild_recent(star.id)
+    first = await services.posts.create(star.id, "pulled")
+    await services.feeds.push_recent(star.id, first.id)
+    one, two, three, four = [await reader_process() for _ in range(4)]
+    try:
+        assert (await one.feeds.home(alice.id, 5, None)).post_ids == []
+        assert [s for s in statements if "followee_id = ANY" in s]  # found once, by one process
+        statements.clear()
+        assert (await two.feeds.home(alice.id, 5, None)).post_ids == []
+        assert not [s for s in statements if "followee_id = ANY" in s]  # another process reuses it
+
+        # A look-up that found alice following no pulled author, and keeps that for every process
+        # only after her follow of the star committed and bumped her follows version: what it
+        # keeps is stale, and must not be used.
+        found, go_on = asyncio.Event(), asyncio.Event()
+        store = three.feeds._store_pulled_of
+
+        async def held(viewer: int, entry: pulled_of.Entry) -> None:
+            found.set()
+            await go_on.wait()
+            await store(viewer, entry)
+
+        three.feeds._store_pulled_of = held  # type: ignore[method-assign]
+        await services.redis.delete(Keys(settings_.redis_prefix).pulled_of(alice.id))
+        racing = asyncio.create_task(three.feeds.home(alice.id, 5, None))
+        await found.wait()
+        await follow(services, alice, star)
+        go_on.set()
+        assert (await racing).post_ids == []  # it read before the follow
+        stale = pulled_of.decode(await raw(services, Keys(settings_.redis_prefix).pulled_of(alice.id)))
+        assert stale is not None and stale.pulled == []
+        # Whatever the racing read kept, no process may serve alice without the star now (four
+        # has nothing of its own: it finds the stale entry in Redis). The follow put the star's
+        # older post in her timeline; the next one is only in the star's pulled list.
+        later = await services.posts.create(star.id, "pulled, after alice follows")
+        await services.feeds.push_recent(star.id, later.id)
+        for reader in (four, one, two, three):
+            assert (await reader.feeds.home(alice.id, 5, None)).post_ids == [later.id, first.id]
+        await services.relations.unfollow(alice.id, star.id)
+        await services.feeds.after_follow_change(alice.id, star.id)
+        for reader in (one, two, three, four):
+            assert (await reader.feeds.home(alice.id, 5, None)).post_ids == []
+    finally:
+        for reader in (one, two, three, four):
+            await reader.close()
 
 
 async def test_readers_missing_a_pulled_list_together_share_one_read_and_one_failure(

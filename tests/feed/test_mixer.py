@@ -3,6 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from homefeed.feed.feeds import below as feeds_below
 from homefeed.feed.mixer import merge, source_floor
 from homefeed.feed.timeline.lists import BOTTOM, ListRead
 
@@ -65,3 +66,19 @@ def test_one_source_merges_as_it_would_beside_an_empty_complete_one(
     _, reads, cursor = case
     alone = merge(reads[:1], cursor)
     assert alone == merge([reads[0], read([BOTTOM], 1)], cursor)
+
+
+@given(
+    st.sets(st.integers(1, 500), max_size=60),
+    st.booleans(),
+    st.one_of(st.none(), st.integers(0, 502)),
+    st.integers(1, 70),
+)
+def test_a_kept_whole_list_cut_below_a_cursor_is_what_redis_would_have_read(
+    held: set[int], whole: bool, cursor: int | None, limit: int
+) -> None:
+    # feeds.below bisects a pulled author's kept list; the reference filters it id by id.
+    ids = sorted(held, reverse=True) + ([BOTTOM] if whole else [])
+    full = ListRead(complete=True, ids=ids, ttl=7, limit=len(ids) + 2)
+    expected = [i for i in ids if cursor is None or i < cursor][:limit]
+    assert feeds_below(full, cursor, limit) == ListRead(complete=True, ids=expected, ttl=7, limit=limit)

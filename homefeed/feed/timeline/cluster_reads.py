@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from homefeed.feed.timeline.reads import RedisReads, command
+from homefeed.feed.timeline.reads import RedisReads, command, get_commands, values_and_ttl
 from homefeed.feed.timeline.slots import Address, SlotMap, key_slot, node_url, redirect_of
 
 ASKING = command([b"ASKING"])
@@ -45,6 +45,13 @@ class ClusterReads:
         got, seconds = await self._routed(raw, [command([b"GET", raw]), command([b"TTL", raw])])
         assert (got is None or isinstance(got, bytes)) and isinstance(seconds, int)
         return got, seconds
+
+    async def get_all(
+        self, keys: Sequence[str], *, ttl_of_last: bool = False
+    ) -> tuple[list[bytes | None], int]:
+        """RedisReads.get_all; the keys must share a slot (one user's keys share a hash tag)."""
+        payloads = get_commands(keys, ttl_of_last=ttl_of_last)
+        return values_and_ttl(await self._routed(keys[0].encode(), payloads), ttl_of_last)
 
     async def call(self, *args: bytes) -> object:
         """Any single-key command (its key second, as in APPEND key value)."""

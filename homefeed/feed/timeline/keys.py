@@ -35,6 +35,10 @@ class Keys:
         """A counter bumped whenever the user follows or unfollows: readers' cached follows are stale."""
         return f"{self.prefix}:{{{user_id}}}:fv"
 
+    def pulled_of(self, user_id: int) -> str:
+        """Which pulled authors the user follows, as last found (see feed/pulled_of.py)."""
+        return f"{self.prefix}:{{{user_id}}}:po"
+
     def rebuild_lock(self, user_id: int) -> str:
         """Single-flight lock for rebuilding a user's timeline."""
         return f"{self.prefix}:{{{user_id}}}:rebuild"

@@ -64,6 +64,30 @@ async def open_transport(
     )
 
 
+def get_commands(keys: Sequence[str], *, ttl_of_last: bool) -> list[bytes]:
+    """GET of each key (then TTL of the last one), as written to the connection."""
+    encoded = [k.encode() for k in keys]
+    payloads = [b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(k), k) for k in encoded]
+    if ttl_of_last:
+        payloads.append(b"*2\r\n$3\r\nTTL\r\n$%d\r\n%b\r\n" % (len(encoded[-1]), encoded[-1]))
+    return payloads
+
+
+def values_and_ttl(replies: Sequence[object], ttl_of_last: bool) -> tuple[list[bytes | None], int]:
+    """`get_commands`' replies as values and a TTL (-1 when not asked); an error reply is raised."""
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    ttl = -1
+    if ttl_of_last:
+        *replies, last = replies
+        assert isinstance(last, int)
+        ttl = last
+    values = [r for r in replies if r is None or isinstance(r, bytes)]
+    assert len(values) == len(replies)
+    return values, ttl
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
@@ -182,6 +206,13 @@ class RedisReads:
         assert (got is None or isinstance(got, bytes)) and isinstance(seconds, int)
         return got, seconds
 
+    async def get_all(
+        self, keys: Sequence[str], *, ttl_of_last: bool = False
+    ) -> tuple[list[bytes | None], int]:
+        """Several string keys' values, and the last one's seconds to expiry if asked (else -1),
+        in one write."""
+        return values_and_ttl(await self.send_many(get_commands(keys, ttl_of_last=ttl_of_last)), ttl_of_last)
+
     async def call(self, *args: bytes) -> object:
         """Any command, pipelined with the reads (the author's own append after a post)."""
         connection = await self._connection_for_use()
@@ -192,11 +223,21 @@ class RedisReads:
         connection = await self._connection_for_use()
         futures = [connection.send(p) for p in payloads]
         replies: list[object] = []
-        for future in futures:
-            try:
-                replies.append(await future)
-            except ResponseError as exc:
-                replies.append(exc)
+        try:
+            for future in futures:
+                try:
+                    replies.append(await future)
+                except ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            # The connection failed (or the caller went away): the later replies are never
+            # read, so retrieve or cancel them, or asyncio logs "exception was never retrieved".
+            for future in futures:
+                if not future.done():
+                    future.cancel()  # the connection skips a cancelled future's reply
+                elif not future.cancelled():
+                    future.exception()
+            raise
         return replies
 
     async def _connection_for_use(self) -> _Connection:
