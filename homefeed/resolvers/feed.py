@@ -85,7 +85,13 @@ def _log(ctx: Context, viewer: int, ranked: RankedPage) -> None:
     LATEST tail past the snapshot at its place on the page."""
     pairs = list(zip(ranked.page.post_ids, ranked.positions, strict=True))
     record = ctx.services.impressions.record
-    record(viewer, RANKED, [i for i, p in pairs if p is not None], [p for _, p in pairs if p is not None])
+    record(
+        viewer,
+        RANKED,
+        [i for i, p in pairs if p is not None],
+        [p for _, p in pairs if p is not None],
+        ranked.features,
+    )
     tail = [(k, i) for k, (i, p) in enumerate(pairs) if p is None]
     record(viewer, LATEST, [i for _, i in tail], [k for k, _ in tail])
 

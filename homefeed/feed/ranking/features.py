@@ -146,6 +146,19 @@ class Candidates:
         age: F64 = np.maximum(self.now_ms - made, 0) / 3_600_000.0
         return age
 
+    def take(self, rows: I64) -> Candidates:
+        """These candidates' rows, in the order given."""
+        return Candidates(
+            self.ids[rows],
+            self.authors[rows],
+            self.likes[rows],
+            self.social[rows],
+            self.affinity[rows],
+            self.author_rate[rows],
+            self.top_author[rows],
+            self.now_ms,
+        )
+
     def own(self, viewer: int) -> F64:
         """1.0 for the viewer's own posts."""
         own: F64 = (self.authors == viewer).astype(np.float64)

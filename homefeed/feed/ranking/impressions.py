@@ -4,7 +4,8 @@ A served feed page is logged with probability HOMEFEED_IMPRESSION_SAMPLE_PERCENT
 post (viewer, post, position, order, time). Recording only appends to an in-process queue; a
 background task writes the queue every second with COPY, computing each logged page's features
 (the ranker's, one statement per page) as they were when it was shown, so a model trains on
-what the ranker saw and never on likes that came after. The queue is bounded
+what the ranker saw and never on likes that came after. A ranked first page hands over the
+features it was ranked with, so logging it reads nothing again. The queue is bounded
 (HOMEFEED_IMPRESSION_QUEUE impressions): past it, pages are dropped and counted, so logging can
 never hold memory or slow reads when PostgreSQL falls behind.
 """
@@ -16,7 +17,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -46,6 +47,9 @@ class ShownPage:
     post_ids: tuple[int, ...]
     positions: tuple[int, ...]
     shown_ms: int
+    # The model inputs per post, when the ranker gave them (a ranked first page); else they are
+    # read when the page is written.
+    features: list[list[float]] | None = None
 
 
 class ImpressionLog:
@@ -71,18 +75,28 @@ class ImpressionLog:
         self._closed = False
 
     def record(
-        self, viewer: int, order: int, post_ids: Sequence[int], positions: Sequence[int] | None = None
+        self,
+        viewer: int,
+        order: int,
+        post_ids: Sequence[int],
+        positions: Sequence[int] | None = None,
+        features: Callable[[], list[list[float]]] | None = None,
     ) -> bool:
         """Maybe log a served page (sampled, bounded); never waits. True when it was queued.
 
-        Positions default to the places on the page (0 first)."""
+        Positions default to the places on the page (0 first). `features`, when given, gives
+        each post's model inputs as the ranker scored them (called only for a sampled page):
+        then the write reads nothing for the page."""
         if not post_ids or self._closed or self.sample <= 0 or self._rng.random() >= self.sample:
             return False
         if self.queued + len(post_ids) > self.limit:
             _DROPPED.inc(len(post_ids))
             return False
         places = tuple(range(len(post_ids))) if positions is None else tuple(positions)
-        self._pages.append(ShownPage(viewer, order, tuple(post_ids), places, int(time.time() * 1000)))
+        rows = None if features is None else features()
+        if rows is not None and len(rows) != len(post_ids):
+            raise ValueError("one row of features per post")
+        self._pages.append(ShownPage(viewer, order, tuple(post_ids), places, int(time.time() * 1000), rows))
         self.queued += len(post_ids)
         _QUEUED.inc(len(post_ids))
         if self._task is None:
@@ -113,8 +127,11 @@ class ImpressionLog:
     async def _rows(self, pages: list[ShownPage]) -> list[tuple[object, ...]]:
         rows: list[tuple[object, ...]] = []
         for page in pages:
-            features = await read_features(self._pool, page.viewer, page.post_ids, page.shown_ms)
-            by_id = dict(zip(features.ids.tolist(), features.matrix(page.viewer).tolist(), strict=True))
+            if page.features is not None:
+                by_id = dict(zip(page.post_ids, page.features, strict=True))
+            else:
+                features = await read_features(self._pool, page.viewer, page.post_ids, page.shown_ms)
+                by_id = dict(zip(features.ids.tolist(), features.matrix(page.viewer).tolist(), strict=True))
             shown = datetime.fromtimestamp(page.shown_ms / 1000, tz=UTC)
             for post_id, position in zip(page.post_ids, page.positions, strict=True):
                 x = by_id.get(post_id)

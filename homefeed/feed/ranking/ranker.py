@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 import numpy as np
@@ -50,6 +50,10 @@ class RankedPage:
     snapshot: str | None
     positions: list[int | None]
     scores: list[float | None]
+    # The model inputs the ranker scored the page's ranked posts with (rows in page order, posts
+    # past the snapshot left out), when this request computed them (a first page): a sampled
+    # impression logs these instead of reading them again. Called only for a sampled page.
+    features: Callable[[], list[list[float]]] | None = None
 
 
 class Ranker:
@@ -89,7 +93,13 @@ class Ranker:
             log.warning("ranked feed in LATEST order, Redis unavailable: %s", exc)
             return await self.below(viewer, first, None)
         ranked = await self._from(viewer, first, name, snapshot, 0)
-        return ranked
+        shown = order[[p for p in ranked.positions if p is not None]]
+
+        def features() -> list[list[float]]:
+            rows: list[list[float]] = candidates.take(shown).matrix(viewer).tolist()
+            return rows
+
+        return replace(ranked, features=features)
 
     async def _candidates(self, viewer: int, now_ms: int) -> Candidates:
         """The candidates from what a LATEST read merges (the timeline and the pulled lists),

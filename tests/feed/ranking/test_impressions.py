@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import random
+import time
+from typing import Any
+
+import pytest
 
 from homefeed.feed.metrics import IMPRESSIONS
-from homefeed.feed.ranking.features import NAMES
+from homefeed.feed.ranking import impressions
+from homefeed.feed.ranking.features import NAMES, read_features
 from homefeed.feed.ranking.impressions import LATEST, RANKED, ImpressionLog
 from homefeed.feed.services import Services
+from homefeed.schema.node import expect_global_id
 from tests.api import Api
 from tests.conftest import ServicesFactory
 
@@ -90,3 +96,49 @@ async def test_served_pages_are_logged_in_the_background(make_services: Services
             "SELECT feed_order, count(*) AS n FROM impressions GROUP BY 1 ORDER BY 1"
         )
         assert [(r["feed_order"], r["n"]) for r in orders] == [(LATEST, 3), (RANKED, 3)]
+
+
+async def test_a_ranked_first_page_logs_the_features_it_was_ranked_with(
+    make_services: ServicesFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = await make_services(impression_sample_percent=100)
+    async with Api.running(services) as api:
+        viewer, ann, bob = [await api.sign_up(h) for h in ("viewer", "ann", "bob")]
+        for who in (ann, bob):
+            (await api.act(viewer, "follow", who)).ok()
+        posts = [await api.post(who, f"{who.handle} {i}") for i in range(3) for who in (ann, bob)]
+        like = "mutation($p: ID!) { likePost(id: $p) { id } }"
+        for who in (viewer, bob):
+            (await api.gql(like, {"p": posts[0]}, token=who.token)).ok()
+        query = "query { homeFeed(first: 4, order: RANKED) { edges { node { id } } } }"
+        # The page's features come from the ranking: writing its impressions reads none again.
+        reads: list[int] = []
+        real = impressions.read_features
+
+        async def counting(*args: Any) -> Any:
+            reads.append(1)
+            return await real(*args)
+
+        monkeypatch.setattr(impressions, "read_features", counting)
+        edges = (await api.gql(query, {}, token=viewer.token)).ok()["homeFeed"]["edges"]
+        shown = [e["node"]["id"] for e in edges]
+        assert await services.impressions.flush() == 4
+        assert reads == []
+        rows = await services.pool.fetch(
+            "SELECT post_id, position, feed_order, features FROM impressions ORDER BY position"
+        )
+        assert [r["feed_order"] for r in rows] == [RANKED] * 4
+        assert [r["position"] for r in rows] == [0, 1, 2, 3]
+        # The same inputs the features statement gives (stored as float4; age, and velocity
+        # through it, move on between the two reads).
+        ids = [r["post_id"] for r in rows]
+        assert ids == [expect_global_id(i, "Post") for i in shown]
+        viewer_id = expect_global_id(viewer.id, "User")
+        now = await read_features(services.pool, viewer_id, ids, int(time.time() * 1000))
+        expected = dict(zip(now.ids.tolist(), now.matrix(viewer_id).tolist(), strict=True))
+        age, velocity = NAMES.index("age_hours"), NAMES.index("log_velocity")
+        for r in rows:
+            logged, fresh = list(r["features"]), expected[r["post_id"]]
+            steady = [k for k in range(len(NAMES)) if k not in (age, velocity)]
+            assert [logged[k] for k in steady] == pytest.approx([fresh[k] for k in steady], rel=1e-6)
+            assert fresh[age] >= logged[age] - 1e-6
