@@ -52,25 +52,32 @@ def rerank(candidates: Candidates, scores: F64, first_page: int) -> list[int]:
     taken = [False] * n
     head = 0  # by_score[:head] are all placed
     placed: list[int] = []
+    # The authors of the last GAP - 1 (two) placed posts, kept as two names rather than a set
+    # built per position: this loop runs once per candidate of every first page.
+    last1 = last2 = -1
     for position in range(n):
-        recent_last = {authors[i] for i in placed[-(GAP - 1) :]}
         if owed and position < first_page and first_page - position <= len(owed):
-            pick = next((i for i in owed if authors[i] not in recent_last), owed[0])
+            pick = next((i for i in owed if authors[i] != last1 and authors[i] != last2), owed[0])
         else:
             while taken[by_score[head]]:
                 head += 1
             pick = by_score[head]  # every remaining post is by a recent author: the best one
-            for k in range(head, n):
-                i = by_score[k]
-                if not taken[i] and authors[i] not in recent_last:
-                    pick = i
-                    break
+            author = authors[pick]
+            if author in (last1, last2):
+                for k in range(head + 1, n):
+                    i = by_score[k]
+                    if not taken[i]:
+                        author = authors[i]
+                        if author != last1 and author != last2:
+                            pick = i
+                            break
         taken[pick] = True
         placed.append(pick)
+        last2, last1 = last1, authors[pick]
         # Any recent post of an owed author on the first page settles what they are owed.
-        if position < first_page and authors[pick] in owed_authors and recent[pick]:
-            owed = [i for i in owed if authors[i] != authors[pick]]
-            owed_authors.discard(authors[pick])
+        if position < first_page and last1 in owed_authors and recent[pick]:
+            owed = [i for i in owed if authors[i] != last1]
+            owed_authors.discard(last1)
         if position + 1 >= first_page:
             owed = []
     return placed

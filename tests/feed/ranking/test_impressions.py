@@ -113,7 +113,7 @@ async def test_a_ranked_first_page_logs_the_features_it_was_ranked_with(
         query = "query { homeFeed(first: 4, order: RANKED) { edges { node { id } } } }"
         # The page's features come from the ranking: writing its impressions reads none again.
         reads: list[int] = []
-        real = impressions.read_features
+        real = read_features
 
         async def counting(*args: Any) -> Any:
             reads.append(1)
