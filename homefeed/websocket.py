@@ -16,6 +16,7 @@ its ordinary, back-pressured path).
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import Any
 
@@ -60,6 +61,46 @@ def _header(length: int) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, length)
 
 
+class Flag:
+    """asyncio.Event's set/clear/is_set/wait, with a waiter made only while someone waits.
+
+    An Event allocates its deque of waiters up front (about 760 bytes, bench live's census):
+    uvicorn keeps one per connection for write back-pressure, which nearly never has a waiter."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
+
+
 class FrameTransportProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O websocket protocol, offering a FrameWriter to the app."""
 
@@ -68,6 +109,8 @@ class FrameTransportProtocol(WebSocketsSansIOProtocol):
         # The app's messages from the client: one reader (the app's receive), nearly always
         # empty. asyncio.Queue's deques and Event were 3.7 KB per idle connection.
         self.queue = Mailbox(_UNBOUNDED)  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -174,6 +174,12 @@ class Subscriber:
     recent: list[int] | None = None  # the last RECENT_ADDED, oldest first (a deque costs 600 B)
     # Bumped whenever relationships are applied, so a read that another one overtook is not applied.
     generation: int = 0
+    # Set when it leaves the hub: a delivery already under way skips it (its client may have
+    # said `complete`, after which nothing more may be sent for the operation).
+    gone: bool = False
+    # For a subscriber no task reads (the API's parked subscriptions): called when its queue
+    # gains something, so that something starts reading it.
+    wake: Callable[[], None] | None = None
 
     def sees(self, author: int) -> bool:
         """Whether posts by author belong in this viewer's feed."""
@@ -210,6 +216,8 @@ class Subscriber:
 
     def enqueue(self, event: LiveEvent) -> None:
         """Queue an admitted event for the per-subscriber path."""
+        if self.gone:
+            return
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -221,10 +229,14 @@ class Subscriber:
             if not self.resync_queued:  # a RESYNC dropped with the backlog was counted already
                 LIVE_RESYNCS.inc()
             self.resync_queued = True
+            if self.wake is not None:
+                self.wake()
             return
         if event is RESYNC:
             self.resync_queued = True
             LIVE_RESYNCS.inc()
+        if self.wake is not None:
+            self.wake()
 
     async def next(self) -> LiveEvent:
         """The next event, waiting for one."""
@@ -358,7 +370,22 @@ class LiveHub:
     ) -> AsyncIterator[Subscriber]:
         """A live subscriber for viewer, registered for as long as the context lasts. With a
         broadcast, events go to it (with this subscriber's sink) rather than to the queue."""
-        sub = Subscriber(viewer, broadcast, sink)
+        sub = await self.attach(viewer, broadcast, sink)
+        try:
+            yield sub
+        finally:
+            await self.detach(sub)
+
+    async def attach(
+        self,
+        viewer: int,
+        broadcast: Broadcast | None = None,
+        sink: object = None,
+        wake: Callable[[], None] | None = None,
+    ) -> Subscriber:
+        """Register a live subscriber for viewer until `detach`. With `wake`, no task waits on
+        its queue: wake is called whenever something is queued for it."""
+        sub = Subscriber(viewer, broadcast, sink, wake=wake)
         state = (await self.relations([viewer]))[viewer]
         sub.followees, sub.hidden = state.followees, state.hidden
         del state
@@ -368,18 +395,32 @@ class LiveHub:
             self._add(self._by_user, viewer, sub)
             for author in sub.authors():
                 self._add(self._by_author, author, sub)
-            await self._sync_channels()
-        try:
-            yield sub
-        finally:
-            async with self._lock:
-                self._subscribers.discard(sub)
-                LIVE_SUBSCRIBERS.dec()
-                self._drop(self._by_user, viewer, sub)
-                for author in sub.authors():
-                    self._drop(self._by_author, author, sub)
-                with contextlib.suppress(RedisError, OSError):
-                    await self._sync_channels()
+            try:
+                await self._sync_channels()
+            except BaseException:
+                # Cancelled or failed half-way: registered, it would never be detached.
+                self._unregister(sub)
+                raise
+        return sub
+
+    def _unregister(self, sub: Subscriber) -> None:
+        """Take sub out of the hub now (under the lock); its channels are synced later."""
+        sub.gone = True
+        if sub not in self._subscribers:
+            return
+        self._subscribers.discard(sub)
+        LIVE_SUBSCRIBERS.dec()
+        self._drop(self._by_user, sub.viewer, sub)
+        for author in sub.authors():
+            self._drop(self._by_author, author, sub)
+
+    async def detach(self, sub: Subscriber) -> None:
+        """Unregister sub: nothing more is delivered to it, even by a delivery under way."""
+        sub.gone = True  # at once: the lock may be held across a delivery's awaits
+        async with self._lock:
+            self._unregister(sub)
+            with contextlib.suppress(RedisError, OSError):
+                await self._sync_channels()
 
     def _add(self, index: _Index, key: int, sub: Subscriber) -> None:
         if index.add(key, sub):
@@ -488,7 +529,9 @@ class LiveHub:
     async def _on_author(self, author: int, notice: Notice) -> None:
         # Indexed under the author means following it (or being it): only a mute or block is left
         # to check, and a viewer's hidden set is nearly always empty.
-        subs = [s for s in self._by_author.get(author) if not s.hidden or author not in s.hidden]
+        subs = [
+            s for s in self._by_author.get(author) if not s.gone and (not s.hidden or author not in s.hidden)
+        ]
         targets = [
             s
             for s in subs

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from homefeed.feed.live import Broadcast, Kind, LiveEvent
+from homefeed.feed.live import Broadcast, Kind, LiveEvent, Subscriber
 from homefeed.feed.records import Post
+from homefeed.feed.services import Services
 from homefeed.loaders import Loaders, shared_for
 from homefeed.resolvers.connections import home_scope
 from homefeed.resolvers.context import Context
@@ -47,19 +48,31 @@ async def home_feed_updates(ctx: Context, together: Together | None = None) -> A
     broadcast, sink = (together.broadcast, together.sink(viewer)) if together is not None else (None, None)
     async with services.live.subscribe(viewer, broadcast, sink) as subscriber:
         while True:
-            event = await subscriber.next()
-            loaders = shared_for(services, event).for_viewer(viewer)
-            if event.kind is Kind.RESYNC:
-                yield Update(Kind.RESYNC, None, None, None, loaders, event, viewer)
-                continue
-            if event.post is not None:
-                loaders.posts.prime(event.post.id, event.post)
-            yield Update(
-                event.kind,
-                event.post_id,
-                event.post,
-                services.cursors.encode(scope, event.post_id),
-                loaders,
-                event,
-                viewer,
-            )
+            yield update_for(services, viewer, scope, await subscriber.next())
+
+
+async def attach(ctx: Context, together: Together, wake: Callable[[], None]) -> Subscriber:
+    """The viewer's live subscriber, registered with the hub until detached, with no task of its
+    own: the hub delivers through `together`, and calls wake when something waits in its queue."""
+    viewer = await ctx.require_viewer()
+    services = ctx.services
+    await services.feeds.touch(viewer)
+    return await services.live.attach(viewer, together.broadcast, together.sink(viewer), wake)
+
+
+def update_for(services: Services, viewer: int, scope: str, event: LiveEvent) -> Update:
+    """An event of the hub as this viewer's subscription receives it (`scope`: its home feed's)."""
+    loaders = shared_for(services, event).for_viewer(viewer)
+    if event.kind is Kind.RESYNC:
+        return Update(Kind.RESYNC, None, None, None, loaders, event, viewer)
+    if event.post is not None:
+        loaders.posts.prime(event.post.id, event.post)
+    return Update(
+        event.kind,
+        event.post_id,
+        event.post,
+        services.cursors.encode(scope, event.post_id),
+        loaders,
+        event,
+        viewer,
+    )

@@ -226,6 +226,23 @@ class FrameWriter(Protocol):
     def write_text(self, payload: bytes) -> bool: ...
 
 
+class Lot(Protocol):
+    """A connection that keeps started render-once subscriptions as records (parked.py): the
+    graphql-transport-ws handler."""
+
+    def park(self, operation_id: str, parked: Any) -> bool:
+        """Keep parked as the operation's whole state; False if the operation is gone."""
+        ...
+
+    async def send_message(self, message: Any) -> None:
+        """Send a protocol message as the operation's stream would have."""
+        ...
+
+    async def finish(self, operation_id: str, message: dict[str, Any]) -> None:
+        """End the operation: forget it, send message, then `complete`."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Outlet:
     """Where the subscription being started may have its frames written: its connection's
@@ -233,6 +250,10 @@ class Outlet:
 
     writer: FrameWriter
     head: bytes
+    # A connection that keeps a render-once subscription as a record once started (parked.py),
+    # and the operation's id there; None where the protocol's handler does not.
+    lot: Lot | None = None
+    operation_id: str = ""
 
 
 # Set by the websocket handlers while they start an operation: the operation's task inherits it.
@@ -333,6 +354,8 @@ class Together:
         added = event.kind is Kind.ADDED
         sent = 0
         for sub, generation in zip(subscribers, generations, strict=True):
+            if sub.gone:
+                continue  # left meanwhile (its client may have said `complete`)
             if not sub.queue.empty():
                 sub.enqueue(event)
                 continue
@@ -354,7 +377,13 @@ class Together:
                 # Its own path fails the same way, and answers with the error as Strawberry words it.
                 sub.enqueue(event)
                 continue
-            if out.writer.write_text(out.head + data + out.tail):
+            try:
+                written = out.writer.write_text(out.head + data + out.tail)
+            except Exception:
+                # This connection failed under the write (dropped mid-write): the others' frames
+                # still go out; its own path finds the connection gone.
+                written = False
+            if written:
                 sent += 1
             else:
                 sub.enqueue(event)

@@ -9,7 +9,7 @@ import strawberry
 
 from homefeed.resolvers import live, posts
 from homefeed.resolvers.context import Context
-from homefeed.schema import broadcast, cost
+from homefeed.schema import broadcast, cost, parked
 from homefeed.schema.later import later
 from homefeed.schema.node import to_global_id
 from homefeed.schema.posts import Post
@@ -83,6 +83,14 @@ class FeedSubscription:
             joining = broadcast.together(shape, info.schema, _root).joining(
                 outlet, info.context, cost.REPORTED.get()
             )
+        if joining is not None and outlet is not None and outlet.lot is not None and shape is not None:
+            # The hub writes this subscription's events itself: keep it as a record, not this
+            # stream (parked.py). The stream ends here without a `complete`.
+            record = parked.Parked(joining, outlet.lot, outlet.operation_id, shape, info.schema, _root)
+            await record.start()
+            if not outlet.lot.park(outlet.operation_id, record):
+                await record.stop()  # the client completed it meanwhile
+            return
         async for update in live.home_feed_updates(info.context, joining):
             if shape is None:
                 yield FeedUpdate.of(update, info.context)
