@@ -109,7 +109,6 @@ async def _measure(
             port=port,
             log_level="warning",
             access_log=False,
-            http="httptools",
             **uvicorn_options(),
         )
     )
