@@ -753,17 +753,25 @@ class Feeds:
         try:
             await self.touch(viewer)
             lock = self._keys.rebuild_lock(viewer)
-            if await self._single_flight(lock, lambda: self.rebuild_timeline(viewer)):
+            timeline = self._keys.timeline(viewer)
+            if await self._single_flight(lock, timeline, lambda: self.rebuild_timeline(viewer)):
                 COLD_REBUILDS.inc()
         finally:
             self.rebuilding -= 1
         return await self.pull_page(viewer, first, before)
 
-    async def _single_flight(self, lock: str, rebuild: Callable[[], Awaitable[None]]) -> bool:
-        """Run a rebuild if this read wins its Redis lock; False if another holds it (and rebuilds)."""
+    async def _single_flight(self, lock: str, key: str, rebuild: Callable[[], Awaitable[None]]) -> bool:
+        """Rebuild `key` if this read wins its Redis lock and the list is still not built; False if
+        another reader holds the lock (and rebuilds) or has rebuilt it already."""
         if not await self._redis_call(self._redis.set(lock, b"1", nx=True, px=REBUILD_LOCK_MS)):
             return False
         try:
+            # This reader found the list missing before taking the lock: another may have won
+            # the lock, rebuilt the list and released it since, and a second rebuild is work for
+            # PostgreSQL that changes nothing.
+            read = await self._redis_call(self._lists.read([ListQuery(key, None, 1)]))
+            if read[0].complete:
+                return False
             await rebuild()
         finally:
             await self._redis_call(self._redis.delete(lock))
@@ -809,6 +817,7 @@ class Feeds:
             try:
                 await self._single_flight(
                     self._keys.recent_lock(author),
+                    self._keys.recent(author),
                     lambda: self._redis_call(
                         self._writes.rebuild_recent(author, ids[: self.size], whole_history=whole)
                     ),

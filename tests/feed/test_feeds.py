@@ -312,3 +312,49 @@ async def test_readers_missing_a_pulled_list_together_share_one_read_and_one_fai
     # Every reader waiting on the failed read was answered from PostgreSQL: nothing lost.
     assert [p.post_ids for p in pages] == [truth[f.id] for f in fans]
     assert asked[1:] == [[star.id]] and not feeds._recent_pending
+
+
+async def test_a_cold_reader_arriving_after_the_rebuild_does_not_rebuild_again(services: Services) -> None:
+    """Two readers find no timeline; the second reaches the lock only after the first's rebuild
+    released it. The lock alone would let it rebuild again: it must see the built timeline."""
+    alice, bob = await user(services, "alice"), await user(services, "bob")
+    await services.relations.follow(alice.id, bob.id)
+    posts = [await services.posts.create(bob.id, f"p{i}") for i in range(5)]
+    feeds = services.feeds
+    rebuilds = 0
+    rebuild, touch = feeds.rebuild_timeline, feeds.touch
+    second_is_cold = asyncio.Event()  # the second reader found no timeline too
+    first_answered = asyncio.Event()  # the first reader's home() returned: its lock is released
+    touches = 0
+
+    async def counting(user_id: int) -> None:
+        nonlocal rebuilds
+        rebuilds += 1
+        await rebuild(user_id)
+
+    async def ordered_touch(user_id: int) -> None:
+        # The cold path touches the viewer just before taking the lock.
+        nonlocal touches
+        touches += 1
+        if touches == 1:
+            await asyncio.wait_for(second_is_cold.wait(), 30)
+        else:
+            second_is_cold.set()
+            await asyncio.wait_for(first_answered.wait(), 30)
+        await touch(user_id)
+
+    async def first() -> list[int]:
+        page = await feeds.home(alice.id, 10, None)
+        first_answered.set()
+        return page.post_ids
+
+    async def second() -> list[int]:
+        return (await feeds.home(alice.id, 10, None)).post_ids
+
+    feeds.rebuild_timeline = counting  # type: ignore[method-assign]
+    feeds.touch = ordered_touch  # type: ignore[method-assign]
+    pages = await asyncio.gather(first(), second())
+    assert touches == 2  # both readers took the cold path
+    assert rebuilds == 1
+    expected = [p.id for p in reversed(posts)]
+    assert pages[0] == pages[1] == expected
