@@ -103,6 +103,16 @@ def with_search_path(url: str, schema: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+async def delete_prefix(redis: RedisClient, prefix: str) -> None:
+    """Delete every key under a test's prefix, on a single server or across the cluster's masters.
+
+    Never FLUSHDB: the test Redis may be shared with other test runs, whose keys it would wipe.
+    """
+    keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+
+
 @contextlib.asynccontextmanager
 async def isolated_settings(servers: Settings) -> AsyncIterator[Settings]:
     """Settings over servers with a fresh schema, migrated, and a fresh Redis key prefix; dropped after."""
@@ -142,9 +152,7 @@ async def isolated_settings(servers: Settings) -> AsyncIterator[Settings]:
         await conn.close()
     redis = await open_redis(servers.redis_url)
     try:
-        keys = [k async for k in redis.scan_iter(match=f"{name}:*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
+        await delete_prefix(redis, name)
     finally:
         await redis.aclose()
 

@@ -20,7 +20,7 @@ from homefeed.feed.timeline.encoding import decode
 from homefeed.feed.timeline.keys import Keys
 from homefeed.feed.timeline.lists import ListRead
 from homefeed.workers.fanout_worker import FanoutWorker
-from tests.conftest import FAST_PASSWORDS, ServicesFactory
+from tests.conftest import FAST_PASSWORDS, ServicesFactory, delete_prefix
 
 
 async def raw(services: Services, key: str) -> bytes | None:
@@ -112,8 +112,13 @@ async def test_reads_survive_redis_being_down_and_flushed(services: Services) ->
     await down.feeds.close()  # its lanes go back to the shared pool
     await dead.aclose()
 
-    # Redis back but empty: the cold path rebuilds, nothing is lost.
-    await services.redis.flushdb()
+    # Redis back but empty: the cold path rebuilds, nothing is lost. Only this test's keys are
+    # lost: a FLUSHDB would wipe other test runs sharing the server, as it would this one's.
+    neighbour = f"{services.settings.redis_prefix}-neighbour:key"
+    await services.redis.set(neighbour, b"another run's", ex=60)
+    await delete_prefix(services.redis, services.settings.redis_prefix)
+    assert await services.redis.get(neighbour) == b"another run's"
+    await services.redis.delete(neighbour)
     await FanoutWorker(services).drain()
     assert (await services.feeds.home(alice.id, 5, None)).post_ids == [second.id, first.id]
     assert (await services.feeds.home(alice.id, 5, None)).post_ids == [second.id, first.id]

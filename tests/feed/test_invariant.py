@@ -47,7 +47,7 @@ from homefeed.feed.store.pool import create_pool
 from homefeed.feed.timeline.slots import SlotMap
 from homefeed.migrations.runner import migrate
 from homefeed.workers.fanout_worker import FanoutWorker
-from tests.conftest import FAST_PASSWORDS, with_search_path
+from tests.conftest import FAST_PASSWORDS, delete_prefix, with_search_path
 from tests.oracle import Model
 
 T = TypeVar("T")
@@ -121,9 +121,7 @@ class World:
 
     async def flush(self) -> None:
         """Lose every Redis key of this world, as a Redis restart without persistence would."""
-        keys = [k async for k in self.redis.scan_iter(match=f"{self.settings.redis_prefix}:*", count=1000)]
-        if keys:
-            await self.redis.delete(*keys)
+        await delete_prefix(self.redis, self.settings.redis_prefix)
 
     async def drain(self) -> None:
         assert self.worker is not None

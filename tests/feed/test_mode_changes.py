@@ -26,7 +26,7 @@ from homefeed.feed.services import Services
 from homefeed.feed.store import outbox
 from homefeed.feed.store.outbox import Job, Outbox
 from homefeed.workers.fanout_worker import FanoutWorker
-from tests.conftest import ServicesFactory
+from tests.conftest import ServicesFactory, delete_prefix
 from tests.feed.test_job_runner import fans, runner
 
 # ---- running jobs -------------------------------------------------------------------------------
@@ -109,10 +109,7 @@ async def assert_nothing_lost(services: Services, scene: Scene, expected: Sequen
     assert await mode_of(services, scene.star) == modes.PUSH, "the drain never finished"
     assert await Outbox(services.pool).pending() == 0
     # Nor does a Redis flush lose anything: timelines come back from PostgreSQL.
-    prefix = services.settings.redis_prefix
-    keys = [k async for k in services.redis.scan_iter(match=f"{prefix}:*", count=1000)]
-    if keys:
-        await services.redis.delete(*keys)
+    await delete_prefix(services.redis, services.settings.redis_prefix)
     assert await home(services, scene.fan) == want
     assert await home(services, scene.fan) == want  # and from the rebuilt timeline
 

@@ -8,15 +8,12 @@ from prometheus_client import REGISTRY
 
 from homefeed.feed.services import Services
 from homefeed.workers.fanout_worker import FanoutWorker
-from tests.conftest import ServicesFactory
+from tests.conftest import ServicesFactory, delete_prefix
 
 
 async def flush(services: Services) -> None:
     """A flush of this test's keys only (the server may be shared with other test runs)."""
-    prefix = services.settings.redis_prefix
-    keys = [k async for k in services.redis.scan_iter(match=f"{prefix}:*", count=1000)]
-    if keys:
-        await services.redis.delete(*keys)
+    await delete_prefix(services.redis, services.settings.redis_prefix)
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
