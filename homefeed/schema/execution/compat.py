@@ -18,7 +18,10 @@ from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path, inspect, is_iterable
 from graphql.pyutils.gather_with_cancel import gather_with_cancel
 from graphql.type.definition import GraphQLResolveInfoHelpers
+from strawberry.relay.types import GlobalID
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.arguments import _is_leaf_type
+from strawberry.types.base import StrawberryMaybe, StrawberryOptional
 
 __all__ = [
     "CollectedErrors",
@@ -31,6 +34,7 @@ __all__ = [
     "collected_errors",
     "custom_is_type_of",
     "default_attribute",
+    "direct_resolver",
     "fragment_definitions",
     "gather_with_cancel",
     "inspect",
@@ -186,6 +190,88 @@ def default_attribute(definition: GraphQLField) -> str | None:
     ):
         return None
     return name
+
+
+def direct_resolver(definition: GraphQLField, schema: Any) -> tuple[Callable[..., Any], bool] | None:
+    """The field's resolver function called as Strawberry's wrapper would call it, without the
+    wrapper, and whether it reads the resolve info; None when the wrapper does more than that.
+
+    Strawberry's resolver for a field with a resolver function builds an `Info`, converts the
+    arguments to Python values and names, places the parent and the info where the function's
+    signature asks for them, runs the field's extensions (permissions are extensions) and its
+    exception handlers, and calls the function (through an `async def` of its own when the
+    function is async). With no extensions, no exception handlers and only leaf arguments (whose
+    conversion returns the value as graphql-core coerced it: a scalar, or an enum's member), all
+    of that is the call below: the same function, the same arguments, the same result (an async
+    function's coroutine runs nothing until awaited, so nothing can raise sooner than through
+    the wrapper). `schema`: the GraphQLSchema Strawberry built (it refers back to Strawberry's).
+    """
+    field = (definition.extensions or {}).get("strawberry-definition")
+    strawberry_schema = getattr(schema, "_strawberry_schema", None)
+    resolver = getattr(field, "base_resolver", None)
+    if field is None or strawberry_schema is None or resolver is None:
+        return None
+    converter = strawberry_schema.schema_converter
+    if (
+        field.extensions
+        or field.permission_classes
+        or field.is_subscription
+        or converter._get_field_exception_handlers(field)
+        or not callable(resolver.wrapped_func)
+    ):
+        return None
+    config = strawberry_schema.config
+    names: list[tuple[str, str]] = []
+    for argument in field.arguments:
+        type_ = argument.type
+        while isinstance(type_, StrawberryOptional) and not isinstance(type_, StrawberryMaybe):
+            type_ = type_.of_type
+        if isinstance(type_, StrawberryMaybe) or not _is_leaf_type(
+            type_, converter.scalar_registry, skip_classes=(GlobalID,)
+        ):
+            return None
+        assert argument.python_name
+        names.append((config.name_converter.from_argument(argument), argument.python_name))
+    info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
+    call = _direct(
+        resolver.wrapped_func,
+        tuple(names),
+        resolver.self_parameter is not None,
+        tuple(p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None),
+        info_name,
+        lambda info: config.info_class(_raw_info=info, _field=field),
+    )
+    return call, info_name is not None
+
+
+def _direct(
+    func: Callable[..., Any],
+    names: tuple[tuple[str, str], ...],
+    takes_self: bool,
+    parents: tuple[str, ...],
+    info_name: str | None,
+    info_of: Callable[[Any], Any],
+) -> Callable[..., Any]:
+    """`(source, info, **arguments)` calling func as Strawberry's get_arguments lays it out."""
+    if not names and not parents and info_name is None:
+        # The commonest shapes, each a single call.
+        if takes_self:
+            return lambda source, info, **_: func(source)
+        return lambda source, info, **_: func()
+    if not names and not parents and info_name is not None:
+        if takes_self:
+            return lambda source, info, **_: func(source, **{info_name: info_of(info)})
+        return lambda source, info, **_: func(**{info_name: info_of(info)})
+
+    def direct(source: Any, info: Any, **arguments: Any) -> Any:
+        kwargs = {python: arguments[name] for name, python in names if name in arguments}
+        for parent in parents:
+            kwargs[parent] = source
+        if info_name is not None:
+            kwargs[info_name] = info_of(info)
+        return func(source, **kwargs) if takes_self else func(**kwargs)
+
+    return direct
 
 
 def custom_is_type_of(type_: GraphQLObjectType) -> bool:

@@ -68,7 +68,7 @@ class CompiledExecutionContext(PlannedExecutionContext):
             return super().execute_operation(serially)
         code = plan.compiled
         if code is None:
-            code = plan.compiled = compile_plan(plan)
+            code = plan.compiled = compile_plan(plan, self.schema)
         return compat.released_after(self, Runtime(self).execute(code))
 
 
@@ -182,9 +182,11 @@ async def list_pending(out: list[Any], pending: list[int]) -> list[Any]:
     return out
 
 
-def compile_plan(plan: Plan) -> Compiled:
-    """The plan as a Python function `(runtime, root value) -> data` (or a coroutine of it)."""
-    generator = _Generator()
+def compile_plan(plan: Plan, schema: Any = None) -> Compiled:
+    """The plan as a Python function `(runtime, root value) -> data` (or a coroutine of it).
+    Given the schema, resolver functions are called without Strawberry's wrapper where it would
+    only call them (compat.direct_resolver)."""
+    generator = _Generator(schema)
     root = generator.object(plan.root)
     namespace = dict(generator.constants)
     exec(compile("\n".join(generator.lines), "<compiled operation>", "exec"), namespace)
@@ -199,7 +201,8 @@ _IDENTITY: dict[Any, str] = {GraphQLString: "str", GraphQLID: "str", GraphQLBool
 class _Generator:
     """Writes the source: a function per object selection, per completion, per list."""
 
-    def __init__(self) -> None:
+    def __init__(self, schema: Any = None) -> None:
+        self.schema = schema
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {
             "Path": Path,
@@ -281,14 +284,19 @@ class _Generator:
                 ]
                 continue
             definition = self.constant(f.definition, "D")
-            resolve = self.constant(f.definition.resolve, "R")
+            direct = None if self.schema is None else compat.direct_resolver(f.definition, self.schema)
+            resolve = self.constant(f.definition.resolve if direct is None else direct[0], "R")
             nodes = self.constant(f.nodes, "N")
             parent = self.constant(f.parent, "T")
             call = f"{resolve}(src, info, **rt.args({field}))" if f.has_arguments else f"{resolve}(src, info)"
+            # The resolve info is built only for a resolver that reads it: the completions below
+            # take None (as for an attribute) and build one where they need it.
+            needs_info = direct is None or direct[1]
+            info = f"rt.resolve_info({definition}, {nodes}, {parent}, p)" if needs_info else "None"
             body += [
                 f"        p = {path}",
                 "        try:",
-                f"            info = rt.resolve_info({definition}, {nodes}, {parent}, p)",
+                f"            info = {info}",
                 f"            v = {call}",
                 "            if is_awaitable(v):",
                 f"                r[{key}] = rt.await_value({field}, {complete}, {non_null}, info, p, v)",

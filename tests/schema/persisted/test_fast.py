@@ -14,6 +14,7 @@ import pytest
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
+from homefeed.app import MAX_BODY_BYTES
 from homefeed.feed.services import Services
 from homefeed.schema import schema
 from homefeed.schema.persisted.fast import FastPath
@@ -270,3 +271,44 @@ async def test_generated_queries_are_identical_on_both_paths(
     fast, view = await paths.both(text, variables, token)
     assert fast == view, text
     event("fast path" if taken and taken[-1] is not None else "view")
+
+
+async def test_a_body_over_the_limit_is_refused_alike_and_never_read_by_the_fast_path(
+    paths: Paths, taken: list[bytes | None]
+) -> None:
+    # A persisted request padded past the body limit: the fast path leaves it to BodyLimit.
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": sha(FEED)}}
+    body = orjson.dumps({"variables": {"pad": "x" * (MAX_BODY_BYTES + 1)}, "extensions": extensions})
+    statuses = []
+    for api in (paths.fast, paths.view):
+        await register(api, FEED)
+        response = await api.http.post("/graphql", content=body, headers={"Content-Type": "application/json"})
+        statuses.append((response.status_code, response.json()))
+    assert statuses[0] == statuses[1]
+    assert statuses[0][0] == 413
+    assert taken == []
+
+
+async def test_a_body_without_a_declared_length_goes_to_the_view(
+    paths: Paths, taken: list[bytes | None]
+) -> None:
+    # Chunked (no Content-Length): the body limit counts it as it arrives, so the view takes it.
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": sha(FEED)}}
+    body = orjson.dumps({"variables": {"first": 2, "skipLikes": False}, "extensions": extensions})
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield body[:10]
+        yield body[10:]
+
+    answers = []
+    for api in (paths.fast, paths.view):
+        await register(api, FEED)
+        response = await api.http.post(
+            "/graphql",
+            content=chunks(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {paths.alice.token}"},
+        )
+        answers.append((response.status_code, response.json()))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 200 and answers[0][1]["data"]["feed"]["edges"]
+    assert taken == []
