@@ -42,8 +42,13 @@ class Cursors:
 
     def encode(self, scope: str, position: int) -> str:
         """The cursor for `position` (a post id) within `scope`."""
+        return self.encode_ascii(scope, position).decode()
+
+    def encode_ascii(self, scope: str, position: int) -> bytes:
+        """`encode`'s cursor as ASCII bytes: what a live event's frame splices in per subscriber,
+        quoted as it is (base64url needs no JSON escaping)."""
         payload = f"{scope}|{position}".encode()
-        return base64.urlsafe_b64encode(payload + self._mac(payload)).rstrip(b"=").decode()
+        return base64.urlsafe_b64encode(payload + self._mac(payload)).rstrip(b"=")
 
     def decode(self, scope: str, cursor: str) -> int:
         """The position in a cursor of `scope`; InvalidInput for anything malformed or foreign."""

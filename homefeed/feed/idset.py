@@ -26,6 +26,13 @@ class IdSet:
         """The set of ids (duplicates dropped)."""
         return cls(array("q", sorted(set(ids))))
 
+    @classmethod
+    def of_sorted(cls, ids: Iterable[int]) -> IdSet:
+        """The set of ids already ascending and distinct (a statement's ORDER BY over a key):
+        the hub's periodic re-read of every viewer's followees spent most of its time in `of`'s
+        set and sort."""
+        return cls(array("q", ids))
+
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, int):
             return False

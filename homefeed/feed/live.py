@@ -269,6 +269,9 @@ class _Index:
     def __iter__(self) -> Iterator[int]:
         return iter(self._members)
 
+    def __len__(self) -> int:
+        return len(self._members)
+
     def get(self, key: int) -> Collection[Subscriber]:
         """The members of key (none if absent)."""
         found = self._members.get(key)
@@ -337,10 +340,15 @@ class LiveHub:
         self._subscribers: set[Subscriber] = set()
         self._by_author = _Index()
         self._by_user = _Index()
-        self._subscribed: set[str] = set()
-        # Index keys that gained their first or lost their last subscriber since the last sync:
-        # syncing looks at these only, so a subscribe costs its own channels, not every channel.
+        # The hub listens on the channels of its index's keys: once synced, exactly those. Index
+        # keys that gained their first or lost their last subscriber since the last sync are
+        # dirty: syncing looks at these only, so a subscribe costs its own channels, not every
+        # channel. No set of the channel names listened on is kept beside the index: at 10,000
+        # subscribers that is ~100,000 strings, about 2 KB per subscription (bench live).
         self._dirty: set[tuple[bool, int]] = set()  # (is author channel, user id)
+        # Whether the subscription holds the index's channels: not between a lost connection
+        # and a successful resubscription.
+        self._listening = False
         self._lock = asyncio.Lock()
 
     @property
@@ -349,20 +357,23 @@ class LiveHub:
 
     @property
     def channel_count(self) -> int:
-        return len(self._subscribed)
+        """The channels listened on (once the last change is synced)."""
+        return len(self._by_author) + len(self._by_user) if self._listening else 0
 
     async def relations(self, viewers: Sequence[int]) -> dict[int, Relations]:
         """The current relationships of many viewers, read in one statement."""
         rows = await self._pool.fetch(
             """SELECT v.id,
-                 ARRAY(SELECT followee_id FROM follows WHERE follower_id = v.id) AS followees,
+                 ARRAY(SELECT followee_id FROM follows WHERE follower_id = v.id
+                       ORDER BY followee_id) AS followees,
                  ARRAY(SELECT muted_id FROM mutes WHERE muter_id = v.id
                        UNION SELECT blocked_id FROM blocks WHERE blocker_id = v.id
                        UNION SELECT blocker_id FROM blocks WHERE blocked_id = v.id) AS hidden
                FROM unnest($1::bigint[]) AS v(id)""",
             list(viewers),
         )
-        return {r["id"]: Relations(IdSet.of(r["followees"]), frozenset(r["hidden"])) for r in rows}
+        # Followees come ascending and distinct (the primary key's order): no set and sort here.
+        return {r["id"]: Relations(IdSet.of_sorted(r["followees"]), frozenset(r["hidden"])) for r in rows}
 
     @contextlib.asynccontextmanager
     async def subscribe(
@@ -443,18 +454,19 @@ class LiveHub:
         removed: list[str] = []
         for is_author, key in self._dirty:
             channel = self.channels.author(key) if is_author else self.channels.user(key)
-            wanted = key in (self._by_author if is_author else self._by_user)
-            if wanted and channel not in self._subscribed:
+            # A key dirty twice over (its last subscriber left and another came) is subscribed
+            # again, or unsubscribed while not subscribed: both are no-ops for Redis.
+            if key in (self._by_author if is_author else self._by_user):
                 added.append(channel)
-            elif not wanted and channel in self._subscribed:
+            else:
                 removed.append(channel)
         if added:
             await self._pubsub.subscribe(*added)
         if removed:
             await self._pubsub.unsubscribe(*removed)
-        self._subscribed.update(added)
-        self._subscribed.difference_update(removed)
+        # Only once both went out: a failed sync leaves them dirty, and the next one retries.
         self._dirty.clear()
+        self._listening = True
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._listen(), name="live-hub")
         if self._refresher is None or self._refresher.done():
@@ -497,14 +509,14 @@ class LiveHub:
             if old is not None:
                 with contextlib.suppress(Exception):
                     await old.aclose()
-            self._subscribed = set()
+            self._listening = False
             self._dirty.clear()  # resubscribing to everything wanted covers them
             try:
                 self._pubsub = open_subscription(self._redis)
                 wanted = self._wanted()
                 if wanted:
                     await self._pubsub.subscribe(*wanted)
-                self._subscribed = wanted
+                self._listening = True
             except (RedisError, OSError):
                 return  # next loop iteration fails again and retries with backoff
         # Relationship notices sent while we were away are lost too: re-read them before the
@@ -527,17 +539,20 @@ class LiveHub:
             await self._on_user(owner, notice)
 
     async def _on_author(self, author: int, notice: Notice) -> None:
+        lo, hi, to_self = notice.lo, notice.hi, notice.to_self
+        # A notice for the author's own feed only (createPost's, a split fan-out's last): their
+        # own subscriptions, not a pass over every follower's.
+        members = self._by_user.get(author) if hi <= lo else self._by_author.get(author)
         # Indexed under the author means following it (or being it): only a mute or block is left
-        # to check, and a viewer's hidden set is nearly always empty.
-        subs = [
-            s for s in self._by_author.get(author) if not s.gone and (not s.hidden or author not in s.hidden)
-        ]
-        targets = [
-            s
-            for s in subs
-            if (s.viewer == author and notice.to_self)
-            or (s.viewer != author and notice.lo < s.viewer <= notice.hi)
-        ]
+        # to check, and a viewer's hidden set is nearly always empty. One pass per notice over
+        # every local follower: plain checks, no calls.
+        targets = []
+        for s in members:
+            if s.gone or (s.hidden and author in s.hidden):
+                continue
+            viewer = s.viewer
+            if (to_self and viewer == author) or (viewer != author and lo < viewer <= hi):
+                targets.append(s)
         if not targets:
             return
         if notice.kind == "add":

@@ -23,3 +23,8 @@ def test_idsets_are_equal_when_their_ids_are(a: list[int], b: list[int]) -> None
     assert (IdSet.of(a) == IdSet.of(b)) == (set(a) == set(b))
     if set(a) == set(b):
         assert hash(IdSet.of(a)) == hash(IdSet.of(b))
+
+
+@given(ids)
+def test_ids_already_ascending_and_distinct_make_the_same_idset(members: list[int]) -> None:
+    assert IdSet.of_sorted(sorted(set(members))) == IdSet.of(members)

@@ -200,10 +200,11 @@ async def test_a_failure_mid_stream_is_masked_too(
         await socket.start("1", "subscription { homeFeedUpdates { kind postId cursor } }")
         await asyncio.sleep(0.3)  # subscribed before the failure is armed
 
-        def broken(*args: object) -> str:
+        def broken(*args: object) -> bytes:
             raise RuntimeError(SECRET)
 
-        monkeypatch.setattr(services.cursors, "encode", broken)
+        # encode_ascii under both: the per-subscriber path (encode) and the hub's frames.
+        monkeypatch.setattr(services.cursors, "encode_ascii", broken)
         await http.post(alice, "announced to her own feed")
         raw, errors = await socket.errors_of("1")
     assert "10.0.0.5" not in raw and "asyncpg" not in raw
