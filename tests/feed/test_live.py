@@ -370,20 +370,29 @@ async def test_a_reconnect_that_fails_is_retried_not_spun_on(
     assert len(lost) <= 10, f"{len(lost)} failed turns: the loop retried without waiting"
 
 
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.integers(0, 3)), max_size=60))
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.integers(0, 5), st.booleans()), max_size=80),
+    st.sampled_from([1, 2, _Index.LIST_MAX]),
+)
 def test_the_hub_index_keeps_exactly_the_members_added_and_not_dropped(
-    steps: list[tuple[bool, int, int]],
+    steps: list[tuple[bool, int, int, bool]], list_max: int
 ) -> None:
-    # One member per key is kept as itself, more in a set: neither may lose or invent a member.
-    subs = [Subscriber(viewer=i) for i in range(4)]
-    index, truth = _Index(), defaultdict[int, set[Subscriber]](set)
-    for adding, key, who in steps:
+    # One member per key is kept as itself, more in a list; a long list's drops are noted and
+    # carried out later (list_max small, so that path runs): none may lose or invent a member.
+    subs = [Subscriber(viewer=i) for i in range(6)]
+    index, truth = _Index(list_max), defaultdict[int, set[Subscriber]](set)
+    registered: set[Subscriber] = set()  # under some key: what `new` may not say
+    for adding, key, who, fresh in steps:
+        sub = subs[who]
         if adding:
-            assert index.add(key, subs[who]) == (not truth[key])
-            truth[key].add(subs[who])
+            new = fresh and sub not in registered and all(sub not in v for v in truth.values())
+            assert index.add(key, sub, new=new) == (not truth[key])
+            truth[key].add(sub)
+            registered.add(sub)
         else:
-            had = subs[who] in truth[key]
-            truth[key].discard(subs[who])
-            assert index.drop(key, subs[who]) == (had and not truth[key])
+            had = sub in truth[key]
+            truth[key].discard(sub)
+            assert index.drop(key, sub) == (had and not truth[key])
         assert {k: set(index.get(k)) for k in index} == {k: v for k, v in truth.items() if v}
         assert all(len(index.get(k)) == len(set(index.get(k))) for k in index)
+        assert len(index) == sum(1 for v in truth.values() if v)
