@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 import websockets
-from redis.asyncio.cluster import RedisCluster
 from websockets.typing import Subprotocol
 
 from homefeed.feed.services import Services
 from homefeed.schema import parked
 from homefeed.websocket import FrameWriter
 from tests.api import Account, Api
+from tests.schema.pubsub_kill import kill_own_pubsub
 
 DOCUMENT = "subscription { homeFeedUpdates { kind postId cursor post { id text viewerHasLiked } } }"
 WAIT = 5.0
@@ -212,11 +212,7 @@ async def test_a_failure_to_render_a_queued_event_ends_the_operation_as_a_stream
 
         monkeypatch.setattr(parked, "render", broken)
         # A RESYNC goes through the subscriber's queue (the hub reconnecting to Redis sends one).
-        redis = services.redis
-        if isinstance(redis, RedisCluster):
-            await redis.client_kill_filter(_type="pubsub", target_nodes=RedisCluster.ALL_NODES)
-        else:
-            await redis.client_kill_filter(_type="pubsub")
+        await kill_own_pubsub(services)
         error = await client.next_frame()
         assert error["id"] == "7" and error["type"] == "next"
         assert error["payload"]["data"] is None and error["payload"]["errors"]

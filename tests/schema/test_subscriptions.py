@@ -15,9 +15,9 @@ from gql.transport.websockets import WebsocketsTransport
 from redis.asyncio.cluster import RedisCluster
 from websockets.typing import Origin, Subprotocol
 
-from homefeed.feed.redis_client import client_name
 from homefeed.feed.services import Services
 from tests.api import Account, Api
+from tests.schema.pubsub_kill import kill_own_pubsub, own_pubsub_clients
 
 PROTOCOLS = [WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL, WebsocketsTransport.APOLLO_SUBPROTOCOL]
 UPDATES = gql("subscription { homeFeedUpdates { kind postId cursor post { id text author { handle } } } }")
@@ -183,15 +183,8 @@ async def test_one_redis_subscription_connection_per_process(
             assert 1 <= sum(len(clients) for clients in by_node.values()) <= len(redis.get_primaries())
         else:
             # The server may be shared: count this service's connections only.
-            assert len(await _own_pubsub_clients(services)) == 1
+            assert len(await own_pubsub_clients(services)) == 1
         assert services.live.subscriber_count == 4
-
-
-async def _own_pubsub_clients(services: Services) -> list[dict[str, Any]]:
-    """The pub/sub connections on the single server that carry this service's client name."""
-    name = client_name(services.settings.redis_prefix)
-    clients = await services.redis.client_list(_type="pubsub")
-    return [c for c in clients if c.get("name") == name]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -201,13 +194,7 @@ async def test_redis_reconnect_tells_every_subscriber_to_resync(
     alice, bob = await accounts(http, "alice", "bob")
     (await http.act(alice, "follow", bob)).ok()
     async with subscribed(server, protocol, alice) as feed:
-        redis = services.redis
-        if isinstance(redis, RedisCluster):
-            await redis.client_kill_filter(_type="pubsub", target_nodes=RedisCluster.ALL_NODES)
-        else:
-            # Only this service's: the server may be shared with other processes' hubs.
-            for client in await _own_pubsub_clients(services):
-                await redis.client_kill_filter(_id=client["id"])
+        await kill_own_pubsub(services)
         resync = await feed.next()
         assert resync == {"kind": "RESYNC", "postId": "", "cursor": None, "post": None}
         # And it is live again after resubscribing.
