@@ -125,6 +125,10 @@ class FrameTransportProtocol(WebSocketsSansIOProtocol):
         if message["type"] == "websocket.accept" and self.handshake_complete:
             # The handshake's request and response (their headers) are not read again: the
             # scope keeps what the app reads. Kept, they were a few KB per idle connection.
+            # websockets' parser, suspended for the connection's life, still holds the request
+            # in a local: its headers are emptied in place (2.2 KB, bench live-heap).
+            if self.request is not None:
+                self.request.headers.clear()
             self.request = self.response = None  # type: ignore[assignment]
 
 

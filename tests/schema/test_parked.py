@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,7 +17,7 @@ from websockets.typing import Subprotocol
 
 from homefeed.feed.services import Services
 from homefeed.schema import parked
-from homefeed.websocket import FrameWriter
+from homefeed.websocket import FrameTransportProtocol, FrameWriter
 from tests.api import Account, Api
 from tests.schema.pubsub_kill import kill_own_pubsub
 
@@ -223,3 +224,20 @@ async def test_a_failure_to_render_a_queued_event_ends_the_operation_as_a_stream
         monkeypatch.undo()
         await client.subscribe("7")
         await until(lambda: hub.subscriber_count == 1)
+
+
+async def test_an_open_websocket_keeps_no_handshake_headers(
+    server: str, http: Api, services: Services
+) -> None:
+    # websockets' frame parser, suspended for the connection's life, holds the handshake request
+    # in a local: its headers (a few KB per idle connection) are emptied once accepted.
+    alice = await http.sign_up("alice")
+    async with connected(server, alice) as client:
+        await client.subscribe("1")
+        await until(lambda: services.live.subscriber_count == 1)
+        (protocol,) = [
+            o for o in gc.get_objects() if type(o) is FrameTransportProtocol and not o.disconnected
+        ]
+        assert protocol.request is None and protocol.response is None
+        held = protocol.conn.parser.gi_frame.f_locals.get("request")
+        assert held is not None and len(held.headers) == 0
