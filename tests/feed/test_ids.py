@@ -129,3 +129,11 @@ async def test_post_ids_stay_unique_when_minting_collides(services: Services) ->
         "SELECT count(DISTINCT id) FROM posts WHERE author_id = ANY($1)", authors
     )
     assert stored == len(minted)
+
+
+@given(st.integers(min_value=0, max_value=ids.MAX_ID))
+def test_id_time_is_the_instant_of_the_ids_milliseconds(post_id: int) -> None:
+    expected = datetime.fromtimestamp(ids.id_ms(post_id) / 1000, tz=UTC)
+    got = ids.id_time(post_id)
+    assert got == expected and got.tzinfo is UTC
+    assert got.isoformat() == expected.isoformat()
