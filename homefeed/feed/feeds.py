@@ -419,13 +419,17 @@ class Feeds:
         """
         if self.strategy == "pull" or not self.breaker.allow():
             return None
+        timeline = self._keys.timeline(viewer)
         try:
-            known, pulled, _ = await self._viewer(viewer)
+            # The timeline is read in the same write as what the pulled authors need, as a LATEST
+            # read does: one round trip to Redis fewer for a ranked first page.
+            known, pulled, prefetched = await self._viewer(viewer, timeline)
             if known is False:
                 return Window([], True)
-            reads = await self._read_sources(
-                self._keys.timeline(viewer), pulled, None, self.size + 2, with_ttl=False
-            )
+            own = None
+            if prefetched is not None:
+                own = list_below(decode_list(prefetched[0]), None, self.size + 2, self.timeline_ttl)
+            reads = await self._read_sources(timeline, pulled, None, self.size + 2, with_ttl=False, own=own)
         except (RedisError, OSError) as exc:
             if isinstance(exc, RedisError):
                 self.breaker.failure()

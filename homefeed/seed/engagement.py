@@ -18,20 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from homefeed.feed.ids import id_ms, lowest_id_at
+from homefeed.feed.ids import id_ms
 from homefeed.feed.ranking.impressions import LATEST, RANKED, ImpressionLog
 from homefeed.feed.services import Services
 from homefeed.seed.preferences import Preferences
 
-# Seeded posts are COPYed, not made through Posts.create: their authors' daily post counts
-# (the engagement rate's denominator) are filled from the posts table, as migration 0005 does.
-_AUTHOR_POSTS = """
-INSERT INTO author_days AS d (author_id, day, posts)
-SELECT author_id, (to_timestamp(((id >> 12) + 1704067200000) / 1000.0) AT TIME ZONE 'UTC')::date, count(*)
-FROM posts WHERE id >= $1 AND deleted_at IS NULL
-GROUP BY 1, 2
-ON CONFLICT (author_id, day) DO UPDATE SET posts = EXCLUDED.posts
-"""
+# Seeded posts are COPYed, not made through Posts.create: their authors' recent posts per day
+# (the engagement rate's denominator) are counted from the posts table (and likes already made
+# from the likes), as migration 0009 does.
+_AUTHOR_RECENT = "SELECT rebuild_author_recent(NULL)"
 _ACTIVE = "SELECT id FROM users WHERE last_seen_at > now() - make_interval(days => $1) ORDER BY id"
 _AUTHORS = "SELECT id, author_id FROM posts WHERE id = ANY($1::bigint[])"
 
@@ -76,8 +71,7 @@ async def simulate(
 ) -> EngagementReport:
     """Run the sessions; likes and impressions land in the database as the API would write them."""
     started = time.perf_counter()
-    now_ms = int(time.time() * 1000)
-    await services.pool.execute(_AUTHOR_POSTS, lowest_id_at(now_ms - 8 * 86_400_000))
+    await services.pool.execute(_AUTHOR_RECENT)
     counts = {"ranked": 0, "latest": 0, "impressions": 0, "likes": 0}
     gate = asyncio.Semaphore(concurrency)
 

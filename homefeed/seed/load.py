@@ -41,6 +41,7 @@ RESET_TABLES = (
     "mutes",
     "affinity",
     "author_days",
+    "author_recent",
     "impressions",
 )
 # Big tables whose secondary indexes and foreign keys are dropped during COPY and rebuilt after.

@@ -111,7 +111,7 @@ class World:
         await self.close()
         await self.pool.execute(
             "TRUNCATE users, posts, follows, followers, blocks, mutes, likes, outbox, dead_jobs,"
-            " affinity, author_days, impressions"
+            " affinity, author_days, author_recent, impressions"
         )
         # Post ids take their sequence bits from this sequence modulo 64: restarting keeps the
         # first 64 ids of a history from wrapping inside one millisecond, so ids follow creation

@@ -48,4 +48,4 @@ async def test_sessions_write_impressions_and_likes_with_their_counters(services
     assert unexplained == 0
     # The write path's counters agree with the likes.
     assert await pool.fetchval("SELECT sum(likes) FROM affinity") == likes
-    assert await pool.fetchval("SELECT sum(likes) FROM author_days") == likes
+    assert await pool.fetchval("SELECT sum(d) FROM author_recent, unnest(likes) AS d") == likes

@@ -9,8 +9,8 @@ candidates:
 - CANDIDATES: PostgreSQL alone (an index range per followee), when Redis cannot vouch for the
   whole window (a cold or trimmed timeline, Redis down), so the ranking depends neither on the
   celebrity threshold nor on what Redis holds.
-Features come from aggregates the write path keeps (posts.like_count, affinity, author_days;
-migration 0005): nothing is recounted per read except the likes by the viewer's followees on
+Features come from aggregates the write path keeps (posts.like_count, affinity, migration 0005;
+author_recent, migration 0009): nothing is recounted per read except the likes by the viewer's followees on
 liked candidates (social proof), per post from the smaller side (migration 0006). Per-author
 parts are LATERAL index ranges: written as joins, PostgreSQL scanned whole tables per read.
 """
@@ -64,12 +64,12 @@ SELECT
                       AND (SELECT true FROM likes l WHERE l.user_id = f.followee_id AND l.post_id = c.id))
          END)::int ORDER BY c.id DESC) FROM cand c),
     (SELECT array_agg(a.author_id ORDER BY a.author_id) FROM (SELECT DISTINCT author_id FROM cand) a),
-    -- Ordered and limited so it stays an index range: the generic plan guessed hundreds of days
-    -- per author and made it a bitmap scan.
+    -- One row per author (its 8-day ring, migration 0009), probed by primary key: a subquery,
+    -- not a join, so no plan reads the whole table.
     (SELECT array_agg(
         coalesce((SELECT sum(d.likes)::float8 / greatest(sum(d.posts), 1)
-                  FROM (SELECT likes, posts FROM author_days
-                        WHERE author_id = a.author_id AND day >= $3 ORDER BY day DESC LIMIT 31) d), 0)
+                  FROM author_recent r, unnest(r.days, r.posts, r.likes) AS d (day, posts, likes)
+                  WHERE r.author_id = a.author_id AND d.day >= $3), 0)
         ORDER BY a.author_id) FROM (SELECT DISTINCT author_id FROM cand) a),
     (SELECT array_agg(author_id ORDER BY author_id) FROM aff),
     (SELECT array_agg(likes ORDER BY author_id) FROM aff)

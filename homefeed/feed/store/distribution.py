@@ -38,6 +38,7 @@ PLAN: tuple[Placement, ...] = (
     Placement("dead_jobs", Kind.DISTRIBUTED, "actor_id", _USER),
     Placement("affinity", Kind.DISTRIBUTED, "user_id", _USER),
     Placement("author_days", Kind.DISTRIBUTED, "author_id", _USER),
+    Placement("author_recent", Kind.DISTRIBUTED, "author_id", _USER),
     Placement("impressions", Kind.DISTRIBUTED, "viewer_id", _USER),
     Placement("handles", Kind.DISTRIBUTED, "handle_key", "handle"),
     Placement("schema_migrations", Kind.LOCAL),

@@ -1,5 +1,5 @@
 """Likes in PostgreSQL, with the post's like count and the ranked feed's aggregates (affinity,
-author engagement) kept in step in the same statement."""
+the author's recent engagement: author_recent, migration 0009) kept in step in the same statement."""
 
 from __future__ import annotations
 
@@ -63,9 +63,8 @@ class Likes:
                        FROM counted c, ins i
                        ON CONFLICT (user_id, author_id, day) DO UPDATE SET likes = a.likes + 1
                    )
-                   INSERT INTO author_days AS d (author_id, day, likes)
-                   SELECT c.author_id, (i.created_at AT TIME ZONE 'UTC')::date, 1 FROM counted c, ins i
-                   ON CONFLICT (author_id, day) DO UPDATE SET likes = d.likes + 1""",
+                   SELECT author_recent_add(c.author_id, (i.created_at AT TIME ZONE 'UTC')::date, 0, 1)
+                   FROM counted c, ins i""",
                 user_id,
                 post_id,
             )
@@ -89,9 +88,8 @@ class Likes:
                        WHERE a.user_id = $1 AND a.author_id = c.author_id
                          AND a.day = (g.created_at AT TIME ZONE 'UTC')::date
                    )
-                   UPDATE author_days d SET likes = greatest(d.likes - 1, 0)
-                   FROM counted c, gone g
-                   WHERE d.author_id = c.author_id AND d.day = (g.created_at AT TIME ZONE 'UTC')::date""",
+                   SELECT author_recent_add(c.author_id, (g.created_at AT TIME ZONE 'UTC')::date, 0, -1)
+                   FROM counted c, gone g""",
                 user_id,
                 post_id,
             )

@@ -81,11 +81,9 @@ class Posts:
                     SELECT 'post', author_id, id FROM p
                 ), counted AS (
                     -- The author's posts per day: the ranked feed's engagement rate divides by it.
-                    INSERT INTO author_days AS d (author_id, day, posts)
-                    SELECT author_id, (now() AT TIME ZONE 'UTC')::date, 1 FROM p
-                    ON CONFLICT (author_id, day) DO UPDATE SET posts = d.posts + 1
+                    SELECT author_recent_add(author_id, post_day(id), 1, 0) FROM p
                 )
-                SELECT {_COLUMNS} FROM p""",
+                SELECT {_COLUMNS} FROM p, counted""",
             author_id,
             clean_text(text),
         )

@@ -3,7 +3,7 @@
 Candidates come from what a LATEST read merges (the viewer's timeline and pulled lists) when
 they hold the whole window, filtered and given their features in one statement; PostgreSQL
 answers otherwise. Social proof counts the viewer's followees among a post's likers from
-either side. The counters it relies on (posts.like_count, affinity, author_days) stay exact
+either side. The counters it relies on (posts.like_count, affinity, author_recent) stay exact
 under concurrent likes, unlikes and deletes.
 """
 
@@ -200,7 +200,8 @@ async def test_counters_stay_exact_under_racing_likes_unlikes_and_deletes(servic
     engagement = await pool.fetch(
         """SELECT * FROM (
                SELECT p.author_id, count(*) AS n FROM likes l JOIN posts p ON p.id = l.post_id GROUP BY 1) c
-           FULL JOIN (SELECT author_id, sum(likes) AS kept FROM author_days GROUP BY 1) a USING (author_id)
+           FULL JOIN (SELECT author_id, sum(d) AS kept FROM author_recent, unnest(likes) AS d GROUP BY 1) a
+           USING (author_id)
            WHERE coalesce(c.n, 0) <> coalesce(a.kept, 0)"""
     )
-    assert not engagement, f"author_days differs from the likes: {engagement}"
+    assert not engagement, f"author_recent differs from the likes: {engagement}"

@@ -63,7 +63,10 @@ async def test_likes_keep_affinity_and_author_engagement_current(services: Servi
         "SELECT sum(likes) FROM affinity WHERE user_id = $1 AND author_id = $2", viewer, ann
     )
     row = await services.pool.fetchrow(
-        "SELECT sum(posts) AS p, sum(likes) AS l FROM author_days WHERE author_id = $1", ann
+        """SELECT sum(d.posts) AS p, sum(d.likes) AS l
+           FROM author_recent r, unnest(r.days, r.posts, r.likes) AS d (day, posts, likes)
+           WHERE r.author_id = $1""",
+        ann,
     )
     assert row is not None
     assert (affinity, row["p"], row["l"]) == (2, 3, 2)
