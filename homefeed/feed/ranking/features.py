@@ -10,9 +10,10 @@ candidates:
   whole window (a cold or trimmed timeline, Redis down), so the ranking depends neither on the
   celebrity threshold nor on what Redis holds.
 Features come from aggregates the write path keeps (posts.like_count, affinity, migration 0005;
-author_recent, migration 0009): nothing is recounted per read except the likes by the viewer's followees on
-liked candidates (social proof), per post from the smaller side (migration 0006). Per-author
-parts are LATERAL index ranges: written as joins, PostgreSQL scanned whole tables per read.
+author_recent, migration 0009): nothing is recounted per read except the likes by the viewer's
+followees on liked candidates (social proof): their likers, hashed against the viewer's follows
+(migration 0006), or for a very popular post its likes probed per followee. Per-author parts are
+subqueries probing an index: written as joins, PostgreSQL scanned whole tables per read.
 """
 
 from __future__ import annotations
@@ -31,16 +32,43 @@ from homefeed.feed.ids import EPOCH_MS, SEQUENCE_BITS, lowest_id_at
 NAMES = ("age_hours", "log_likes", "log_velocity", "log_social", "log_affinity", "own", "log_author_rate")
 AFFINITY_DAYS = 30
 AUTHOR_RATE_DAYS = 7
+# Social proof reads a liked post's likers when they are at most this many times the viewer's
+# followees, else probes the post's likes once per followee: a liker read and hashed costs a
+# small fraction of a probe (3 buffers).
+LIKERS_PER_FOLLOWEE = 32
 
-# One row of aligned arrays, from three independent parts (no join between them): per candidate
-# (id, author, likes, social proof), per distinct author (engagement rate), and the viewer's
-# affinity per author. The statement's generic plan guesses a handful of candidates; with
-# per-author CTEs joined to the candidates it re-ran them once per candidate (47 ms, 36k buffers,
-# for 91 candidates). Arrays, not rows: building a Python record per candidate and walking them
-# cost the API more than PostgreSQL's work; a bigint[] decodes in C and becomes numpy in one step.
+# One row of aligned arrays, from four independent parts (no join between them): per candidate
+# (id, author, likes), per liked candidate (social proof), per distinct author (engagement rate),
+# and the viewer's affinity per author. The statement's generic plan guesses a handful of
+# candidates; with per-author CTEs joined to the candidates it re-ran them once per candidate
+# (47 ms, 36k buffers, for 91 candidates). Arrays, not rows: building a Python record per
+# candidate and walking them cost the API more than PostgreSQL's work; a bigint[] decodes in C
+# and becomes numpy in one step.
 # Affinity is the viewer's one index range (their likes by author, 30 days; the top-3 come from
 # it too), not a probe per candidate author.
-_TAIL = """
+_TAIL = f"""
+-- Social proof: how many of the viewer's followees liked each liked candidate. Usually from the
+-- likes' side: every liker of those candidates (index-only, likes_by_post, migration 0006) kept
+-- where the viewer follows them, the follows read once and hashed. A probe of the follows per
+-- liker cost 3 buffers a liker, half of the statement's buffers on an engaged world. A post liked
+-- by more than LIKERS_PER_FOLLOWEE times as many people as the viewer follows is counted from the
+-- other side, a probe of its likes per followee, so one very popular post costs at most that.
+, proof AS (
+    SELECT l.post_id, count(*)::int AS n
+    FROM likes l
+    WHERE l.post_id = ANY (ARRAY(
+              SELECT id FROM cand
+              WHERE like_count > 0
+                AND like_count <= {LIKERS_PER_FOLLOWEE} * (SELECT following_count FROM users WHERE id = $1)))
+      AND l.user_id IN (SELECT followee_id FROM follows WHERE follower_id = $1)
+    GROUP BY l.post_id
+    UNION ALL
+    SELECT c.id, (SELECT count(*)::int FROM follows f
+                  WHERE f.follower_id = $1
+                    AND EXISTS (SELECT 1 FROM likes l WHERE l.user_id = f.followee_id AND l.post_id = c.id))
+    FROM cand c
+    WHERE c.like_count > {LIKERS_PER_FOLLOWEE} * (SELECT following_count FROM users WHERE id = $1)
+)
 , aff AS (
     SELECT author_id, sum(likes)::int AS likes FROM affinity
     WHERE user_id = $1 AND day >= $2
@@ -50,19 +78,8 @@ SELECT
     (SELECT array_agg(c.id ORDER BY c.id DESC) FROM cand c),
     (SELECT array_agg(c.author_id ORDER BY c.id DESC) FROM cand c),
     (SELECT array_agg(c.like_count ORDER BY c.id DESC) FROM cand c),
-    -- Social proof, for a liked candidate, from the smaller side: its likers checked against the
-    -- viewer's follows, or (liked by more people than the viewer follows) the followees checked
-    -- against its likes. A primary-key probe per row either way.
-    (SELECT array_agg(
-        (CASE WHEN c.like_count <= 0 THEN 0
-              WHEN c.like_count <= (SELECT following_count FROM users WHERE id = $1)
-              THEN (SELECT count(*) FROM likes l
-                    WHERE l.post_id = c.id
-                      AND (SELECT true FROM follows f WHERE f.follower_id = $1 AND f.followee_id = l.user_id))
-              ELSE (SELECT count(*) FROM follows f
-                    WHERE f.follower_id = $1
-                      AND (SELECT true FROM likes l WHERE l.user_id = f.followee_id AND l.post_id = c.id))
-         END)::int ORDER BY c.id DESC) FROM cand c),
+    (SELECT array_agg(post_id ORDER BY post_id) FROM proof),
+    (SELECT array_agg(n ORDER BY post_id) FROM proof),
     (SELECT array_agg(a.author_id ORDER BY a.author_id) FROM (SELECT DISTINCT author_id FROM cand) a),
     -- One row per author (its 8-day ring, migration 0009), probed by primary key: a subquery,
     -- not a join, so no plan reads the whole table.
@@ -211,8 +228,8 @@ def _floats(values: Sequence[float] | None) -> F64:
 
 
 def _candidates(row: asyncpg.Record | None, viewer: int, now_ms: int) -> Candidates:
-    ids, authors, likes, social, rated, rates, liked, liked_count = (None,) * 8 if row is None else row
-    author_ids = _ints(authors)
+    ids, authors, likes, proven, proof, rated, rates, liked, liked_count = (None,) * 9 if row is None else row
+    post_ids, author_ids = _ints(ids), _ints(authors)
     rated_authors, affinity_authors = _ints(rated), _ints(liked)
     affinity_likes = _floats(liked_count)
     # The viewer's top-3 affinity authors (not themselves, with likes in the 30 days): most
@@ -221,10 +238,10 @@ def _candidates(row: asyncpg.Record | None, viewer: int, now_ms: int) -> Candida
     ranked = np.lexsort((affinity_authors[others], -affinity_likes[others]))
     top = np.sort(affinity_authors[others][ranked[:3]])
     return Candidates(
-        ids=_ints(ids),
+        ids=post_ids,
         authors=author_ids,
         likes=_floats(likes),
-        social=_floats(social),
+        social=_lookup(post_ids, _ints(proven), _floats(proof)),
         affinity=_lookup(author_ids, affinity_authors, affinity_likes),
         author_rate=_lookup(author_ids, rated_authors, _floats(rates)),
         top_author=np.isin(author_ids, top),

@@ -19,7 +19,7 @@ from asyncpg.connection import LoggedQuery
 
 from homefeed.feed.config import Settings
 from homefeed.feed.ranking import ranker as ranker_module
-from homefeed.feed.ranking.features import AMONG, CANDIDATES, read_among
+from homefeed.feed.ranking.features import AMONG, CANDIDATES, LIKERS_PER_FOLLOWEE, read_among
 from homefeed.feed.ranking.ranker import RankedPage
 from homefeed.feed.redis_client import open_redis
 from homefeed.feed.services import Services, build_services
@@ -134,26 +134,34 @@ async def test_lists_short_of_the_window_leave_it_to_postgresql(
 
 async def test_social_proof_counts_followees_among_likers_from_either_side(services: Services) -> None:
     viewer, friend, x, y, z = await users(services, "viewer", "friend", "x", "y", "z")
+    crowd = await users(services, *(f"c{i}" for i in range(LIKERS_PER_FOLLOWEE)))
     await services.relations.follow(viewer, friend)
-    # Fewer likes than the viewer follows: the likers are checked.
+    # The likers are read and checked against the viewer's follows.
     few = await services.posts.create(friend, "liked by the friend alone")
     await services.likes.like(friend, few.id)
-    # More likes than the viewer follows: the viewer's followees are checked.
-    many = await services.posts.create(friend, "liked by many")
+    some = await services.posts.create(friend, "liked by some")
     for liker in (x, y, friend, z):
+        await services.likes.like(liker, some.id)
+    # Liked by more than LIKERS_PER_FOLLOWEE times the viewer's followees: each followee is checked.
+    many = await services.posts.create(friend, "liked by a crowd")
+    for liker in (*crowd, friend):
         await services.likes.like(liker, many.id)
+    crowded = await services.posts.create(friend, "liked by a crowd, not the friend")
+    for liker in (*crowd, x):
+        await services.likes.like(liker, crowded.id)
     strangers = await services.posts.create(friend, "liked by strangers")
     for liker in (x, y):
         await services.likes.like(liker, strangers.id)
     unliked = await services.posts.create(friend, "liked and unliked")
     await services.likes.like(friend, unliked.id)
     await services.likes.unlike(friend, unliked.id)
-    ids = [few.id, many.id, strangers.id, unliked.id]
+    ids = [few.id, some.id, many.id, crowded.id, strangers.id, unliked.id]
     found = await read_among(services.pool, viewer, ids, int(time.time() * 1000), 800)
     social = dict(zip(found.ids.tolist(), found.social.tolist(), strict=True))
     likes = dict(zip(found.ids.tolist(), found.likes.tolist(), strict=True))
-    assert social == {few.id: 1, many.id: 1, strangers.id: 0, unliked.id: 0}
-    assert likes == {few.id: 1, many.id: 4, strangers.id: 2, unliked.id: 0}
+    assert social == {few.id: 1, some.id: 1, many.id: 1, crowded.id: 0, strangers.id: 0, unliked.id: 0}
+    n = LIKERS_PER_FOLLOWEE + 1
+    assert likes == {few.id: 1, some.id: 4, many.id: n, crowded.id: n, strangers.id: 2, unliked.id: 0}
 
 
 async def test_counters_stay_exact_under_racing_likes_unlikes_and_deletes(services: Services) -> None:
