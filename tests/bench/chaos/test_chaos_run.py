@@ -9,27 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from homefeed.bench import chaos
 from homefeed.feed.config import Settings
-from homefeed.feed.store.pool import create_pool
-from homefeed.seed import SeedParams
-from homefeed.seed.run import seed
+from tests.bench.conftest import seed_world
 
 # Two minutes in CI; shorter locally with HOMEFEED_CHAOS_TEST_MINUTES.
 MINUTES = float(os.environ.get("HOMEFEED_CHAOS_TEST_MINUTES", "2"))
 
 
-async def _seed(settings: Settings, users: int) -> None:
-    assert settings.database_url
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
-    try:
-        await seed(pool, SeedParams(users=users, seed=5, posts_per_user=3.0))
-    finally:
-        await pool.close()
+_seed = partial(seed_world, seed=5, posts_per_user=3.0)
 
 
 @pytest.mark.usefixtures("single_redis")  # the run kills and flushes a Valkey of its own

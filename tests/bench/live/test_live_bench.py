@@ -6,6 +6,7 @@ No timing is asserted: a tiny graph on a shared test machine says nothing about 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,17 +16,9 @@ from homefeed.bench.errors import BenchError
 from homefeed.bench.live import heap
 from homefeed.feed.config import Settings
 from homefeed.feed.store.pool import create_pool
-from homefeed.seed import SeedParams
-from homefeed.seed.run import seed
+from tests.bench.conftest import seed_world
 
-
-async def _seed(settings: Settings, users: int) -> None:
-    assert settings.database_url
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
-    try:
-        await seed(pool, SeedParams(users=users, seed=3, posts_per_user=2.0))
-    finally:
-        await pool.close()
+_seed = partial(seed_world, seed=3, posts_per_user=2.0)
 
 
 async def test_bench_delivers_to_a_few_subscribers_and_writes_its_keys(

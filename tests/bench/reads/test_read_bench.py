@@ -6,6 +6,7 @@ No timing is asserted: a tiny graph on a shared test machine says nothing about 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,17 +15,9 @@ from homefeed.bench import reads
 from homefeed.bench.errors import BenchError
 from homefeed.feed.config import Settings
 from homefeed.feed.store.pool import create_pool
-from homefeed.seed import SeedParams
-from homefeed.seed.run import seed
+from tests.bench.conftest import seed_world, small_read_options
 
-
-async def _seed(settings: Settings, users: int) -> None:
-    assert settings.database_url
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
-    try:
-        await seed(pool, SeedParams(users=users, seed=5, posts_per_user=4.0))
-    finally:
-        await pool.close()
+_seed = partial(seed_world, seed=5, posts_per_user=4.0)
 
 
 async def test_bench_measures_hybrid_pull_and_baseline_and_writes_its_files(
@@ -32,19 +25,7 @@ async def test_bench_measures_hybrid_pull_and_baseline_and_writes_its_files(
 ) -> None:
     await _seed(settings_, 300)
     out = tmp_path / "out"
-    options = reads.ReadOptions(
-        connections=4,
-        seconds=2.0,
-        warmup=0.5,
-        rounds=2,
-        rewarm=0.3,
-        users=25,
-        workers=1,
-        min_users=100,
-        json_path=out / "read.json",
-        markdown_path=out / "read.md",
-        chart_path=out / "read.png",
-    )
+    options = small_read_options(out)
     report = await reads.run(settings_.with_(data_dir=tmp_path), options, log=lambda _: None)
     written = reads.write_outputs(report, options)
 

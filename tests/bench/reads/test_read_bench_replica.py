@@ -22,6 +22,7 @@ from homefeed.feed.store.pool import create_pool
 from homefeed.migrations.runner import migrate
 from homefeed.seed import SeedParams
 from homefeed.seed.run import seed
+from tests.bench.conftest import small_read_options
 from tests.conftest import with_search_path
 from tests.standby import Pair
 
@@ -65,21 +66,7 @@ async def on_pair(pair: Pair, servers: Settings, tmp_path: Path) -> AsyncIterato
 async def test_one_run_measures_hybrid_with_and_without_the_replica_and_its_lag(
     on_pair: Settings, tmp_path: Path
 ) -> None:
-    options = reads.ReadOptions(
-        connections=4,
-        seconds=3.0,
-        warmup=0.5,
-        rounds=2,
-        rewarm=0.3,
-        users=25,
-        workers=1,
-        min_users=100,
-        variants=("hybrid",),
-        replica=True,
-        json_path=tmp_path / "out" / "read.json",
-        markdown_path=tmp_path / "out" / "read.md",
-        chart_path=tmp_path / "out" / "read.png",
-    )
+    options = small_read_options(tmp_path / "out", seconds=3.0, variants=("hybrid",), replica=True)
     report = await reads.run(on_pair, options, log=lambda _: None)
     reads.write_outputs(report, options)
 
