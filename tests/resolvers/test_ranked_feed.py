@@ -49,13 +49,18 @@ async def test_ranked_pages_carry_scores_and_cover_the_feed_once(api: Api) -> No
         assert all(e["score"] is None for e in conn["edges"])
 
 
-async def test_expired_and_foreign_cursors_are_bad_user_input(api: Api, services: Services) -> None:
+async def second_page_cursor(api: Api) -> tuple[Account, str]:
+    """A viewer following one author of 4 posts, and the cursor after their first RANKED page of 2."""
     viewer, ann = [await api.sign_up(h) for h in ("viewer", "ann")]
     (await api.act(viewer, "follow", ann)).ok()
     for i in range(4):
         await api.post(ann, f"{i}")
     conn = (await ranked(api, viewer, 2)).ok()["homeFeed"]
-    cursor = conn["pageInfo"]["endCursor"]
+    return viewer, conn["pageInfo"]["endCursor"]
+
+
+async def test_expired_and_foreign_cursors_are_bad_user_input(api: Api, services: Services) -> None:
+    viewer, cursor = await second_page_cursor(api)
     # A LATEST cursor is no RANKED cursor, and the reverse.
     latest_cursor = (await api.feed(viewer, 2)).ok()["homeFeed"]["pageInfo"]["endCursor"]
     assert (await ranked(api, viewer, 2, latest_cursor)).codes == ["BAD_USER_INPUT"]
@@ -106,12 +111,7 @@ async def test_a_viewer_who_is_gone_is_unauthenticated(api: Api, services: Servi
 async def test_a_snapshot_read_timing_out_is_retry_later_not_expiry(
     api: Api, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    viewer, ann = [await api.sign_up(h) for h in ("viewer", "ann")]
-    (await api.act(viewer, "follow", ann)).ok()
-    for i in range(4):
-        await api.post(ann, f"{i}")
-    conn = (await ranked(api, viewer, 2)).ok()["homeFeed"]
-    cursor = conn["pageInfo"]["endCursor"]
+    viewer, cursor = await second_page_cursor(api)
     expected = (await ranked(api, viewer, 2, cursor)).ok()["homeFeed"]
     # The snapshot GET times out, on whichever client it goes through (the read path's own
     # connection, or redis-py): the snapshot is still there, so the cursor must stay good.
