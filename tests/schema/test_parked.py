@@ -93,13 +93,23 @@ def added(frames: list[dict[str, Any]], op_id: str) -> list[str]:
     ]
 
 
-async def test_a_parked_subscription_keeps_the_protocol(server: str, http: Api, services: Services) -> None:
+@contextlib.asynccontextmanager
+async def alice_subscribed(
+    server: str, http: Api, services: Services, op_id: str
+) -> AsyncIterator[tuple[Client, Account]]:
+    """alice, following bob, connected and subscribed as op_id, registered with the hub: her
+    client, and bob."""
     alice, bob = [await http.sign_up(h) for h in ("alice", "bob")]
     (await http.act(alice, "follow", bob)).ok()
-    hub = services.live
     async with connected(server, alice) as client:
-        await client.subscribe("1")
-        await until(lambda: hub.subscriber_count == 1)
+        await client.subscribe(op_id)
+        await until(lambda: services.live.subscriber_count == 1)
+        yield client, bob
+
+
+async def test_a_parked_subscription_keeps_the_protocol(server: str, http: Api, services: Services) -> None:
+    hub = services.live
+    async with alice_subscribed(server, http, services, "1") as (client, bob):
         # Started, and kept as a record: no operation task is left running for it.
         await until(lambda: not operation_tasks())
         first = await http.post(bob, "one")
@@ -201,12 +211,8 @@ async def test_a_connection_failing_under_the_write_loses_no_one_elses_update(
 async def test_a_failure_to_render_a_queued_event_ends_the_operation_as_a_stream_would(
     server: str, http: Api, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice, bob = [await http.sign_up(h) for h in ("alice", "bob")]
-    (await http.act(alice, "follow", bob)).ok()
     hub = services.live
-    async with connected(server, alice) as client:
-        await client.subscribe("7")
-        await until(lambda: hub.subscriber_count == 1)
+    async with alice_subscribed(server, http, services, "7") as (client, _):
 
         async def broken(*args: Any) -> Awaitable[Any]:
             raise RuntimeError("rendering failed")
