@@ -122,6 +122,28 @@ async def test_the_hub_listens_on_exactly_the_channels_its_viewers_need(services
     assert await _listened(services, every, set()) == set()
 
 
+async def test_a_notice_reaches_exactly_the_subscribers_it_names(services: Services) -> None:
+    # The author's own feed only (createPost's notice) is matched against the author's own
+    # subscriptions; a follower range against the followers in it, and the author only with to_self.
+    author, inside, outside = [
+        await services.users.create(h, h, "x") for h in ("author", "inside", "outside")
+    ]
+    for fan in (inside, outside):
+        await services.relations.follow(fan.id, author.id)
+    hub = services.live
+    async with hub.subscribe(author.id) as own, hub.subscribe(inside.id) as a, hub.subscribe(outside.id) as b:
+        first = await services.posts.create(author.id, "to the author's own feed")
+        await services.notices.post_reached(author.id, first.id, -1, -1, True)
+        assert await until(lambda: not own.queue.empty())
+        second = await services.posts.create(author.id, "to one follower")
+        await services.notices.post_reached(author.id, second.id, inside.id - 1, inside.id, False)
+        assert await until(lambda: not a.queue.empty())
+        await asyncio.sleep(0.2)  # anything misdirected arrives meanwhile
+        assert [e.post_id for e in queued(own)] == [first.id]
+        assert [e.post_id for e in queued(a)] == [second.id]
+        assert queued(b) == []
+
+
 # ---- relationships: notices, lost notices, and the periodic re-read -------------------------
 
 
