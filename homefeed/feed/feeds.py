@@ -140,6 +140,10 @@ class RecentCache:
                 self._entries.clear()
             self._entries[author] = _Cached(time.monotonic() + self.ttl, read)
 
+    def clear(self) -> None:
+        """Forget every list, as their expiry passing would."""
+        self._entries.clear()
+
 
 class PulledAuthors:
     """Every pulled author's id, reread at most every `ttl_ms` (0: never kept).
@@ -174,6 +178,10 @@ class PulledAuthors:
         finally:
             if self._refresh is refresh and refresh.done():
                 self._refresh = None
+
+    def expire(self) -> None:
+        """Reread the ids on the next `get`, as the expiry passing would (the generation stays)."""
+        self._expires = 0.0
 
     async def _load(self) -> frozenset[int]:
         started = time.monotonic()

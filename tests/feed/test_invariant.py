@@ -69,7 +69,13 @@ class WorldSpec:
     threshold: float
     timeline_size: int
     fanout_chunk: int = 100
+    # The in-process caches of pulled authors (HOMEFEED_CELEBRITY_CACHE_MS): 0, none.
+    cache_ms: int = 0
 
+
+# Longer than any run: the caches expire only where the checks expire them (a history replays
+# the same way however long it takes).
+CACHE_MS = 3_600_000
 
 # Modes change when an author posts. Threshold 2 with hysteresis 0.9: an author with 2 followers
 # is pulled from their next post on, and pushed again (through DRAINING) once back at 1.
@@ -84,6 +90,10 @@ SPECS = (
     WorldSpec("mixed-tiny", 2.0, 3),
     WorldSpec("pull-tiny", 0.0, 3),
     WorldSpec("push-tiny", math.inf, 3),
+    # mixed-1 with the caches on: which pulled authors each viewer reads is then kept (in the
+    # process and in Redis) and must follow every follow, unfollow, block and mode change.
+    # Their time-bound parts are expired before each check (see World.expire_caches).
+    WorldSpec("mixed-1-cached", 1.0, 800, cache_ms=CACHE_MS),
 )
 
 
@@ -127,6 +137,17 @@ class World:
     async def flush(self) -> None:
         """Lose every Redis key of this world, as a Redis restart without persistence would."""
         await delete_prefix(self.redis, self.settings.redis_prefix)
+
+    def expire_caches(self) -> None:
+        """Let the caches' time run out: the list of pulled authors and their kept lists.
+
+        These may lag by their expiry, by design (a new post of a pulled author shows within
+        it). What each viewer's pulled authors are is kept too, but must never lag: follows,
+        unfollows and mode changes invalidate it, which this leaves to the engine.
+        """
+        if self.spec.cache_ms:
+            self.engine.feeds.recent_cache.clear()
+            self.engine.feeds.pulled_authors.expire()
 
     async def drain(self) -> None:
         assert self.worker is not None
@@ -294,8 +315,9 @@ async def open_worlds(servers: Settings, specs: Sequence[WorldSpec]) -> AsyncIte
                 jwt_secret="test-secret-" + "x" * 20,
                 celebrity_threshold=spec.threshold,
                 timeline_size=spec.timeline_size,
-                # No in-process cache of pulled lists: it would hide changes between reads.
-                celebrity_cache_ms=0,
+                # No in-process cache of pulled lists unless the spec says: it hides changes
+                # between reads until it expires.
+                celebrity_cache_ms=spec.cache_ms,
                 fanout_chunk=spec.fanout_chunk,
             )
             pool = await create_pool(isolated.database_url or "", min_size=1, max_size=8)
@@ -463,6 +485,7 @@ class Harness:
         """Drain every world's workers, then every feed must equal the oracle, page by page."""
         await together(*(w.settle() for w in self.worlds))
         for w in self.worlds:
+            w.expire_caches()
             assert await w.pool.fetchval("SELECT count(*) FROM outbox") == 0, f"{w.spec.name}: jobs left"
             assert await w.pool.fetchval("SELECT count(*) FROM dead_jobs") == 0, f"{w.spec.name}: dead jobs"
             # A drain ends when its last chunk does: with no job left, nobody is still draining.
@@ -902,3 +925,19 @@ async def test_a_job_retried_after_a_redis_timeout_is_waited_for(harness: Harnes
     await h.post(0)
     await check(h)
     assert failed
+
+
+async def test_a_new_follow_of_a_pulled_author_reaches_a_viewer_whose_pulled_authors_are_kept(
+    harness: Harness,
+) -> None:
+    # mixed-1-cached keeps which pulled authors u1 reads (none) from the first check on; the
+    # follow must replace that, or u0's next post, only in u0's pulled list, never reaches u1.
+    h = harness
+    await h.relate("follow", 2, 0)
+    await h.post(0)  # u0 has a follower: pulled in mixed-1 from this post on
+    await check(h)
+    assert await mode_of(h, "mixed-1-cached", 0) == 1
+    await h.relate("follow", 1, 0)
+    await check(h)  # the follow's job is done: its backfill cannot carry the next post
+    await h.post(0)
+    await check(h)
