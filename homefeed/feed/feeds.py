@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Sequence
@@ -582,11 +583,12 @@ class Feeds:
 
     async def follows_changed(self, follower: int) -> None:
         """Tell every process's readers that this user's follows changed (their kept lists are stale)."""
+        # A fresh random version, not a counter: a flush (or a restart) loses the key, and a
+        # counter would then count again from 1, back to a version that entries kept in a
+        # process were found under, and a follow made after the flush would go unseen.
+        version = secrets.token_hex(8).encode()
         key = self._keys.follows_version(follower)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, FOLLOWS_VERSION_SECONDS)
-            await self._redis_call(pipe.execute())
+        await self._redis_call(self._redis.set(key, version, ex=FOLLOWS_VERSION_SECONDS))
 
     async def _read_sources(
         self,

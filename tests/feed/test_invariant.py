@@ -941,3 +941,22 @@ async def test_a_new_follow_of_a_pulled_author_reaches_a_viewer_whose_pulled_aut
     await check(h)  # the follow's job is done: its backfill cannot carry the next post
     await h.post(0)
     await check(h)
+
+
+async def test_a_follow_after_a_redis_flush_is_seen_by_a_viewer_whose_pulled_authors_are_kept(
+    harness: Harness,
+) -> None:
+    # u1's pulled authors (none) are kept in mixed-1-cached's process under u1's follows
+    # version. The flush loses the version key; the follow after it must write a version that
+    # entry was not found under, or u0's next post (only in u0's pulled list) misses u1.
+    h = harness
+    cached = next(i for i, w in enumerate(h.worlds) if w.spec.name == "mixed-1-cached")
+    await h.relate("follow", 2, 0)
+    await h.post(0)  # u0 pulled in mixed-1
+    await h.relate("follow", 1, 3)  # u1 has a follows version
+    await check(h)
+    await h.flush(cached)
+    await h.relate("follow", 1, 0)
+    await check(h)  # the follow's job is done: its backfill cannot carry the next post
+    await h.post(0)
+    await check(h)
