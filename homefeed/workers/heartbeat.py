@@ -87,7 +87,13 @@ class Heartbeat:
         task.result()
 
     async def _beat(self) -> None:
+        me = asyncio.current_task()
         while True:
+            # Python 3.11's wait_for returns the renewal when a cancel (the batch ending:
+            # __aexit__) lands just as the renewal completes, and the cancel is lost: this loop
+            # then beat on forever and __aexit__ waited for it forever. A cancel asked for ends it.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             await asyncio.sleep(self._interval)
             async with self._lock:
                 ids = sorted(self._held)
