@@ -17,7 +17,7 @@ from websockets.typing import Origin, Subprotocol
 
 from homefeed.feed.services import Services
 from tests.api import Account, Api
-from tests.schema.pubsub_kill import kill_own_pubsub, own_pubsub_clients
+from tests.schema.pubsub_kill import hub_listening, kill_own_pubsub, own_pubsub_clients
 
 PROTOCOLS = [WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL, WebsocketsTransport.APOLLO_SUBPROTOCOL]
 UPDATES = gql("subscription { homeFeedUpdates { kind postId cursor post { id text author { handle } } } }")
@@ -194,6 +194,9 @@ async def test_redis_reconnect_tells_every_subscriber_to_resync(
     alice, bob = await accounts(http, "alice", "bob")
     (await http.act(alice, "follow", bob)).ok()
     async with subscribed(server, protocol, alice) as feed:
+        # Dropped before its subscription reaches Redis, the hub's connection is no pub/sub one
+        # yet: nothing is lost and no RESYNC follows.
+        await hub_listening(services, alice, bob)
         await kill_own_pubsub(services)
         resync = await feed.next()
         assert resync == {"kind": "RESYNC", "postId": "", "cursor": None, "post": None}
