@@ -208,7 +208,11 @@ class ShardedSubscription:
         return item
 
     async def aclose(self) -> None:
-        links, self._links = list(self._links.values()), {}
+        # Where each channel lived goes too: a subscriber leaving after the hub closed (its
+        # stream ending during shutdown) unsubscribes here, and must find nothing to do rather
+        # than a channel on a link that is gone (a KeyError that replaced its cancellation).
+        links, self._links, self._where = list(self._links.values()), {}, {}
+        self._mapped = False
         for link in links:
             await link.close()
 
