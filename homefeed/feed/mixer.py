@@ -10,10 +10,14 @@ round reads below it (from the sources again, or from PostgreSQL).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import neg
 
 from homefeed.feed.timeline.lists import BOTTOM, ListRead
+
+_NO_FLOOR = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +28,13 @@ class Merged:
 
 def source_floor(read: ListRead, cursor: int | None) -> int:
     """How far down this read is authoritative."""
-    if BOTTOM in read.ids:
-        return 0
-    if read.ids:
-        return min(read.ids)
+    # A read is newest first and BOTTOM (0) can only end it: its last id is its floor (0 when
+    # it holds all history), found without scanning the list.
+    ids = read.ids
+    if ids:
+        return ids[-1]
     # Nothing below the cursor and no bottom marker: no authority at all below it.
-    return cursor if cursor is not None else 2**63 - 1
+    return cursor if cursor is not None else _NO_FLOOR
 
 
 def merge(reads: Sequence[ListRead], cursor: int | None) -> Merged:
@@ -41,8 +46,22 @@ def merge(reads: Sequence[ListRead], cursor: int | None) -> Merged:
         if ids and ids[-1] == BOTTOM:
             return Merged(ids[:-1], 0)
         return Merged(list(ids), source_floor(reads[0], cursor))
-    floor = max((source_floor(r, cursor) for r in reads), default=0)
-    seen: set[int] = set()
+    # source_floor inlined: this runs once per read with a dozen pulled lists.
+    empty_floor = cursor if cursor is not None else _NO_FLOOR
+    floor = 0
     for read in reads:
-        seen.update(i for i in read.ids if i >= floor and i != BOTTOM)
+        ids = read.ids
+        own = ids[-1] if ids else empty_floor
+        if own > floor:
+            floor = own
+    # Each source is newest first, so what it has at or above the floor is a prefix of it:
+    # whole (the common case) or found by bisection, never tested id by id. One set and one
+    # sort of the lot measured faster than heapq.merge of the sorted sources (docs/performance-log.md).
+    parts: list[int] = []
+    for read in reads:
+        ids = read.ids
+        if ids:
+            parts += ids if ids[-1] >= floor else ids[: bisect_right(ids, -floor, key=neg)]
+    seen = set(parts)
+    seen.discard(BOTTOM)
     return Merged(sorted(seen, reverse=True), floor)

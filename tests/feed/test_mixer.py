@@ -82,3 +82,39 @@ def test_a_kept_whole_list_cut_below_a_cursor_is_what_redis_would_have_read(
     full = ListRead(complete=True, ids=ids, ttl=7, limit=len(ids) + 2)
     expected = [i for i in ids if cursor is None or i < cursor][:limit]
     assert feeds_below(full, cursor, limit) == ListRead(complete=True, ids=expected, ttl=7, limit=limit)
+
+
+def reference_merge(reads: list[ListRead], cursor: int | None) -> tuple[list[int], int]:
+    """Id by id: each source's floor (0 with BOTTOM, else its lowest id), then the ids above the highest."""
+    floors = [
+        0 if BOTTOM in r.ids else min(r.ids) if r.ids else (cursor if cursor is not None else 2**63 - 1)
+        for r in reads
+    ]
+    floor = max(floors)
+    ids = {i for r in reads for i in r.ids if i >= floor and i != BOTTOM}
+    return sorted(ids, reverse=True), floor
+
+
+@st.composite
+def overlapping(draw: st.DrawFn) -> tuple[list[ListRead], int | None]:
+    """Sources that share ids, as a timeline shares a pulled author's posts from before the pull."""
+    pool = draw(st.lists(st.integers(1, 300), min_size=1, max_size=80, unique=True))
+    cursor = draw(st.one_of(st.none(), st.integers(1, 301)))
+    reads = []
+    for _ in range(draw(st.integers(2, 12))):
+        held = sorted(draw(st.sets(st.sampled_from(pool), max_size=40)), reverse=True)
+        below = [i for i in held if cursor is None or i < cursor]
+        limit = draw(st.integers(1, 35))
+        ids = below[:limit]
+        if draw(st.booleans()) and len(below) < limit:
+            ids.append(BOTTOM)
+        reads.append(ListRead(complete=True, ids=ids, ttl=1, limit=limit))
+    return reads, cursor
+
+
+@given(overlapping())
+def test_merge_of_overlapping_sources_is_the_id_by_id_merge(case: tuple[list[ListRead], int | None]) -> None:
+    # merge() takes each source's prefix at or above the floor by bisection; the reference tests each id.
+    reads, cursor = case
+    merged = merge(reads, cursor)
+    assert (merged.candidates, merged.floor) == reference_merge(reads, cursor)
