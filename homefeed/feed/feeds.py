@@ -290,7 +290,7 @@ class Feeds:
         # query skips the pool's checkout (see Lanes). Both hold connections, within one share.
         share = lane_share(pool)
         visible_lanes = min(VISIBLE_CONNECTIONS, share)
-        self.visible_reads = VisibleReads(pool, connections=visible_lanes)
+        self.visible_reads = VisibleReads(pool, connections=visible_lanes, before_answers=self._meet_authors)
         self.authors = Authors(Users(pool), replica=replicas.users if replicas is not None else None)
         self.lanes = Lanes(pool, size=min(MAX_LANES, share - visible_lanes))
         self.strategy = settings.feed_strategy
@@ -732,6 +732,17 @@ class Feeds:
                 liked.add(post_id)
         if missing:
             authors.update(await self.authors.load(missing))
+
+    async def _meet_authors(self, rows: Sequence[asyncpg.Record]) -> None:
+        """Read the authors a batch of visibility rows names that this process has not met, once
+        for the batch (its reads then resume together). Best effort: a read still reads its own."""
+        known = self.authors.get
+        missing = {a for row in rows if (a := row[2]) is not None and known(a) is None}
+        if missing:
+            try:
+                await self.authors.load(list(missing))
+            except (asyncpg.PostgresError, OSError, LookupError) as exc:
+                log.debug("authors of a visibility batch left to its reads: %s", exc)
 
     async def _keep_alive(self, viewer: int, timeline: ListRead) -> None:
         # The timeline expires a little before PostgreSQL would call the user inactive, so a

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,8 +115,14 @@ class VisibleReads:
         max_batch: int = MAX_BATCH,
         *,
         checked: bool = False,
+        before_answers: Callable[[list[asyncpg.Record]], Awaitable[None]] | None = None,
     ) -> None:
         self._lanes = Lanes(pool, size=connections, session=SESSION)
+        # Awaited with a batch's rows before any of its reads is answered (the feed reads the
+        # authors it has not met): the batch's reads then resume together, in step, and their
+        # next reads share a statement again. Answered one by one, a read that waited for its
+        # authors came back alone and the statements batched fewer reads (docs/benchmarks.md).
+        self._before_answers = before_answers
         # On a replica: reads whose candidates are not all there fail with NotReplicated.
         self._checked = checked
         self._slots = max(1, self._lanes.size)
@@ -161,6 +167,7 @@ class VisibleReads:
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[_Read]) -> None:
+        released = False
         try:
             viewers: list[int] = []
             lows: list[int] = []
@@ -176,6 +183,12 @@ class VisibleReads:
             try:
                 statement = VISIBLE_CHECKED if self._checked else VISIBLE
                 rows = await self._lanes.fetch(statement, viewers, lows, highs, limits, candidates)
+                self.batches += 1
+                if self._before_answers is not None and rows:
+                    # The connection is free for the next batch while this one waits.
+                    released = True
+                    self._release()
+                    await self._before_answers(rows)
             except BaseException as exc:
                 error = exc if isinstance(exc, Exception) else ConnectionError("the feed reads were stopped")
                 for read in batch:
@@ -184,7 +197,6 @@ class VisibleReads:
                 if not isinstance(exc, Exception):
                     raise
                 return
-            self.batches += 1
             if self._checked:
                 self._answer_checked(batch, rows)
                 return
@@ -195,9 +207,13 @@ class VisibleReads:
                 if not read.rows.done():
                     read.rows.set_result(answer)
         finally:
-            self._running -= 1
-            if self._queue:
-                self._dispatch()
+            if not released:
+                self._release()
+
+    def _release(self) -> None:
+        self._running -= 1
+        if self._queue:
+            self._dispatch()
 
     @staticmethod
     def _answer_checked(batch: list[_Read], rows: list[asyncpg.Record]) -> None:

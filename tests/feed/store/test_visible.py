@@ -144,3 +144,32 @@ async def test_close_answers_what_was_asked_then_refuses(services: Services, gra
     with pytest.raises(RuntimeError, match="closed"):
         await reads.rows(u0, graph.posts, 1)
     await asyncio.wait_for(pool.close(), 5)  # every connection went back
+
+
+async def test_a_batch_answers_its_reads_together_after_its_hook_with_the_connection_free(
+    services: Services, graph: Graph
+) -> None:
+    # The feed reads a batch's unknown authors in this hook: its reads wait for it together, and
+    # the next batch's statement need not wait for it.
+    gate, called = asyncio.Event(), asyncio.Event()
+    seen: list[int] = []
+
+    async def hook(rows: list[asyncpg.Record]) -> None:
+        seen.append(len(rows))
+        called.set()
+        if len(seen) == 1:
+            await gate.wait()
+
+    reads = VisibleReads(services.pool, connections=1, before_answers=hook)
+    try:
+        u0 = graph.users[0]
+        batch = [asyncio.ensure_future(reads.rows(u0, graph.posts, n)) for n in (1, 2)]
+        await asyncio.wait_for(called.wait(), 5)
+        assert seen == [3] and not any(b.done() for b in batch)
+        later = await asyncio.wait_for(reads.rows(u0, graph.posts, 3), 5)
+        assert len(later) == 3 and not any(b.done() for b in batch)
+        gate.set()
+        assert [len(await b) for b in batch] == [1, 2]
+    finally:
+        gate.set()
+        await reads.close()
