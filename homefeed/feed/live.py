@@ -617,10 +617,14 @@ class LiveHub:
         generations = [s.generation for s in subs]
         state = (await self.relations([viewer]))[viewer]
         async with self._lock:
-            for sub, generation in zip(subs, generations, strict=True):
-                if sub.generation == generation and sub in self._subscribers:
-                    await self._apply(sub, state, announce=True)
-            await self._sync_channels()
+            revealed: list[Subscriber] = []
+            try:
+                for sub, generation in zip(subs, generations, strict=True):
+                    if sub.generation == generation and sub in self._subscribers:
+                        await self._apply(sub, state, revealed)
+                await self._sync_channels()
+            finally:
+                _resync(revealed)
 
     async def refresh(self, *, announce: bool = True) -> None:
         """Re-read every subscriber's relationships and act on what changed since the hub last knew.
@@ -634,11 +638,15 @@ class LiveHub:
             generations = [s.generation for s in batch]
             states = await self.relations(sorted({s.viewer for s in batch}))
             async with self._lock:
-                for sub, generation in zip(batch, generations, strict=True):
-                    # A notice handled meanwhile read newer relationships than ours: keep them.
-                    if sub.generation == generation and sub in self._subscribers:
-                        await self._apply(sub, states[sub.viewer], announce=announce)
-                await self._sync_channels()
+                revealed: list[Subscriber] | None = [] if announce else None
+                try:
+                    for sub, generation in zip(batch, generations, strict=True):
+                        # A notice handled meanwhile read newer relationships than ours: keep them.
+                        if sub.generation == generation and sub in self._subscribers:
+                            await self._apply(sub, states[sub.viewer], revealed)
+                    await self._sync_channels()
+                finally:
+                    _resync(revealed or [])
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -650,8 +658,10 @@ class LiveHub:
             except Exception:
                 log.exception("live hub: failed to re-read relationships; retrying next round")
 
-    async def _apply(self, sub: Subscriber, state: Relations, *, announce: bool) -> None:
-        """Make the hub's view of sub's relationships state (under the lock), telling the client."""
+    async def _apply(self, sub: Subscriber, state: Relations, revealed: list[Subscriber] | None) -> None:
+        """Make the hub's view of sub's relationships state (under the lock), telling the client
+        (unless revealed is None): REMOVED at once, and sub added to revealed if it is owed a
+        RESYNC, which the caller sends once the new authors' channels are subscribed."""
         sub.generation += 1
         if sub.followees == state.followees and sub.hidden == state.hidden:
             return
@@ -663,13 +673,15 @@ class LiveHub:
         before = sub.visible()
         sub.followees, sub.hidden = state.followees, state.hidden
         after = sub.visible()
-        if not announce:
+        if revealed is None:
             return
         if before - after:
             await self._removed(sub, before - after)
         if after - before:
-            # Their earlier posts are now in the feed (a follow merges them at once): refetch.
-            sub.offer(RESYNC)
+            # Their earlier posts are now in the feed (a follow merges them at once): refetch,
+            # but only once the hub listens to the new authors, or a post between the refetch
+            # and the SUBSCRIBE would be in neither.
+            revealed.append(sub)
 
     async def _removed(self, sub: Subscriber, authors: Sequence[int] | set[int]) -> None:
         """Tell a subscriber that posts it may have on screen left its feed."""
@@ -694,3 +706,9 @@ class LiveHub:
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
+
+
+def _resync(subs: list[Subscriber]) -> None:
+    """Send RESYNC to each of subs (the hub listens to their new authors by now)."""
+    for sub in subs:
+        sub.offer(RESYNC)

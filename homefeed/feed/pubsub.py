@@ -221,6 +221,9 @@ async def subscriber_counts(redis: RedisClient, channels: list[str]) -> list[int
     """How many connections subscribe to each channel (PUBSUB NUMSUB, or SHARDNUMSUB on a cluster)."""
     if not isinstance(redis, RedisCluster):
         return [int(n) for _, n in await redis.pubsub_numsub(*channels)]
+    # The slot map is read on a client's first command; before it, get_node_from_key knows
+    # no slot (SlotNotCoveredError). initialize() reads it once and is a no-op after.
+    await redis.initialize()
     counts = []
     for channel in channels:
         node = redis.get_node_from_key(channel)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -15,6 +15,7 @@ from gql.transport.websockets import WebsocketsTransport
 from redis.asyncio.cluster import RedisCluster
 from websockets.typing import Origin, Subprotocol
 
+from homefeed.feed import pubsub
 from homefeed.feed.services import Services
 from tests.api import Account, Api
 from tests.schema.pubsub_kill import hub_listening, kill_own_pubsub, own_pubsub_clients
@@ -46,7 +47,11 @@ def transport(url: str, protocol: str, token: str | None, **kwargs: Any) -> Webs
 
 
 @asynccontextmanager
-async def subscribed(url: str, protocol: str, who: Account) -> AsyncIterator[Feed]:
+async def subscribed(
+    services: Services, url: str, protocol: str, who: Account, *followees: Account
+) -> AsyncIterator[Feed]:
+    """who's subscription, yielded once the hub listens on who's and the followees' channels:
+    an event sent before that would never reach it (a fixed sleep lost that race under load)."""
     feed = Feed()
     async with Client(transport=transport(url, protocol, who.token)) as session:
 
@@ -55,8 +60,8 @@ async def subscribed(url: str, protocol: str, who: Account) -> AsyncIterator[Fee
                 await feed.updates.put(result["homeFeedUpdates"])
 
         task = asyncio.create_task(pump())
-        await asyncio.sleep(0.3)  # let the server register the subscription
         try:
+            await hub_listening(services, who, *followees)
             yield feed
         finally:
             task.cancel()
@@ -69,10 +74,12 @@ async def accounts(http: Api, *handles: str) -> list[Account]:
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_added_and_removed_follow_the_feed(server: str, http: Api, protocol: str) -> None:
+async def test_added_and_removed_follow_the_feed(
+    server: str, http: Api, services: Services, protocol: str
+) -> None:
     alice, bob, stranger = await accounts(http, "alice", "bob", "stranger")
     (await http.act(alice, "follow", bob)).ok()
-    async with subscribed(server, protocol, alice) as feed:
+    async with subscribed(services, server, protocol, alice, bob) as feed:
         await http.post(stranger, "not followed: never announced")
         first = await http.post(bob, "hello alice")
         added = await feed.next()
@@ -102,11 +109,13 @@ async def test_added_and_removed_follow_the_feed(server: str, http: Api, protoco
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_block_and_mute_remove_and_silence(server: str, http: Api, protocol: str) -> None:
+async def test_block_and_mute_remove_and_silence(
+    server: str, http: Api, services: Services, protocol: str
+) -> None:
     alice, bob, carol = await accounts(http, "alice", "bob", "carol")
     for other in (bob, carol):
         (await http.act(alice, "follow", other)).ok()
-    async with subscribed(server, protocol, alice) as feed:
+    async with subscribed(services, server, protocol, alice, bob, carol) as feed:
         b = await http.post(bob, "bob speaks")
         c = await http.post(carol, "carol speaks")
         got = {(await feed.next())["postId"], (await feed.next())["postId"]}
@@ -169,10 +178,10 @@ async def test_one_redis_subscription_connection_per_process(
 ) -> None:
     people = await accounts(http, *(f"user{i}" for i in range(6)))
     async with (
-        subscribed(server, PROTOCOLS[0], people[0]),
-        subscribed(server, PROTOCOLS[1], people[1]),
-        subscribed(server, PROTOCOLS[0], people[2]),
-        subscribed(server, PROTOCOLS[0], people[3]),
+        subscribed(services, server, PROTOCOLS[0], people[0]),
+        subscribed(services, server, PROTOCOLS[1], people[1]),
+        subscribed(services, server, PROTOCOLS[0], people[2]),
+        subscribed(services, server, PROTOCOLS[0], people[3]),
     ):
         redis = services.redis
         if isinstance(redis, RedisCluster):
@@ -193,10 +202,9 @@ async def test_redis_reconnect_tells_every_subscriber_to_resync(
 ) -> None:
     alice, bob = await accounts(http, "alice", "bob")
     (await http.act(alice, "follow", bob)).ok()
-    async with subscribed(server, protocol, alice) as feed:
-        # Dropped before its subscription reaches Redis, the hub's connection is no pub/sub one
-        # yet: nothing is lost and no RESYNC follows.
-        await hub_listening(services, alice, bob)
+    # Dropped before its subscription reaches Redis, the hub's connection is no pub/sub one yet:
+    # nothing is lost and no RESYNC follows. subscribed() waits until Redis has it.
+    async with subscribed(services, server, protocol, alice, bob) as feed:
         await kill_own_pubsub(services)
         resync = await feed.next()
         assert resync == {"kind": "RESYNC", "postId": "", "cursor": None, "post": None}
@@ -213,12 +221,14 @@ async def feed_ids(http: Api, who: Account) -> list[str]:
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_follow_refollow_and_unmute_send_resync(server: str, http: Api, protocol: str) -> None:
+async def test_follow_refollow_and_unmute_send_resync(
+    server: str, http: Api, services: Services, protocol: str
+) -> None:
     # Each brings posts into the feed that the client has never been sent: RESYNC makes it
     # refetch them, and from then on the author's new posts arrive live.
     alice, bob = await accounts(http, "alice", "bob")
     before = await http.post(bob, "before the follow")
-    async with subscribed(server, protocol, alice) as feed:
+    async with subscribed(services, server, protocol, alice) as feed:
         (await http.act(alice, "follow", bob)).ok()
         assert await feed.next() == RESYNC
         assert before in await feed_ids(http, alice)  # what the refetch finds
@@ -253,8 +263,31 @@ async def test_a_follow_whose_notice_is_lost_heals_within_the_refresh(
         return None
 
     monkeypatch.setattr(services.notices, "relation_changed", lost)
-    async with subscribed(server, PROTOCOLS[0], alice) as feed:
+    async with subscribed(services, server, PROTOCOLS[0], alice) as feed:
         (await http.act(alice, "follow", bob)).ok()
         assert await feed.next() == RESYNC
         post = await http.post(bob, "heard once the hub caught up")
         assert (await feed.next())["postId"] == post
+
+
+async def test_a_follow_is_announced_only_once_the_hub_listens_to_the_author(
+    server: str, http: Api, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client refetches on RESYNC; a post made after that refetch must come live. Sent before
+    # the new author's SUBSCRIBE had reached Redis (slowed here), such a post was in neither.
+    alice, bob = await accounts(http, "alice", "bob")
+    async with subscribed(services, server, PROTOCOLS[0], alice) as feed:
+        for kind in (pubsub.ShardedSubscription, pubsub.ClassicSubscription):
+            monkeypatch.setattr(kind, "subscribe", _slowed(kind.subscribe))
+        (await http.act(alice, "follow", bob)).ok()
+        assert await feed.next() == RESYNC
+        post = await http.post(bob, "right after the refetch")
+        assert (await feed.next())["postId"] == post
+
+
+def _slowed(subscribe: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    async def slowly(self: object, *channels: str) -> None:
+        await asyncio.sleep(1.0)
+        await subscribe(self, *channels)
+
+    return slowly
