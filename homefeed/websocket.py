@@ -140,4 +140,8 @@ def uvicorn_options() -> dict[str, Any]:
         # Feed updates are small JSON frames that barely compress, and per-socket deflate state
         # costs memory on every idle subscription (bench live).
         "ws_per_message_deflate": False,
+        # Shutdown waits for open connections' tasks, but not forever: a subscription task that
+        # lost a cancel (seen in tests on graphql-ws, cause not found yet) held it indefinitely.
+        # 30 s, a container's usual grace period; the rest are then cancelled.
+        "timeout_graceful_shutdown": 30,
     }
