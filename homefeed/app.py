@@ -577,14 +577,16 @@ async def healthz(request: Request) -> Response:
 
     async def postgres() -> bool:
         try:
-            one: int = await asyncio.wait_for(services.pool.fetchval("SELECT 1"), 2)
+            async with asyncio.timeout(2):
+                one: int = await services.pool.fetchval("SELECT 1")
             return one == 1
         except Exception:
             return False
 
     async def redis() -> bool:
         try:
-            pong: bool = await asyncio.wait_for(services.redis.ping(), 2)
+            async with asyncio.timeout(2):
+                pong: bool = await services.redis.ping()
             return pong
         except Exception:
             return False

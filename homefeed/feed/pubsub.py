@@ -134,9 +134,11 @@ class _NodeLink:
             self.task.cancel()
             await asyncio.wait([self.task], timeout=CLOSE_SECONDS)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.pubsub.aclose(), CLOSE_SECONDS)  # type: ignore[no-untyped-call]
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await self.pubsub.aclose()  # type: ignore[no-untyped-call]
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.client.aclose(), CLOSE_SECONDS)
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await self.client.aclose()
 
 
 class ShardedSubscription:
@@ -200,7 +202,8 @@ class ShardedSubscription:
 
     async def next_message(self, wait: float) -> Message | None:
         try:
-            item = await asyncio.wait_for(self._inbox.get(), wait)
+            async with asyncio.timeout(wait):  # not wait_for, which can lose a cancel (heartbeat.py)
+                item = await self._inbox.get()
         except TimeoutError:
             return None
         if isinstance(item, Exception):

@@ -138,5 +138,7 @@ class FanoutWorker:
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    # asyncio.timeout, not wait_for, which can lose a cancel that lands as the wait ends.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stop.wait()

@@ -87,13 +87,7 @@ class Heartbeat:
         task.result()
 
     async def _beat(self) -> None:
-        me = asyncio.current_task()
         while True:
-            # Python 3.11's wait_for returns the renewal when a cancel (the batch ending:
-            # __aexit__) lands just as the renewal completes, and the cancel is lost: this loop
-            # then beat on forever and __aexit__ waited for it forever. A cancel asked for ends it.
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError
             await asyncio.sleep(self._interval)
             async with self._lock:
                 ids = sorted(self._held)
@@ -101,9 +95,12 @@ class Heartbeat:
                     continue
                 sent = time.monotonic()
                 try:
-                    renewal = await asyncio.wait_for(
-                        self._outbox.renew(ids), max(0.1, self._valid_until - sent)
-                    )
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result
+                    # when a cancel (the batch ending: __aexit__) lands just as the renewal
+                    # completes, and the cancel is lost; this loop then beat on forever and
+                    # __aexit__ waited for it forever.
+                    async with asyncio.timeout(max(0.1, self._valid_until - sent)):
+                        renewal = await self._outbox.renew(ids)
                 except Exception:
                     if time.monotonic() >= self._valid_until:
                         log.warning("lease renewal failing for a whole lease: giving up %d job(s)", len(ids))

@@ -42,4 +42,5 @@ async def sample_forever(outbox: Outbox, stop: asyncio.Event, every: float = SAM
         except Exception:
             log.warning("outbox sample failed", exc_info=True)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+            async with asyncio.timeout(every):
+                await stop.wait()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from collections import deque
 from collections.abc import Sequence
 from typing import cast
@@ -259,11 +258,11 @@ class RedisReads:
 
     async def _open(self) -> _Connection:
         connection = _Connection(self._timeout)
-        started = time.monotonic()
         try:
-            await asyncio.wait_for(open_transport(self._url, connection), self._timeout)
-            for setup in setup_commands(self._url):
-                await asyncio.wait_for(connection.send(setup), self._timeout - (time.monotonic() - started))
+            async with asyncio.timeout(self._timeout):  # one deadline for connecting and set-up
+                await open_transport(self._url, connection)
+                for setup in setup_commands(self._url):
+                    await connection.send(setup)
         except (OSError, TimeoutError) as exc:
             if connection.transport is not None:
                 connection.transport.abort()
