@@ -85,7 +85,7 @@ class FastPath:
         self.executor_class = executor_class
         self._prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
         # Metric series by label values (operation labels are capped: metrics.MAX_NAMES).
-        self._series: dict[tuple[str, ...], Any] = {}
+        self._series: dict[tuple[Any, ...], Any] = {}
 
     def prepare(self, text: str, operation_name: str | None) -> Prepared | None:
         """The document ready to run, or None when the full view must answer it."""
@@ -159,20 +159,15 @@ class FastPath:
             log_errors(errors)
             response["errors"] = [with_code(e).formatted for e in errors]
         response["extensions"] = {"cost": {"requested": cost, "budget": budget}}
-        self._latency(prepared.label).observe(time.perf_counter() - start)
-        self._requests(prepared.label, "error" if errors else "ok").inc()
+        self._series_of(LATENCY, prepared.label).observe(time.perf_counter() - start)
+        self._series_of(REQUESTS, prepared.label, "error" if errors else "ok").inc()
         return orjson.dumps(response)
 
-    def _latency(self, label: str) -> Any:
+    def _series_of(self, metric: Any, *labels: str) -> Any:
         # The labelled series, found once: `labels()` takes a lock and builds its key every call.
         # Created on first use, as `labels()` would, so /metrics lists the same series.
-        series = self._series.get((label,))
+        key = (metric, *labels)
+        series = self._series.get(key)
         if series is None:
-            series = self._series[(label,)] = LATENCY.labels(label)
-        return series
-
-    def _requests(self, label: str, outcome: str) -> Any:
-        series = self._series.get((label, outcome))
-        if series is None:
-            series = self._series[(label, outcome)] = REQUESTS.labels(label, outcome)
+            series = self._series[key] = metric.labels(*labels)
         return series
