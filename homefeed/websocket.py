@@ -133,7 +133,7 @@ class FrameTransportProtocol(WebSocketsSansIOProtocol):
 
 
 def uvicorn_options() -> dict[str, Any]:
-    """The transports every server of the app uses (`serve`, the benchmarks, the tests)."""
+    """The transports and options every server of the app uses (`serve`, the benchmarks, the tests)."""
     return {
         "http": OneWriteHttpProtocol,
         "ws": FrameTransportProtocol,
@@ -144,4 +144,9 @@ def uvicorn_options() -> dict[str, Any]:
         # lost a cancel (seen in tests on graphql-ws, cause not found yet) held it indefinitely.
         # 30 s, a container's usual grace period; the rest are then cancelled.
         "timeout_graceful_shutdown": 30,
+        # The app decides which proxies to believe (HOMEFEED_TRUSTED_PROXIES, feed/addresses.py).
+        # uvicorn's own rule, on by default, rewrites the client from X-Forwarded-For for any
+        # peer on 127.0.0.1 (or FORWARDED_ALLOW_IPS) before the app sees it: a client on the
+        # same host, or whatever a local proxy passes on, would pick its own rate-limit bucket.
+        "proxy_headers": False,
     }

@@ -2,20 +2,25 @@
 
 The rules themselves are tested in tests/feed/test_addresses.py; here, that the app applies
 them to real requests: the socket peer by default, X-Forwarded-For only from a trusted proxy,
-and a 429 with Retry-After only for an answer refused as a whole.
+and a 429 with Retry-After only for an answer refused as a whole. Served by uvicorn with the
+options every server uses, the peer the app sees is the socket's, whatever uvicorn would
+make of the header itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
+import httpx
 import pytest
 
 from homefeed.app import refused_for
 from homefeed.feed.addresses import parse_networks
 from tests.api import Api
 from tests.conftest import ServicesFactory
+from tests.server import running_server
 
 WHO = 'query { user(handle: "nobody") { id } }'
 PROXY = ("10.1.2.3", 443)
@@ -64,6 +69,47 @@ async def test_behind_a_trusted_proxy_each_client_is_counted_apart(
     assert await statuses(proxy, ["6.6.6.6, 198.51.100.7", "7.7.7.7, 198.51.100.8"]) == [429, 200]
     # Requests the proxy forwards without the header are the proxy's own.
     assert await statuses(proxy, [None, None, None]) == [200, 200, 429]
+
+
+# The header a client on the server's own host (or behind a local proxy) would send.
+SPOOFED = ["1.1.1.1", "2.2.2.2", "3.3.3.3"]
+WHO_HASH = {"persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(WHO.encode()).hexdigest()}}
+
+
+async def served_statuses(url: str, forwarded: list[str], *, persisted: bool) -> list[int]:
+    """Statuses of anonymous queries to the served app from 127.0.0.1, one per X-Forwarded-For
+    value, after one request without the header (the persisted document's registration)."""
+    async with httpx.AsyncClient(base_url=url) as http:
+        first = {"query": WHO} | ({"extensions": WHO_HASH} if persisted else {})
+        out = [(await http.post("/graphql", json=first)).status_code]
+        # Hash only: the fast path answers it (tests/schema/persisted/test_fast.py).
+        body = {"extensions": WHO_HASH} if persisted else {"query": WHO}
+        for value in forwarded:
+            response = await http.post("/graphql", json=body, headers={"X-Forwarded-For": value})
+            out.append(response.status_code)
+    return out
+
+
+@pytest.mark.parametrize("persisted", [False, True], ids=["view", "fast"])
+async def test_served_a_local_peer_is_not_taken_for_the_address_it_forwards(
+    make_services: ServicesFactory, persisted: bool
+) -> None:
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told not to: the app's rule,
+    # which trusts no proxy by default, must be the only one.
+    services = await make_services(anonymous_rate_limit=3)
+    async with running_server(services) as url:
+        assert await served_statuses(url, SPOOFED, persisted=persisted) == [200, 200, 200, 429]
+
+
+@pytest.mark.parametrize("persisted", [False, True], ids=["view", "fast"])
+async def test_served_behind_a_trusted_local_proxy_the_forwarded_address_counts(
+    make_services: ServicesFactory, persisted: bool
+) -> None:
+    services = await make_services(anonymous_rate_limit=2, trusted_proxies=parse_networks("127.0.0.1"))
+    async with running_server(services) as url:
+        # The proxy's own request, then three clients: only the third request of 198.51.100.7 waits.
+        forwarded = ["198.51.100.7", "198.51.100.8", "198.51.100.7", "198.51.100.7"]
+        assert await served_statuses(url, forwarded, persisted=persisted) == [200, 200, 200, 200, 429]
 
 
 def test_only_an_answer_refused_as_a_whole_is_a_429() -> None:
