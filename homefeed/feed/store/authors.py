@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 ReplicaUsers = Callable[[Sequence[int]], Awaitable["list[User | None] | None"]]
 
 # Bounded so a long-lived process keeps a steady footprint (an entry is about 300 bytes): past
-# it, the older half is forgotten and read again when next needed.
+# it, the older half of the authors met since start is forgotten and read again when next
+# needed. The most-followed authors read at start are kept: they wrote most of what any
+# timeline holds, and forgetting them first (they were the oldest entries) made every process
+# read them again, one statement at a time, once the table had filled.
 MAX_AUTHORS = 200_000
 # Read at start: at most this many of the most-followed authors.
 WARM_AUTHORS = MAX_AUTHORS // 2
@@ -56,6 +59,9 @@ class Authors:
         self._max_size = max(1, max_size)
         self._warm_size = min(warm, self._max_size)
         self._known: dict[int, User] = {}
+        # The warmed authors, most followed first: forgotten only if they alone overflow the
+        # bound, least followed first.
+        self._pinned: dict[int, None] = {}
         # The hot path's look-up: a plain dict.get, no call of ours per post.
         self.get = self._known.get
         # Built on first use, inside the event loop.
@@ -91,6 +97,9 @@ class Authors:
             log.warning("could not read the most-followed authors at start: %s", exc)
             return
         self._remember(users)
+        self._pinned.update(dict.fromkeys(u.id for u in users))
+        # The table may have filled meanwhile, from reads: the bound holds for the pinned too.
+        self._evict(len(self._known) - self._max_size)
 
     async def _read(self, ids: Sequence[int]) -> list[User]:
         self.reads += 1
@@ -112,8 +121,20 @@ class Authors:
         known = self._known
         overflow = len(known) + len(fresh) - self._max_size
         if overflow > 0:
-            for old in list(islice(known, max(len(known) // 2, overflow))):
-                del known[old]
+            self._evict(max((len(known) - len(self._pinned)) // 2, overflow))
         for user in fresh:
             known[user.id] = user
         return fresh
+
+    def _evict(self, count: int) -> None:
+        """Forget `count` authors: the oldest met since start, then the least followed warmed ones."""
+        if count <= 0:
+            return
+        known, pinned = self._known, self._pinned
+        for old in list(islice((a for a in known if a not in pinned), count)):
+            del known[old]
+            count -= 1
+        while count > 0 and pinned:
+            old, _ = pinned.popitem()  # the last inserted: the least followed
+            if known.pop(old, None) is not None:
+                count -= 1
