@@ -61,6 +61,9 @@ class Settings:
     redis_read_timeout_ms: int = 250
     # After Redis fails on reads, how long they go straight to PostgreSQL before one probe.
     redis_breaker_ms: int = 1000
+    # How long fan-out's writes (and a cluster's replication barrier) wait for Redis to take a step
+    # before the job fails and is retried; the shared client's socket timeout is as long (5 s).
+    redis_write_timeout_ms: int = 5000
     # Cold timelines one process rebuilds at a time; readers beyond it are answered from PostgreSQL.
     cold_rebuild_limit: int = 4
     # Followers per fan-out job; bigger follower lists are split so several workers share them.
@@ -217,6 +220,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         celebrity_cache_ms=_int(env, "CELEBRITY_CACHE_MS", DEFAULTS.celebrity_cache_ms, 0, 60_000),
         redis_read_timeout_ms=_int(env, "REDIS_READ_TIMEOUT_MS", DEFAULTS.redis_read_timeout_ms, 10, 10_000),
         redis_breaker_ms=_int(env, "REDIS_BREAKER_MS", DEFAULTS.redis_breaker_ms, 10, 600_000),
+        # Above the barrier's own WAIT (cluster_writer.REPLICA_WAIT_MS, 500 ms), which it must outlast.
+        redis_write_timeout_ms=_int(
+            env, "REDIS_WRITE_TIMEOUT_MS", DEFAULTS.redis_write_timeout_ms, 1000, 600_000
+        ),
         cold_rebuild_limit=_int(env, "COLD_REBUILDS", DEFAULTS.cold_rebuild_limit, 1, 10_000),
         fanout_chunk=_int(env, "FANOUT_CHUNK", DEFAULTS.fanout_chunk, 100, 10_000_000),
         inprocess_worker=_choice(env, "INPROCESS_WORKER", "1", ("0", "1")) == "1",

@@ -304,6 +304,7 @@ class Feeds:
             timeline_ttl=self.timeline_ttl,
             recent_ttl=self.recent_ttl,
             slots=self.slots,
+            write_timeout=settings.redis_write_timeout_ms / 1000,
         )
         self.recent_cache = RecentCache(settings.celebrity_cache_ms)
         # Pulled lists being read right now, so concurrent readers share the read.

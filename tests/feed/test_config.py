@@ -36,6 +36,7 @@ def test_every_setting_is_parsed() -> None:
         "HOMEFEED_REDIS_PREFIX": "tenant1",
         "HOMEFEED_ALLOWED_ORIGINS": "https://a.example/, https://b.example",
         "HOMEFEED_FEED_STRATEGY": "pull",
+        "HOMEFEED_REDIS_WRITE_TIMEOUT_MS": "2500",
     }
     s = config.load(env)
     assert s.database_url == "postgresql://u:p@db:5432/hf"
@@ -52,6 +53,7 @@ def test_every_setting_is_parsed() -> None:
     assert s.redis_prefix == "tenant1"
     assert s.allowed_origins == ("https://a.example", "https://b.example")
     assert s.feed_strategy == "pull"
+    assert s.redis_write_timeout_ms == 2500
 
 
 @pytest.mark.parametrize("raw", ["inf", "Infinity", "never"])
@@ -89,6 +91,8 @@ def test_threshold_zero_means_everyone_is_pulled() -> None:
         # The read bench's in-memory baseline is the bench's own app, not a strategy of the service.
         ("FEED_STRATEGY", "floor"),
         ("FEED_STRATEGY", "baseline"),
+        # Shorter than a replication barrier's own WAIT (500 ms) would fail every barrier.
+        ("REDIS_WRITE_TIMEOUT_MS", "500"),
     ],
 )
 def test_invalid_setting_names_itself(name: str, value: str) -> None:

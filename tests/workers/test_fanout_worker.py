@@ -8,12 +8,15 @@ import signal
 import sys
 import time
 
+import pytest
+
 from homefeed.feed.services import Services
 from homefeed.feed.store.outbox import POST_CHUNK
 from homefeed.feed.timeline.encoding import decode
 from homefeed.feed.timeline.keys import Keys
 from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import ServicesFactory
+from tests.feed.hung_redis import own_valkey, paused
 
 
 async def author_with_followers(services: Services, followers: int) -> int:
@@ -103,3 +106,28 @@ async def test_a_worker_killed_mid_fan_out_loses_nothing(make_services: Services
             await asyncio.sleep(0.2)
     assert await worker.outbox.pending() == 0
     assert await missing_from(services, author, post.id) == 0
+
+
+@pytest.mark.usefixtures("single_redis")  # a server of the test's own, paused
+async def test_a_fan_out_held_by_a_paused_redis_fails_in_bounded_time_and_its_retry_delivers(
+    make_services: ServicesFactory,
+) -> None:
+    with own_valkey() as (url, pid):
+        services = await make_services(redis_url=url, redis_write_timeout_ms=1000)
+        author = await author_with_followers(services, 50)
+        post = await services.posts.create(author, "while Redis is paused")
+        worker = FanoutWorker(services)
+        with paused(pid):
+            started = time.monotonic()
+            async with asyncio.timeout(30):  # without a bound on the writer, run_once never returns
+                assert await worker.run_once() == 1
+            assert time.monotonic() - started < 5
+        # Failed, not lost: the job is still in the outbox, to be retried.
+        row = await services.pool.fetchrow("SELECT attempts, last_error FROM outbox")
+        assert row is not None and row["attempts"] == 1 and "NoReply" in row["last_error"]
+        deadline = time.monotonic() + 30
+        while await worker.outbox.pending():
+            assert time.monotonic() < deadline, "the failed job was not retried"
+            await worker.drain()
+            await asyncio.sleep(0.1)
+        assert await missing_from(services, author, post.id) == 0

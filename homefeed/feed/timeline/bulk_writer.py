@@ -32,6 +32,17 @@ from homefeed.feed.timeline.reads import bulk, setup_commands
 
 BATCH = 4096
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
+# How long a pipeline waits for Redis to make progress (HOMEFEED_REDIS_WRITE_TIMEOUT_MS's default).
+REPLY_TIMEOUT = 5.0
+
+
+class NoReply(RedisConnectionError):
+    """Redis took no step on a pipeline within the writer's timeout (hung, paused, overloaded).
+
+    The connection is dropped (replies may still come on it) and the caller fails: a fan-out
+    job is retried later, and a replication barrier's batch is redone. Not retried at once on a
+    fresh connection, unlike a closed one: a hung server would cost the wait twice.
+    """
 
 
 class Replies(NamedTuple):
@@ -48,10 +59,15 @@ class Appended:
 
 
 class BulkWriter:
-    """One dedicated connection to Redis for fan-out writes."""
+    """One dedicated connection to Redis for fan-out writes.
 
-    def __init__(self, url: str) -> None:
+    timeout bounds how long a pipeline waits for Redis to take its next step (read a batch, send
+    replies): a hung server fails the call with NoReply instead of holding it, and the job, forever.
+    """
+
+    def __init__(self, url: str, timeout: float = REPLY_TIMEOUT) -> None:
         self._url = url
+        self._timeout = timeout
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
@@ -60,13 +76,18 @@ class BulkWriter:
         if self._reader is not None and self._writer is not None and not self._writer.is_closing():
             return self._reader, self._writer
         parts = urlsplit(self._url)
-        if parts.scheme == "unix":
-            reader, writer = await asyncio.open_unix_connection(parts.path)
-        else:
-            context = ssl.create_default_context() if parts.scheme == "rediss" else None
-            reader, writer = await asyncio.open_connection(
-                parts.hostname or "127.0.0.1", parts.port or 6379, ssl=context
-            )
+        try:
+            # A host that drops packets would otherwise hold the job for the kernel's connect timeout.
+            async with asyncio.timeout(self._timeout):
+                if parts.scheme == "unix":
+                    reader, writer = await asyncio.open_unix_connection(parts.path)
+                else:
+                    context = ssl.create_default_context() if parts.scheme == "rediss" else None
+                    reader, writer = await asyncio.open_connection(
+                        parts.hostname or "127.0.0.1", parts.port or 6379, ssl=context
+                    )
+        except TimeoutError:
+            raise NoReply(f"could not connect to Redis within {self._timeout:g} s") from None
         # Room for a whole batch in the transport, so writing one never waits for Redis to read it.
         writer.transport.set_write_buffer_limits(high=1 << 22)
         self._reader, self._writer = reader, writer
@@ -93,6 +114,11 @@ class BulkWriter:
         keep = replies_seen.append
         error: ResponseError | None = None
         previous = 0  # replies owed for batches before the one just written
+        # One deadline, pushed back at every step Redis takes: a long fan-out may take as long as
+        # it needs, but Redis going silent fails it (asyncio.timeout: wait_for can lose a cancel).
+        loop = asyncio.get_running_loop()
+        timeout = self._timeout
+        deadline = asyncio.timeout(timeout)
 
         async def read_until(count: int) -> None:
             nonlocal error
@@ -102,6 +128,7 @@ class BulkWriter:
                 if not data:
                     raise RedisConnectionError("Redis closed the fan-out connection")
                 feed(data)
+                deadline.reschedule(loop.time() + timeout)
                 while (reply := gets()) is not False:
                     if reply.__class__ is not int:
                         if isinstance(reply, ResponseError):
@@ -110,12 +137,17 @@ class BulkWriter:
                             reply = 0
                     keep(reply)
 
-        for payload, replies in batches:
-            writer.write(payload)
-            await read_until(previous)
-            previous = sent = sent + replies
-            await writer.drain()
-        await read_until(sent)
+        try:
+            async with deadline:
+                for payload, replies in batches:
+                    writer.write(payload)
+                    await read_until(previous)
+                    previous = sent = sent + replies
+                    await writer.drain()
+                    deadline.reschedule(loop.time() + timeout)
+                await read_until(sent)
+        except TimeoutError:
+            raise NoReply(f"Redis took no step for {timeout:g} s ({len(replies_seen)} replies in)") from None
         if error is not None and not keep_errors:
             raise error
         return Replies(replies_seen, error)
@@ -143,9 +175,12 @@ class BulkWriter:
     async def commands(self, payload: bytes, replies: int) -> list[int | ResponseError]:
         """Raw RESP commands on this connection; their integer replies (0 for others), errors in place."""
         async with self._lock:
-            await self._connect()
             try:
+                await self._connect()
                 return (await self._pipeline([(payload, replies)], keep_errors=True)).replies
+            except NoReply:
+                self._discard()
+                raise
             except (OSError, RedisConnectionError):
                 await self.close()
                 raise
@@ -182,6 +217,9 @@ class BulkWriter:
                     if per_key == 1:
                         return sent
                     return Replies(sent.replies[per_key - 1 :: per_key], sent.error)
+                except NoReply:
+                    self._discard()
+                    raise
                 except (OSError, RedisConnectionError):
                     # Reconnect once: a resent APPEND is harmless (readers deduplicate).
                     await self.close()
@@ -196,10 +234,11 @@ class BulkWriter:
         """Drop a connection whose pipeline was interrupted (cancelled: a job's lease passed on).
 
         Replies to what it sent may still come, and its parser held part of one: the next
-        pipeline on it would take them for its own, and could wait forever for the rest.
+        pipeline on it would take them for its own, and could wait forever for the rest. Aborted,
+        not closed: a close waits to send what is buffered, which a hung server never reads.
         """
         if self._writer is not None:
-            self._writer.close()
+            self._writer.transport.abort()
         self._reader = self._writer = None
 
     async def close(self) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from homefeed.feed.timeline.bulk_writer import Appended, BulkWriter, Replies, appended
+from homefeed.feed.timeline.bulk_writer import REPLY_TIMEOUT, Appended, BulkWriter, Replies, appended
 from homefeed.feed.timeline.reads import command
 from homefeed.feed.timeline.slots import Address, SlotMap, id_slots, key_slot, node_url, redirect_of
 
@@ -46,8 +46,8 @@ Answered = list[tuple[list[bytes], list[int]]]
 class ClusterBulkWriter(BulkWriter):
     """BulkWriter's appends, routed by slot over one connection per master."""
 
-    def __init__(self, slots: SlotMap) -> None:
-        super().__init__(slots.seed_url)
+    def __init__(self, slots: SlotMap, timeout: float = REPLY_TIMEOUT) -> None:
+        super().__init__(slots.seed_url, timeout)
         self._slots = slots
         self._writers: dict[Address, BulkWriter] = {}
 
@@ -200,7 +200,8 @@ class ClusterBulkWriter(BulkWriter):
     def _node_writer(self, address: Address) -> BulkWriter:
         writer = self._writers.get(address)
         if writer is None:
-            writer = self._writers[address] = BulkWriter(node_url(self._slots.seed_url, address))
+            url = node_url(self._slots.seed_url, address)
+            writer = self._writers[address] = BulkWriter(url, self._timeout)
         return writer
 
     async def close(self) -> None:

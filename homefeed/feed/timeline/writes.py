@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from homefeed.feed.redis_client import RedisClient, is_cluster
-from homefeed.feed.timeline.bulk_writer import BulkWriter
+from homefeed.feed.timeline.bulk_writer import REPLY_TIMEOUT, BulkWriter
 from homefeed.feed.timeline.cluster_writer import ClusterBulkWriter
 from homefeed.feed.timeline.encoding import Ids, built, encode, encode_id
 from homefeed.feed.timeline.keys import Keys
@@ -47,6 +47,7 @@ class TimelineWrites:
         timeline_ttl: int,
         recent_ttl: int,
         slots: SlotMap | None = None,
+        write_timeout: float = REPLY_TIMEOUT,
     ) -> None:
         self._redis = redis
         self._url = url
@@ -56,6 +57,8 @@ class TimelineWrites:
         self._recent_ttl = recent_ttl
         self._max_bytes = lists.max_bytes
         self._bulk: BulkWriter | None = None
+        # How long the bulk writer waits for Redis to take a step before failing the write.
+        self._write_timeout = write_timeout
         # On a cluster, appends are routed by slot (over the caller's map of it, if it has one).
         if slots is None and url and is_cluster(redis):
             slots = SlotMap(url)
@@ -90,7 +93,11 @@ class TimelineWrites:
         if self._bulk is None:
             if not self._url:
                 raise RuntimeError("timeline appends need settings.redis_url (their own connection)")
-            self._bulk = ClusterBulkWriter(self._slots) if self._slots else BulkWriter(self._url)
+            self._bulk = (
+                ClusterBulkWriter(self._slots, self._write_timeout)
+                if self._slots
+                else BulkWriter(self._url, self._write_timeout)
+            )
         return self._bulk
 
     async def replicated(self) -> None:

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from homefeed.feed.config import Settings
 from homefeed.feed.services import Services
-from homefeed.feed.timeline.bulk_writer import BATCH, BulkWriter
+from homefeed.feed.timeline.bulk_writer import BATCH, BulkWriter, NoReply
 from homefeed.feed.timeline.cluster_writer import ClusterBulkWriter
 from homefeed.feed.timeline.encoding import decode, encode_id
 from homefeed.feed.timeline.keys import Keys
 from homefeed.feed.timeline.lists import IdLists, ListQuery
+from homefeed.feed.timeline.reads import command
 from homefeed.feed.timeline.slots import SlotMap
+from tests.feed.hung_redis import own_valkey, paused
 
 
 async def stored(services: Services, key: bytes) -> list[int]:
@@ -135,3 +139,35 @@ async def test_an_append_cancelled_mid_pipeline_leaves_no_reply_for_the_next_cal
         await cut
     # The next call's reply is its own: the probe's fourth entry, not a leftover of the cut one.
     assert await writer._send_each([probe], [b"APPEND"], [encode_id(3)]) == [4 * len(encode_id(1))]
+
+
+async def test_a_paused_server_fails_appends_and_commands_in_bounded_time_and_the_retry_lands() -> None:
+    # A Valkey of the test's own, SIGSTOPped: connections are accepted, nothing is answered.
+    with own_valkey() as (url, pid):
+        writer = BulkWriter(url, timeout=0.5)
+        check = Redis.from_url(url)
+        try:
+            keys = [b"t:%d" % i for i in range(3 * BATCH)]  # a few batches, so some wait unread
+            await writer.append(keys, encode_id(1), ttl=60, max_bytes=10_000)
+            barrier = command([b"SET", b"barrier", b"1"]) + command([b"INCR", b"barriers"])
+            calls: list[Callable[[], Awaitable[object]]] = [
+                lambda: writer.append(keys, encode_id(2), ttl=60, max_bytes=10_000),
+                lambda: writer.commands(barrier, 2),
+            ]
+            with paused(pid):
+                for call in calls:
+                    started = time.monotonic()
+                    with pytest.raises(NoReply):
+                        async with asyncio.timeout(10):  # without a bound, the call waits forever
+                            await call()
+                    # One wait, not one per batch, nor a second on a fresh connection.
+                    assert time.monotonic() - started < 2.0
+            # The job redone once Redis is back: its writes land, a repeat is deduplicated.
+            await writer.append(keys, encode_id(2), ttl=60, max_bytes=10_000)
+            for raw in await check.mget(keys):
+                assert isinstance(raw, bytes) and set(decode(raw).ids.tolist()) == {1, 2}
+            replies = await writer.commands(barrier, 2)
+            assert replies[0] == 0 and isinstance(replies[1], int) and replies[1] >= 1
+        finally:
+            await writer.close()
+            await check.aclose()

@@ -3,15 +3,18 @@ moves (ASK while it migrates, MOVED after) with a map that still names its old o
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from homefeed.bench.valkey_cluster import LocalCluster, Node, local_cluster
+from homefeed.feed.timeline.bulk_writer import NoReply
 from homefeed.feed.timeline.cluster_reads import ClusterReads
 from homefeed.feed.timeline.cluster_writer import ClusterBulkWriter
-from homefeed.feed.timeline.encoding import encode_id
+from homefeed.feed.timeline.encoding import decode, encode_id
 from homefeed.feed.timeline.keys import Keys
 from homefeed.feed.timeline.slots import SlotMap, key_slot
 
@@ -91,3 +94,37 @@ async def test_appends_routed_by_the_callers_ids_go_where_the_keys_slots_are(
         for key in keys:
             await client.delete(key)
         await client.aclose()
+
+
+async def test_a_paused_master_fails_appends_and_the_barrier_in_bounded_time_and_the_retry_lands() -> None:
+    # A minute's node timeout: the cluster does not fail the paused master over; it just hangs.
+    with local_cluster(node_timeout_ms=60_000) as cluster:
+        writer = ClusterBulkWriter(SlotMap(cluster.url), timeout=1.0)
+        client = RedisCluster.from_url(cluster.url)
+        try:
+            keys = Keys("paused").timelines(range(1, 301))  # on every master
+            await writer.append(keys, encode_id(1), ttl=60, max_bytes=10_000)
+            await writer.replicated()
+            victim = cluster.masters()[0]
+            cluster.pause(victim)
+            try:
+                for call in (
+                    lambda: writer.append(keys, encode_id(2), ttl=60, max_bytes=10_000),
+                    writer.replicated,
+                ):
+                    started = time.monotonic()
+                    with pytest.raises(NoReply):
+                        async with asyncio.timeout(20):  # without a bound, the call waits forever
+                            await call()
+                    assert time.monotonic() - started < 4
+            finally:
+                cluster.resume(victim)
+            # The batch redone once the master is back: every write lands, the barrier passes.
+            await writer.append(keys, encode_id(2), ttl=60, max_bytes=10_000)
+            await writer.replicated()
+            for key in keys:
+                raw = await client.get(key)
+                assert isinstance(raw, bytes) and set(decode(raw).ids.tolist()) == {1, 2}
+        finally:
+            await writer.close()
+            await client.aclose()
