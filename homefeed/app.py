@@ -6,7 +6,7 @@ import asyncio
 import gc
 import gzip
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import lru_cache
@@ -470,10 +470,40 @@ class FastGraphQL:
         await self.app(scope, receive, send)
 
     def _within_limit(self, scope: Scope) -> bool:
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                return value.isdigit() and int(value) <= self.limit
-        return False
+        # No length, or a bad one: BodyLimit answers it, or counts the body as it comes.
+        try:
+            declared = declared_length(scope["headers"])
+        except BadContentLength:
+            return False
+        return declared is not None and declared <= self.limit
+
+
+class BadContentLength(ValueError):
+    """A request's Content-Length is not one number."""
+
+
+def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The body length a request's Content-Length declares; None without one.
+
+    BadContentLength if it is not a number, or several values disagree (several headers, or
+    a list in one): which one frames the body is then a guess, and a proxy in front may have
+    guessed otherwise (request smuggling), so the request is refused rather than read
+    (RFC 9110, 8.6; RFC 9112, 6.3). The same value repeated is that value."""
+    declared: bytes | None = None
+    for name, value in headers:
+        if name != b"content-length":
+            continue
+        for part in value.split(b",") if b"," in value else (value,):
+            part = part.strip()
+            if not part.isdigit() or (declared is not None and part != declared):
+                raise BadContentLength(value.decode("latin-1"))
+            declared = part
+    if declared is None:
+        return None
+    try:
+        return int(declared)
+    except ValueError:  # more digits than Python converts (4300): no server frames that
+        raise BadContentLength(declared.decode("latin-1")) from None
 
 
 async def send_json(send: Send, body: bytes) -> None:
@@ -526,7 +556,8 @@ def _rejection(code: str, message: str) -> dict[str, object]:
 
 
 class BodyLimit:
-    """Rejects request bodies over a size limit before anything parses them."""
+    """Rejects request bodies over a size limit before anything parses them, and requests
+    whose Content-Length is not one number (see declared_length)."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -536,8 +567,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+        try:
+            declared = declared_length(scope["headers"])
+        except BadContentLength:
+            await error_response("invalid Content-Length", 400)(scope, receive, send)
+            return
+        if declared is not None and declared > self.limit:
             await _too_large(scope, receive, send, self.limit)
             return
         seen = 0

@@ -289,6 +289,42 @@ async def test_a_body_over_the_limit_is_refused_alike_and_never_read_by_the_fast
     assert taken == []
 
 
+@pytest.mark.parametrize(
+    ("lengths", "status"),
+    [
+        pytest.param([str(MAX_BODY_BYTES + 1)], 413, id="over the limit"),
+        pytest.param(["{n}", "{n}"], 200, id="the same twice"),
+        pytest.param(["{n}, {n}"], 200, id="the same listed twice"),
+        pytest.param(["{n}", "5"], 400, id="two that differ"),
+        pytest.param(["5", "{n}"], 400, id="two that differ, the right one last"),
+        pytest.param(["{n}, 5"], 400, id="a list that differs"),
+        pytest.param(["ten"], 400, id="not a number"),
+        pytest.param(["-5"], 400, id="negative"),
+        pytest.param([""], 400, id="empty"),
+    ],
+)
+async def test_both_paths_read_content_length_by_one_rule(
+    paths: Paths, taken: list[bytes | None], lengths: list[str], status: int
+) -> None:
+    # Whichever header a path would have read first, a disagreement is refused, not guessed.
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": sha(FEED)}}
+    body = orjson.dumps({"variables": {"first": 2, "skipLikes": False}, "extensions": extensions})
+    headers = [("content-type", "application/json"), ("authorization", f"Bearer {paths.alice.token}")]
+    headers += [("content-length", value.format(n=len(body))) for value in lengths]
+    answers = []
+    for api in (paths.fast, paths.view):
+        await register(api, FEED)
+        taken.clear()
+        response = await api.http.post("/graphql", content=body, headers=headers)
+        answers.append((response.status_code, response.json()))
+        if api is paths.fast:
+            answered_fast = bool(taken and taken[-1] is not None)
+    assert answers[0] == answers[1]
+    assert answers[0][0] == status, answers[0]
+    # Only a body of one declared length within the limit is read by the fast path.
+    assert answered_fast == (status == 200)
+
+
 async def test_a_body_without_a_declared_length_goes_to_the_view(
     paths: Paths, taken: list[bytes | None]
 ) -> None:
