@@ -344,6 +344,10 @@ class _Index:
         return False
 
 
+class HubClosed(Exception):
+    """A subscriber came after the hub closed: refused, not left waiting for events that never come."""
+
+
 class LiveHub:
     """This process's single Redis subscription, shared by all its live subscribers."""
 
@@ -376,6 +380,8 @@ class LiveHub:
         # Whether the subscription holds the index's channels: not between a lost connection
         # and a successful resubscription.
         self._listening = False
+        # Set by close, never cleared: a closed hub opens no subscription and starts no task.
+        self._closed = False
         self._lock = asyncio.Lock()
 
     @property
@@ -423,11 +429,15 @@ class LiveHub:
     ) -> Subscriber:
         """Register a live subscriber for viewer until `detach`. With `wake`, no task waits on
         its queue: wake is called whenever something is queued for it."""
+        if self._closed:
+            raise HubClosed("the live hub is closed (the process is shutting down)")
         sub = Subscriber(viewer, broadcast, sink, wake=wake)
         state = (await self.relations([viewer]))[viewer]
         sub.followees, sub.hidden = state.followees, state.hidden
         del state
         async with self._lock:
+            if self._closed:  # closed while relationships were read
+                raise HubClosed("the live hub is closed (the process is shutting down)")
             self._subscribers.add(sub)
             LIVE_SUBSCRIBERS.inc()
             self._add(self._by_user, viewer, sub, new=True)
@@ -475,8 +485,14 @@ class LiveHub:
 
     async def _sync_channels(self) -> None:
         """Subscribe to what connected viewers need and unsubscribe from the rest (of what changed)."""
+        if self._closed:
+            # A subscriber leaving after close (its stream ending during shutdown): nothing to
+            # unsubscribe from, and no connection or task to open for it.
+            self._dirty.clear()
+            return
         if self._pubsub is None:
             self._pubsub = open_subscription(self._redis)
+        pubsub = self._pubsub  # close may take it away while this awaits
         added: list[str] = []
         removed: list[str] = []
         for is_author, key in self._dirty:
@@ -488,11 +504,13 @@ class LiveHub:
             else:
                 removed.append(channel)
         if added:
-            await self._pubsub.subscribe(*added)
+            await pubsub.subscribe(*added)
         if removed:
-            await self._pubsub.unsubscribe(*removed)
+            await pubsub.unsubscribe(*removed)
         # Only once both went out: a failed sync leaves them dirty, and the next one retries.
         self._dirty.clear()
+        if self._closed:
+            return  # closed while this awaited: no task is started again
         self._listening = True
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._listen(), name="live-hub")
@@ -532,6 +550,8 @@ class LiveHub:
 
     async def _reconnect(self) -> None:
         async with self._lock:
+            if self._closed:
+                return
             old, self._pubsub = self._pubsub, None
             if old is not None:
                 with contextlib.suppress(Exception):
@@ -697,15 +717,23 @@ class LiveHub:
             sub.offer(LiveEvent(Kind.REMOVED, r["id"], r["author_id"]))
 
     async def close(self) -> None:
-        """Stop listening and refreshing, and close the subscription connection."""
+        """Stop listening and refreshing, and close the subscription connection, for good.
+
+        Not under the lock: a sync stuck on a hung Redis would hold up shutdown. What runs later
+        (a subscriber detaching as its stream ends, a sync that was under way) finds the hub
+        closed and touches no connection.
+        """
+        self._closed = True
         for task in (self._task, self._refresher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self._pubsub is not None:
+        pubsub, self._pubsub = self._pubsub, None
+        self._listening = False
+        if pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+                await pubsub.aclose()
 
 
 def _resync(subs: list[Subscriber]) -> None:

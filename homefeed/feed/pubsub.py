@@ -28,8 +28,17 @@ Message = tuple[str, bytes]  # channel, payload
 CLOSE_SECONDS = 2.0
 
 
+class SubscriptionClosed(RedisConnectionError):
+    """A closed subscription was asked to listen: it opens no connection again."""
+
+
 class Subscription(Protocol):
-    """What the hub needs of its subscription: channels in and out, and the next message."""
+    """What the hub needs of its subscription: channels in and out, and the next message.
+
+    Once closed it is inert: unsubscribing does nothing, subscribing or reading raises
+    SubscriptionClosed, and neither opens a connection (the hub opens a new subscription to
+    reconnect, never reuses a closed one).
+    """
 
     async def subscribe(self, *channels: str) -> None: ...
 
@@ -62,20 +71,29 @@ class ClassicSubscription:
 
     def __init__(self, pubsub: PubSub) -> None:
         self.pubsub = pubsub
+        # redis-py's PubSub takes a new connection for any command after aclose: a subscriber
+        # leaving during shutdown would open one to unsubscribe from nothing.
+        self._closed = False
 
     async def subscribe(self, *channels: str) -> None:
+        if self._closed:
+            raise SubscriptionClosed("the live subscription is closed")
         await self.pubsub.subscribe(*channels)
 
     async def unsubscribe(self, *channels: str) -> None:
-        await self.pubsub.unsubscribe(*channels)
+        if not self._closed:
+            await self.pubsub.unsubscribe(*channels)
 
     async def next_message(self, wait: float) -> Message | None:
+        if self._closed:
+            raise SubscriptionClosed("the live subscription is closed")
         message = await self.pubsub.get_message(timeout=wait)
         if message is None or message["type"] != "message":
             return None
         return message["channel"].decode(), message["data"]
 
     async def aclose(self) -> None:
+        self._closed = True
         await self.pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
@@ -150,6 +168,7 @@ class ShardedSubscription:
         self._where: dict[str, str] = {}  # channel -> node name
         self._inbox: asyncio.Queue[Message | Exception] = asyncio.Queue()
         self._mapped = False
+        self._closed = False  # then subscribe would map the cluster and open links anew
 
     @property
     def node_count(self) -> int:
@@ -157,6 +176,8 @@ class ShardedSubscription:
         return len(self._links)
 
     async def subscribe(self, *channels: str) -> None:
+        if self._closed:
+            raise SubscriptionClosed("the live subscription is closed")
         if not self._mapped:
             # A fresh subscription (first, or after a failure) reads the cluster's map anew.
             await self._cluster.initialize()
@@ -201,6 +222,8 @@ class ShardedSubscription:
         return list(groups.values())
 
     async def next_message(self, wait: float) -> Message | None:
+        if self._closed:
+            raise SubscriptionClosed("the live subscription is closed")
         try:
             async with asyncio.timeout(wait):  # not wait_for, which can lose a cancel (heartbeat.py)
                 item = await self._inbox.get()
@@ -215,7 +238,7 @@ class ShardedSubscription:
         # stream ending during shutdown) unsubscribes here, and must find nothing to do rather
         # than a channel on a link that is gone (a KeyError that replaced its cancellation).
         links, self._links, self._where = list(self._links.values()), {}, {}
-        self._mapped = False
+        self._closed = True
         for link in links:
             await link.close()
 

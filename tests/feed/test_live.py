@@ -19,6 +19,7 @@ from homefeed.feed.live import (
     QUEUE_SIZE,
     RECENT_ADDED,
     RESYNC,
+    HubClosed,
     Kind,
     LiveEvent,
     LiveHub,
@@ -418,3 +419,24 @@ def test_the_hub_index_keeps_exactly_the_members_added_and_not_dropped(
         assert {k: set(index.get(k)) for k in index} == {k: v for k, v in truth.items() if v}
         assert all(len(index.get(k)) == len(set(index.get(k))) for k in index)
         assert len(index) == sum(1 for v in truth.values() if v)
+
+
+async def test_a_closed_hub_opens_no_connection_and_starts_no_task(services: Services) -> None:
+    # At shutdown the hub closes while subscribers' streams are still ending: their detach, and
+    # any refresh, must not open a subscription or restart the hub's tasks.
+    viewer, other = [await services.users.create(h, h, "x") for h in ("viewer", "other")]
+    hub = LiveHub(services.redis, services.pool, services.posts, services.settings.redis_prefix)
+    sub = await hub.attach(viewer.id)
+    channels = [hub.channels.user(viewer.id), hub.channels.author(viewer.id), hub.channels.user(other.id)]
+    assert await subscriber_counts(services.redis, channels) == [1, 1, 0]
+    await hub.close()
+
+    await hub.detach(sub)
+    await hub.refresh()
+    with pytest.raises(HubClosed):
+        await hub.attach(other.id)  # refused, not left waiting for events that never come
+
+    assert await subscriber_counts(services.redis, channels) == [0, 0, 0]
+    hub_tasks = {"live-hub", "live-hub-refresh", "live-hub-shard"}
+    assert not [t for t in asyncio.all_tasks() if t.get_name() in hub_tasks and not t.done()]
+    assert hub.subscriber_count == 0 and hub.channel_count == 0
