@@ -789,19 +789,36 @@ class Feeds:
     async def _single_flight(self, lock: str, key: str, rebuild: Callable[[], Awaitable[None]]) -> bool:
         """Rebuild `key` if this read wins its Redis lock and the list is still not built; False if
         another reader holds the lock (and rebuilds) or has rebuilt it already."""
-        if not await self._redis_call(self._redis.set(lock, b"1", nx=True, px=REBUILD_LOCK_MS)):
+        won, raw = await self._redis_call(self._lock_and_read(lock, key))
+        if not won:
             return False
         try:
             # This reader found the list missing before taking the lock: another may have won
             # the lock, rebuilt the list and released it since, and a second rebuild is work for
             # PostgreSQL that changes nothing.
-            read = await self._redis_call(self._lists.read([ListQuery(key, None, 1)]))
-            if read[0].complete:
+            if decode_list(raw).built:
                 return False
             await rebuild()
         finally:
             await self._redis_call(self._redis.delete(lock))
         return True
+
+    async def _lock_and_read(self, lock: str, key: str) -> tuple[bool, bytes | None]:
+        """Take the rebuild lock and read the list, in one round trip: whether the lock was won.
+
+        One node on a cluster: the lock and the list carry the same user's hash tag (keys.py).
+        No MULTI: the GET runs after the SET on this connection, so it sees the list as of the
+        lock being taken, as a second round trip would; whatever other clients do between the
+        two they could do between two round trips, and the check was always only that a
+        rebuild finished before this reader held the lock. Read whole (a cold list is missing,
+        or unbuilt and bounded): a header's meaning depends on the list's length, and STRLEN
+        and GETRANGE, not in one transaction, could see two different lists.
+        """
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(lock, b"1", nx=True, px=REBUILD_LOCK_MS)
+            pipe.get(key)
+            won, raw = await pipe.execute()
+        return bool(won), raw
 
     async def _redis_call(self, call: Awaitable[T]) -> T:
         # redis-py's own timeout is the client's (seconds): a read waits no longer than the lean GET.

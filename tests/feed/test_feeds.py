@@ -19,8 +19,10 @@ from homefeed.feed.store.pool import create_pool
 from homefeed.feed.timeline.encoding import decode
 from homefeed.feed.timeline.keys import Keys
 from homefeed.feed.timeline.lists import ListRead
+from homefeed.feed.timeline.slots import key_slot
 from homefeed.workers.fanout_worker import FanoutWorker
 from tests.conftest import FAST_PASSWORDS, ServicesFactory, delete_prefix
+from tests.counting_redis import counting_client
 
 
 async def raw(services: Services, key: str) -> bytes | None:
@@ -317,6 +319,51 @@ async def test_readers_missing_a_pulled_list_together_share_one_read_and_one_fai
     # Every reader waiting on the failed read was answered from PostgreSQL: nothing lost.
     assert [p.post_ids for p in pages] == [truth[f.id] for f in fans]
     assert asked[1:] == [[star.id]] and not feeds._recent_pending
+
+
+async def test_a_cold_reader_takes_the_rebuild_lock_and_reads_the_list_in_one_round_trip(
+    settings_: Settings,
+) -> None:
+    assert settings_.database_url and settings_.redis_url
+    redis = await counting_client(settings_.redis_url)
+    pool = await create_pool(settings_.database_url)
+    services = build_services(settings_, pool, redis, passwords=FAST_PASSWORDS)
+    try:
+        alice, bob = await user(services, "alice"), await user(services, "bob")
+        await services.relations.follow(alice.id, bob.id)
+        posts = [await services.posts.create(bob.id, f"p{i}") for i in range(3)]
+        keys = Keys(settings_.redis_prefix)
+        lock, timeline = keys.rebuild_lock(alice.id), keys.timeline(alice.id)
+        # One round trip on a cluster too: both keys are on the node of one slot.
+        assert key_slot(lock.encode()) == key_slot(timeline.encode())
+        feeds = services.feeds
+        touch, rebuild = feeds.touch, feeds.rebuild_timeline
+        marks: list[int] = []
+
+        async def touching(user_id: int) -> None:
+            await touch(user_id)  # the cold path's last step before the lock
+            marks.append(redis.round_trips)
+
+        async def rebuilding(user_id: int) -> None:
+            marks.append(redis.round_trips)
+            await rebuild(user_id)
+
+        feeds.touch = touching  # type: ignore[method-assign]
+        feeds.rebuild_timeline = rebuilding  # type: ignore[method-assign]
+        page = await feeds.home(alice.id, 10, None)
+        assert page.post_ids == [p.id for p in reversed(posts)]
+        assert len(marks) == 2 and marks[1] - marks[0] == 1
+
+        # Built now: a reader winning the lock sees that in the same round trip and lets go.
+        async def must_not_rebuild() -> None:
+            raise AssertionError("rebuilt a built timeline")
+
+        before = redis.round_trips
+        assert not await feeds._single_flight(lock, timeline, must_not_rebuild)
+        assert redis.round_trips - before == 2  # lock and read; release
+        assert await redis.exists(lock) == 0
+    finally:
+        await services.close()
 
 
 async def test_a_cold_reader_arriving_after_the_rebuild_does_not_rebuild_again(services: Services) -> None:
