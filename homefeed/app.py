@@ -6,10 +6,10 @@ import asyncio
 import gc
 import gzip
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import orjson
@@ -17,7 +17,6 @@ from cross_web import HTTPException
 from graphql import GraphQLError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette import status
-from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -37,6 +36,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 import homefeed.feed.metrics  # noqa: F401  (registers the engine's series: see metrics())
+from homefeed.asgi import BadContentLength, FastGraphQL, Head, declared_length, read_body, replaying
 from homefeed.feed import config
 from homefeed.feed.addresses import Network, client_address
 from homefeed.feed.config import Settings, SettingsError
@@ -237,9 +237,9 @@ class GraphQLApp(GraphQL[Context, None]):
         the receive callable that replays what was read. Anything but a plain, valid persisted
         query within its budget goes to the view, which answers it in its usual words.
 
-        Read from the ASGI scope itself (see FastGraphQL): the few headers it needs in one pass,
+        Read from the ASGI scope itself (see homefeed/asgi.py): the few headers it needs in one pass,
         the body from the messages, with no Starlette request object."""
-        head = _Head(scope["headers"])
+        head = Head(scope["headers"])
         if head.accept is not None and any(streaming in head.accept for streaming in _STREAMING):
             return receive
         replay: Receive = receive
@@ -247,8 +247,8 @@ class GraphQLApp(GraphQL[Context, None]):
         if method == "GET":
             fields = _get_fields(Request(scope=scope, receive=receive))
         elif method == "POST" and head.content_type is not None and "application/json" in head.content_type:
-            messages, body = await _read_body(receive)
-            replay = _replaying(messages, receive)
+            messages, body = await read_body(receive)
+            replay = replaying(messages, receive)
             if body is None:  # the client went away: the view meets that as it always does
                 return replay
             fields = _json_object(body)
@@ -366,59 +366,6 @@ def _get_fields(request: Request) -> dict[str, Any] | None:
     return fields
 
 
-class _Head:
-    """The request headers the fast path reads, found in one pass over the ASGI list (names
-    come lowercased). A repeated header gives its first value, as Starlette's `headers.get`;
-    X-Forwarded-For keeps every value, in order."""
-
-    __slots__ = ("accept", "authorization", "content_type", "forwarded_for")
-
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        self.accept: str | None = None
-        self.authorization: str | None = None
-        self.content_type: str | None = None
-        self.forwarded_for: list[str] = []
-        for name, value in raw:
-            if name == b"authorization":
-                if self.authorization is None:
-                    self.authorization = value.decode("latin-1")
-            elif name == b"content-type":
-                if self.content_type is None:
-                    self.content_type = value.decode("latin-1")
-            elif name == b"accept":
-                if self.accept is None:
-                    self.accept = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                self.forwarded_for.append(value.decode("latin-1"))
-
-
-async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
-    """The request's messages as received, and its body (None if the client disconnected)."""
-    messages: list[Message] = []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            return messages, None
-        if not message.get("more_body", False):
-            break
-    if len(messages) == 1:
-        return messages, messages[0].get("body", b"")
-    return messages, b"".join(m.get("body", b"") for m in messages)
-
-
-def _replaying(messages: list[Message], receive: Receive) -> Receive:
-    """A receive callable giving the messages already read, then whatever comes next."""
-    pending = list(messages)
-
-    async def replay() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replay
-
-
 def request_context(
     services: Services, peer: str | None, forwarded_for: list[str], authorization: str | None
 ) -> Context:
@@ -432,78 +379,6 @@ def _client_address(peer: str | None, forwarded_for: tuple[str, ...], trusted: t
     # Remembered: a client sends many requests from the same peer, and parsing its address
     # was 1% of a persisted read's samples.
     return client_address(peer, forwarded_for, trusted)
-
-
-class FastGraphQL:
-    """The fast path of persisted queries, before Starlette's routing and middleware.
-
-    A persisted query to /graphql goes from here to the GraphQL app's fast path: Starlette's
-    exception middleware, the body limit, the router, the route and the request object add
-    nothing to an answer the fast path gives, only their frames and allocations to every
-    request. Whatever the fast path does not answer goes on down the usual stack (with what was
-    read of it replayed), which answers it as it always does. It sits inside Starlette's
-    server-error middleware, so an exception here is answered and logged as anywhere else.
-
-    The body limit's rule stays whole: only a body declaring a length within the limit is read
-    here; any other goes down to BodyLimit unread.
-    """
-
-    def __init__(
-        self, app: ASGIApp, graphql: GraphQLApp, fast: FastPath, limit: int = MAX_BODY_BYTES
-    ) -> None:
-        self.app = app
-        self.graphql = graphql
-        self.fast = fast
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and get_route_path(scope) == GRAPHQL_PATH
-            and scope["method"] in ("GET", "POST")
-            and (scope["method"] == "GET" or self._within_limit(scope))
-        ):
-            replay = await self.graphql.answer_fast(self.fast, scope, receive, send)
-            if replay is None:
-                return
-            receive = replay
-        await self.app(scope, receive, send)
-
-    def _within_limit(self, scope: Scope) -> bool:
-        # No length, or a bad one: BodyLimit answers it, or counts the body as it comes.
-        try:
-            declared = declared_length(scope["headers"])
-        except BadContentLength:
-            return False
-        return declared is not None and declared <= self.limit
-
-
-class BadContentLength(ValueError):
-    """A request's Content-Length is not one number."""
-
-
-def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
-    """The body length a request's Content-Length declares; None without one.
-
-    BadContentLength if it is not a number, or several values disagree (several headers, or
-    a list in one): which one frames the body is then a guess, and a proxy in front may have
-    guessed otherwise (request smuggling), so the request is refused rather than read
-    (RFC 9110, 8.6; RFC 9112, 6.3). The same value repeated is that value."""
-    declared: bytes | None = None
-    for name, value in headers:
-        if name != b"content-length":
-            continue
-        for part in value.split(b",") if b"," in value else (value,):
-            part = part.strip()
-            if not part.isdigit() or (declared is not None and part != declared):
-                raise BadContentLength(value.decode("latin-1"))
-            declared = part
-    if declared is None:
-        return None
-    try:
-        return int(declared)
-    except ValueError:  # more digits than Python converts (4300): no server frames that
-        raise BadContentLength(declared.decode("latin-1")) from None
 
 
 async def send_json(send: Send, body: bytes) -> None:
@@ -747,7 +622,8 @@ def create_app(
     app.add_middleware(BodyLimit)
     if graphql.fast is not None:
         # Added last, so it runs first (inside Starlette's server-error middleware only).
-        app.add_middleware(FastGraphQL, graphql=graphql, fast=graphql.fast)
+        answer = partial(graphql.answer_fast, graphql.fast)
+        app.add_middleware(FastGraphQL, answer=answer, path=GRAPHQL_PATH, limit=MAX_BODY_BYTES)
     return app
 
 

@@ -1,13 +1,9 @@
-"""The ASGI app around GraphQL: health, metrics, GraphiQL, the Content-Length rule."""
+"""The ASGI app around GraphQL: health, metrics, GraphiQL."""
 
 from __future__ import annotations
 
-import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from homefeed.app import BadContentLength, declared_length
 from homefeed.feed.config import Settings
 from homefeed.feed.services import build_services
 from homefeed.feed.store.pool import create_pool
@@ -99,32 +95,3 @@ async def test_vendored_assets_are_sent_compressed_or_plain_and_match_their_inte
         assert integrity(packed.content) == integrity(plain.content) == asset.integrity, name
     assert (await api.http.get("/static/vendor/manifest.json")).status_code == 404
     assert (await api.http.get("/static/vendor/nothing.js")).status_code == 404
-
-
-def lengths(*values: bytes) -> list[tuple[bytes, bytes]]:
-    return [(b"host", b"x"), *((b"content-length", v) for v in values), (b"accept", b"*/*")]
-
-
-@given(st.lists(st.integers(min_value=0, max_value=10**12).map(lambda n: str(n).encode()), max_size=4))
-def test_a_declared_length_is_read_only_when_every_value_agrees(values: list[bytes]) -> None:
-    if len(set(values)) > 1:
-        with pytest.raises(BadContentLength):
-            declared_length(lengths(*values))
-    else:
-        assert declared_length(lengths(*values)) == (int(values[0]) if values else None)
-    # The same values as one comma-separated list: the same rule.
-    if values and len(set(values)) > 1:
-        with pytest.raises(BadContentLength):
-            declared_length(lengths(b", ".join(values)))
-    elif values:
-        assert declared_length(lengths(b", ".join(values))) == int(values[0])
-
-
-# The Arabic-Indic digit five (UTF-8) is a digit to str.isdigit, not to the header's grammar.
-NOT_LENGTHS = [b"", b"-5", b"+5", b"5.0", b"0x10", b"five", b"\xd9\xa5", b"5,", b"1" * 5000]
-
-
-@pytest.mark.parametrize("value", NOT_LENGTHS)
-def test_anything_but_digits_is_not_a_length(value: bytes) -> None:
-    with pytest.raises(BadContentLength):
-        declared_length(lengths(value))
