@@ -141,8 +141,9 @@ def uvicorn_options() -> dict[str, Any]:
         # costs memory on every idle subscription (bench live).
         "ws_per_message_deflate": False,
         # Shutdown waits for open connections' tasks, but not forever: a subscription task that
-        # lost a cancel (seen in tests on graphql-ws, cause not found yet) held it indefinitely.
-        # 30 s, a container's usual grace period; the rest are then cancelled.
+        # lost a cancel (redis-py's write under Python 3.11's wait_for, feed/redis_cancels.py)
+        # held it indefinitely, and another such loss must not. 30 s, a container's usual grace
+        # period; the rest are then cancelled.
         "timeout_graceful_shutdown": 30,
         # The app decides which proxies to believe (HOMEFEED_TRUSTED_PROXIES, feed/addresses.py).
         # uvicorn's own rule, on by default, rewrites the client from X-Forwarded-For for any

@@ -13,7 +13,13 @@ from typing import Any, TypeAlias
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from homefeed.feed import redis_cancels
+
 RedisClient: TypeAlias = Redis | RedisCluster
+
+# For every client in the process, not only those made here: the service's other clients (the
+# hub's shard links, a cluster's per-node readers) are all made once this module is imported.
+redis_cancels.install()
 
 
 async def is_cluster_url(url: str) -> bool:

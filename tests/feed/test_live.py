@@ -30,6 +30,7 @@ from homefeed.feed.live import (
 )
 from homefeed.feed.pubsub import ClassicSubscription, subscriber_counts
 from homefeed.feed.services import Services
+from tests.feed.cancel_on_write import CancelOnWrite, stop
 
 
 def added(i: int) -> LiveEvent:
@@ -440,3 +441,26 @@ async def test_a_closed_hub_opens_no_connection_and_starts_no_task(services: Ser
     hub_tasks = {"live-hub", "live-hub-refresh", "live-hub-shard"}
     assert not [t for t in asyncio.all_tasks() if t.get_name() in hub_tasks and not t.done()]
     assert hub.subscriber_count == 0 and hub.channel_count == 0
+
+
+async def test_a_subscriber_cancelled_as_its_subscribe_is_written_leaves_the_hub(services: Services) -> None:
+    # The graphql-ws teardown hang: an operation cancelled while its subscriber attached, just as
+    # the (S)SUBSCRIBE went out, lost the cancel inside redis-py's write, went on to wait for
+    # events with the cancel pending, and the connection's teardown waited for it forever.
+    viewer = await services.users.create("viewer", "viewer", "x")
+    hub = services.live
+
+    async def listen() -> None:
+        async with hub.subscribe(viewer.id) as sub:
+            await sub.next()  # where it waited forever; the cancel may land here or before
+
+    with CancelOnWrite(b"SUBSCRIBE").armed() as fault:
+        fault.target = task = asyncio.create_task(listen())
+        try:
+            done, _ = await asyncio.wait([task], timeout=5)
+        finally:
+            await stop(task)
+    assert fault.fired == 1
+    assert done, "the cancel was lost: the subscriber waits for events"
+    assert task.cancelled()
+    assert hub.subscriber_count == 0
