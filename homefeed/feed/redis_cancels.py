@@ -1,17 +1,18 @@
-"""Cancels that redis-py's writes lose on Python 3.11, asked for again.
+"""Cancels that redis-py's writes lose on Python 3.11, raised after all.
 
 redis-py (8.1, redis/asyncio/connection.py, `AbstractConnection.send_packed_command`) writes
 every command with `asyncio.wait_for(write, socket_timeout)`, and since redis-py 8 every
 client has a socket timeout. Python 3.11's wait_for returns the write's result when its task
 is cancelled just as the write completes: the cancel is lost (3.12's wait_for, built on
 asyncio.timeout, keeps it). A graphql-ws subscription cancelled so while its subscriber
-attached (the hub's SUBSCRIBE, or the cluster's slot map read) went on to wait for events with
-the cancel pending, and the connection's teardown waited for it forever; any task stopped
-during a Redis command could run on likewise.
+attached (the hub's SSUBSCRIBE, or the handshake of the connection it opened) went on to wait
+for events with the cancel pending, and the connection's teardown waited for it forever; any
+task stopped during a Redis command could run on likewise.
 
-Each write is wrapped here: a cancel asked for while it ran, neither raised nor taken back,
-is asked for again, so it lands at the task's next await (normally the command's reply,
-where redis-py drops the connection as for any cancel there), as if it had come a moment later.
+Each write is wrapped here: when a cancel was asked for while it ran and nothing was raised, the
+wrapper raises CancelledError itself. Asking for the cancel again instead (Task.cancel) is not
+enough: it lands at the next await, and when that is the next command's write (a connection's
+handshake writes two commands in a row) the same wait_for drops it there.
 """
 
 from __future__ import annotations
@@ -27,25 +28,31 @@ Send = Callable[..., Awaitable[None]]
 
 
 def keeping_cancels(send: Send) -> Send:
-    """`send` (send_packed_command) with a cancel it swallowed asked for again."""
+    """`send` (send_packed_command) raising CancelledError for a cancel it swallowed."""
 
     async def send_packed_command(
         conn: AbstractConnection, command: bytes | str | Iterable[bytes], *args: Any, **kwargs: Any
     ) -> None:
         task = asyncio.current_task()
-        asked = task.cancelling() if task is not None else 0
-        raised = False
+        if task is None:
+            return await send(conn, command, *args, **kwargs)
+        asked = task.cancelling()
         try:
             await send(conn, command, *args, **kwargs)
         except asyncio.CancelledError:
-            raised = True
             raise
-        finally:
-            # Also when the write failed instead (wait_for then raises the write's error): the
-            # caller may handle that error and carry on.
-            if task is not None and not raised and task.cancelling() > asked:
-                task.uncancel()  # asked for once, counted once
-                task.cancel()
+        except BaseException as exc:
+            # wait_for raised the write's error in the cancel's place (redis-py has dropped the
+            # connection for it): a caller that handles the error would carry on.
+            if task.cancelling() > asked:
+                raise asyncio.CancelledError from exc
+            raise
+        if task.cancelling() > asked:
+            # The command went out and its reply will not be read: dropped, the connection
+            # cannot hand that reply to its next command (as redis-py drops one whose read is
+            # cancelled). Closing it does not wait, so nothing can be interrupted here.
+            await conn.disconnect(nowait=True)
+            raise asyncio.CancelledError
 
     send_packed_command.keeps_cancels = True  # type: ignore[attr-defined]
     return send_packed_command

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from homefeed.feed.config import Settings
-from homefeed.feed.redis_client import RedisClient
+from homefeed.feed.redis_client import open_redis
 from tests.feed.cancel_on_write import CancelOnWrite, stop
 
 
+# INCR: the command's reply is read next. LIB-NAME: a new connection's handshake writes CLIENT
+# SETINFO LIB-NAME and LIB-VER back to back, so the next await is another write, whose wait_for
+# drops a cancel merely asked for again (how the live hub's subscriber still hung on a cluster).
+@pytest.mark.parametrize("word", [b"INCR", b"LIB-NAME"])
 async def test_a_cancel_landing_as_a_command_is_written_ends_the_task(
-    redis: RedisClient, settings_: Settings
+    settings_: Settings, word: bytes
 ) -> None:
+    assert settings_.redis_url
+    redis = await open_redis(settings_.redis_url)  # no connection yet: the first command makes one
     key = f"{settings_.redis_prefix}:cancel:{{k}}"
     writes = 0
 
@@ -26,18 +34,21 @@ async def test_a_cancel_landing_as_a_command_is_written_ends_the_task(
             await redis.incr(key)
             writes += 1
 
-    await redis.ping()  # connected (on a cluster: the slot map read) before the fault is armed
-    with CancelOnWrite(b"INCR").armed() as fault:
-        fault.target = task = asyncio.create_task(write_forever())
-        try:
-            done, _ = await asyncio.wait([task], timeout=5)
-        finally:
-            await stop(task)
-    assert fault.fired == 1
-    # Lost, the cancel left the loop writing on: thousands of INCRs in the 5 s.
-    assert done, f"the cancel was lost: {writes} more writes"
-    assert task.cancelled()
-    # The INCR went out, its reply was never read: the connection it was left on must not hand
-    # that reply to the next command (it would answer a GET with an integer).
-    assert int(await redis.get(key) or 0) == writes + 1
-    assert await redis.incr(key) == writes + 2
+    try:
+        with CancelOnWrite(word).armed() as fault:
+            fault.target = task = asyncio.create_task(write_forever())
+            try:
+                done, _ = await asyncio.wait([task], timeout=5)
+            finally:
+                await stop(task)
+        assert fault.fired == 1
+        # Lost, the cancel left the loop writing on: thousands of INCRs in the 5 s.
+        assert done, f"the cancel was lost: {writes} more writes"
+        assert task.cancelled()
+        # A command that went out but whose reply was never read must not leave that reply to
+        # the connection's next command (a GET answered with INCR's integer, and so on).
+        count = int(await redis.get(key) or 0)
+        assert count in (writes, writes + 1)  # the cancelled INCR ran, or was never sent
+        assert await redis.incr(key) == count + 1
+    finally:
+        await redis.aclose()
