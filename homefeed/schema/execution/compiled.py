@@ -5,7 +5,9 @@ A plan (plan.py) still costs its run (run.py) a dispatch on the kind of every co
 selection becomes one generated function that reads its fields in order, with the completion
 of each field written out for its type: a `str` of a String or ID field, an `int` of an Int
 field in range and a `bool` of a Boolean field are taken as they are (what graphql-core's
-coercion returns for them); anything else goes through the type's own coercion. Paths are only
+coercion returns for them); anything else goes through the type's own coercion. A value of an
+object type whose class is that type's own Strawberry class (not cast to another type) goes
+straight to the object's fields: every check of its completion would pass. Paths are only
 built where something needs them: a resolver's info, a nested object or list, an error.
 
 What the code keeps of graphql-core's semantics is run.py's, step for step, so that errors,
@@ -39,6 +41,7 @@ from graphql import (
     Undefined,
     located_error,
 )
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 
 from homefeed.schema.execution import compat
 from homefeed.schema.execution.compat import Path, inspect, is_iterable
@@ -218,6 +221,7 @@ class _Generator:
             "PLAIN": PLAIN,
         }
         self.count = 0
+        self.objects: dict[int, str] = {}
 
     def constant(self, value: Any, prefix: str) -> str:
         self.count += 1
@@ -228,6 +232,37 @@ class _Generator:
     def emit(self, lines: list[str]) -> None:
         self.lines.extend(lines)
         self.lines.append("")
+
+    def object_function(self, plan: ObjectOf) -> str:
+        """`object`'s function for a selection, written once however many places complete it."""
+        name = self.objects.get(id(plan))
+        if name is None:
+            name = self.objects[id(plan)] = self.object(plan)
+        return name
+
+    def exact(self, completion: Completion | None, var: str) -> str | None:
+        """A test on `var` under which completing it to an object type can skip straight to the
+        object's fields: its class is the type's own Strawberry class, exactly. Such a value is
+        not awaitable (the class has no `__await__`), not an exception and not null, and
+        Strawberry's is_type_of (an isinstance check) holds for it unless the object was cast
+        to another type (strawberry.cast sets an attribute on it, tested here)."""
+        if type(completion) is not ObjectOf:
+            return None
+        definition = (completion.type_.extensions or {}).get("strawberry-definition")
+        origin = getattr(definition, "origin", None)
+        if (
+            not isinstance(origin, type)
+            or issubclass(origin, BaseException)
+            or hasattr(origin, "__await__")
+            or hasattr(origin, TYPE_CAST_ATTRIBUTE)
+        ):
+            return None
+        cls = self.constant(origin, "K")
+        if completion.is_type_of is None:
+            return f"type({var}) is {cls}"
+        if getattr(origin, "__slots__", None) is not None:  # where a cast would be, unsure
+            return None
+        return f"type({var}) is {cls} and {TYPE_CAST_ATTRIBUTE!r} not in {var}.__dict__"
 
     def object(self, plan: ObjectOf) -> str:
         """`o(rt, src, path)`: the object's fields, a dict or a coroutine of it."""
@@ -251,6 +286,21 @@ class _Generator:
                 ]
                 if fast is not None:
                     body += [f"            if {fast}:", f"                r[{key}] = v", "            else:"]
+                    indent = "                "
+                elif (exact := self.exact(f.completion, "v")) is not None:
+                    # The value is the type's own class: the completion's checks (awaitable, an
+                    # error, null, is_type_of) all pass; only the object's fields are left.
+                    obj = self.object_function(f.completion)
+                    body += [
+                        f"            if {exact}:",
+                        f"                p = {path}",
+                        f"                v = {obj}(rt, v, p)",
+                        "                if type(v) is CoroutineType:",
+                        f"                    v = rt.await_completed({field}, {non_null}, p, v)",
+                        f"                    pending = [{key}] if pending is None else [*pending, {key}]",
+                        f"                r[{key}] = v",
+                        "            else:",
+                    ]
                     indent = "                "
                 elif type(f.completion) is Leaf:
                     # A value of a plain Python type is neither awaitable, an error nor null: all
@@ -359,8 +409,13 @@ class _Generator:
                 "    return coerced",
             ]
         elif type(completion) is ObjectOf:
-            obj = self.object(completion)
+            obj = self.object_function(completion)
+            exact = self.exact(completion, "value")
             body = []
+            if exact is not None:
+                # Before the generic checks: every one of them passes for such a value.
+                head.insert(1, f"    if {exact}:")
+                head.insert(2, f"        return {obj}(rt, value, path)")
             if completion.is_type_of is not None:
                 check = self.constant(completion.is_type_of, "I")
                 message = f"Expected value of type '{completion.type_.name}' but got: "
@@ -385,6 +440,9 @@ class _Generator:
         type_ = self.constant(completion.type_, "A")
         item = self.completion(f, completion.item, completion.item_non_null)
         non_null = repr(completion.item_non_null)
+        exact = self.exact(completion.item, "item")
+        # An item of the object type's own class is not awaitable (see `exact`).
+        awaited = "is_awaitable(item)" if exact is None else f"not ({exact}) and is_awaitable(item)"
         message = f"Expected Iterable, but did not find one for field '{f.parent.name}.{f.name}'."
         self.emit(
             [
@@ -400,7 +458,7 @@ class _Generator:
                 "    try:",
                 "        for index, item in enumerate(items):",
                 "            p = Path(path, index, None)",
-                "            if is_awaitable(item):",
+                f"            if {awaited}:",
                 f"                out.append(rt.await_value({field}, {item}, {non_null}, info, p, item))",
                 "                pending = [index] if pending is None else [*pending, index]",
                 "                continue",

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+import strawberry
 
 from homefeed.bench.reads.load import FEED as BENCH_FEED
 from homefeed.feed.services import Services
@@ -128,3 +129,68 @@ async def test_an_operation_the_plan_refuses_runs_through_graphql_core_with_its_
     assert _compiled_plans(name) == [None]
     [record] = [r for r in caplog.records if r.name == "homefeed.execution"]
     assert f"{name} runs through graphql-core: introspection" in record.getMessage()
+
+
+# An object of the type's own class skips the completion's checks in generated code, unless
+# strawberry.cast marked it as another type: then the check must refuse it as graphql-core does.
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Cat(Named):
+    lives: int
+
+
+@strawberry.type
+class Dog(Named):
+    good: bool
+
+
+@strawberry.type
+class Leash:
+    pet: Cat  # a plain attribute, read without a resolver
+
+
+def _cat(name: str, as_dog: bool = False) -> Cat:
+    cat = Cat(name=name, lives=9)
+    return strawberry.cast(Dog, cat) if as_dog else cat
+
+
+@strawberry.type
+class Pets:
+    @strawberry.field
+    def cat(self, as_dog: bool) -> Cat:
+        return _cat("tom", as_dog)
+
+    @strawberry.field
+    def cats(self, as_dog: bool) -> list[Cat | None]:
+        return [_cat("a"), _cat("b", as_dog), _cat("c")]
+
+    @strawberry.field
+    def leash(self, as_dog: bool) -> Leash | None:
+        return Leash(pet=_cat("rex", as_dog))
+
+
+PETS_COMPILED = strawberry.Schema(query=Pets, types=[Dog], execution_context_class=CompiledExecutionContext)
+PETS_PLAIN = strawberry.Schema(query=Pets, types=[Dog])
+
+
+@pytest.mark.parametrize("as_dog", [False, True])
+async def test_an_object_cast_to_another_type_is_refused_as_graphql_core_refuses_it(
+    compiled_runs: list[object], as_dog: bool
+) -> None:
+    query = """query Pets($d: Boolean!) { cat(asDog: $d) { name lives } cats(asDog: $d) { name }
+               leash(asDog: $d) { pet { name lives } } }"""
+    answers = []
+    for on in (PETS_COMPILED, PETS_PLAIN):
+        result = await on.execute(query, variable_values={"d": as_dog})
+        answers.append((result.data, errors_of(result)))
+    assert answers[0] == answers[1]
+    data, errors = answers[0]
+    if as_dog:  # a cast object refused where it stands: Query.cat is non-null, nulling the root
+        assert data is None and any("Expected value of type 'Cat'" in e[0] for e in errors)
+    else:
+        assert data is not None and errors == []
+    assert len(compiled_runs) == 1
