@@ -19,6 +19,8 @@ _MAC_BYTES = 8
 _BLOCK = 64
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
+# Standard base64 to its URL-safe alphabet (RFC 4648 section 5), as base64.urlsafe_b64encode maps it.
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class Cursors:
@@ -48,7 +50,9 @@ class Cursors:
         """`encode`'s cursor as ASCII bytes: what a live event's frame splices in per subscriber,
         quoted as it is (base64url needs no JSON escaping)."""
         payload = f"{scope}|{position}".encode()
-        return base64.urlsafe_b64encode(payload + self._mac(payload)).rstrip(b"=")
+        # base64.urlsafe_b64encode's own steps, without its two wrapper frames (a cursor per post).
+        encoded = binascii.b2a_base64(payload + self._mac(payload), newline=False)
+        return encoded.translate(_URLSAFE).rstrip(b"=")
 
     def decode(self, scope: str, cursor: str) -> int:
         """The position in a cursor of `scope`; InvalidInput for anything malformed or foreign."""
