@@ -209,6 +209,9 @@ class _Generator:
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {
             "Path": Path,
+            # A Path built as the tuple it is: NamedTuple's generated __new__ is a Python frame,
+            # and a page builds a few Paths per post.
+            "new_path": tuple.__new__,
             "CoroutineType": CoroutineType,
             "Undefined": Undefined,
             "GraphQLError": GraphQLError,
@@ -277,7 +280,7 @@ class _Generator:
             field = self.constant(f, "F")
             complete = self.completion(f, f.completion, f.non_null)
             non_null = repr(f.non_null)
-            path = f"Path(path, {key}, {typename!r})"
+            path = f"new_path(Path, (path, {key}, {typename!r}))"
             if f.attribute is not None:
                 fast = _fast_check(f.completion)
                 body += [
@@ -457,7 +460,7 @@ class _Generator:
                 "    items = iter(value)",
                 "    try:",
                 "        for index, item in enumerate(items):",
-                "            p = Path(path, index, None)",
+                "            p = new_path(Path, (path, index, None))",
                 f"            if {awaited}:",
                 f"                out.append(rt.await_value({field}, {item}, {non_null}, info, p, item))",
                 "                pending = [index] if pending is None else [*pending, index]",
