@@ -290,7 +290,7 @@ class _Generator:
                 if fast is not None:
                     body += [f"            if {fast}:", f"                r[{key}] = v", "            else:"]
                     indent = "                "
-                elif (exact := self.exact(f.completion, "v")) is not None:
+                elif type(f.completion) is ObjectOf and (exact := self.exact(f.completion, "v")) is not None:
                     # The value is the type's own class: the completion's checks (awaitable, an
                     # error, null, is_type_of) all pass; only the object's fields are left.
                     obj = self.object_function(f.completion)
