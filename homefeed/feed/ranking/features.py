@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
+from typing import Protocol
 
 import asyncpg
 import numpy as np
@@ -37,13 +39,23 @@ AUTHOR_RATE_DAYS = 7
 # small fraction of a probe (3 buffers).
 LIKERS_PER_FOLLOWEE = 32
 
+
+def _ring_sum(counts: str) -> str:
+    """The sum of an author_recent ring's `counts` (posts or likes) over slots of day $3 or later."""
+    return " + ".join(f"(CASE WHEN r.days[{i}] >= $3 THEN r.{counts}[{i}] ELSE 0 END)" for i in range(1, 9))
+
+
+# Likes received per post made over the last AUTHOR_RATE_DAYS days, from one author_recent row.
+_RATE = f"({_ring_sum('likes')})::float8 / greatest(({_ring_sum('posts')})::float8, 1)"
+
 # One row of aligned arrays, from four independent parts (no join between them): per candidate
 # (id, author, likes), per liked candidate (social proof), per distinct author (engagement rate),
 # and the viewer's affinity per author. The statement's generic plan guesses a handful of
 # candidates; with per-author CTEs joined to the candidates it re-ran them once per candidate
 # (47 ms, 36k buffers, for 91 candidates). Arrays, not rows: building a Python record per
-# candidate and walking them cost the API more than PostgreSQL's work; a bigint[] decodes in C
-# and becomes numpy in one step.
+# candidate and walking them cost the API more than PostgreSQL's work. Each array is sent as
+# bytes, its values fixed-width and big-endian (int8send, float8send), which numpy reads in
+# place: a bigint[] became a Python int per element before numpy copied it again.
 # Affinity is the viewer's one index range (their likes by author, 30 days; the top-3 come from
 # it too), not a probe per candidate author.
 _TAIL = f"""
@@ -75,21 +87,21 @@ _TAIL = f"""
     GROUP BY author_id
 )
 SELECT
-    (SELECT array_agg(c.id ORDER BY c.id DESC) FROM cand c),
-    (SELECT array_agg(c.author_id ORDER BY c.id DESC) FROM cand c),
-    (SELECT array_agg(c.like_count ORDER BY c.id DESC) FROM cand c),
-    (SELECT array_agg(post_id ORDER BY post_id) FROM proof),
-    (SELECT array_agg(n ORDER BY post_id) FROM proof),
-    (SELECT array_agg(a.author_id ORDER BY a.author_id) FROM (SELECT DISTINCT author_id FROM cand) a),
+    (SELECT string_agg(int8send(c.id), '' ORDER BY c.id DESC) FROM cand c),
+    (SELECT string_agg(int8send(c.author_id), '' ORDER BY c.id DESC) FROM cand c),
+    (SELECT string_agg(int8send(c.like_count), '' ORDER BY c.id DESC) FROM cand c),
+    (SELECT string_agg(int8send(post_id), '' ORDER BY post_id) FROM proof),
+    (SELECT string_agg(int4send(n), '' ORDER BY post_id) FROM proof),
+    (SELECT string_agg(int8send(a.author_id), '' ORDER BY a.author_id)
+     FROM (SELECT DISTINCT author_id FROM cand) a),
     -- One row per author (its 8-day ring, migration 0009), probed by primary key: a subquery,
-    -- not a join, so no plan reads the whole table.
-    (SELECT array_agg(
-        coalesce((SELECT sum(d.likes)::float8 / greatest(sum(d.posts), 1)
-                  FROM author_recent r, unnest(r.days, r.posts, r.likes) AS d (day, posts, likes)
-                  WHERE r.author_id = a.author_id AND d.day >= $3), 0)
-        ORDER BY a.author_id) FROM (SELECT DISTINCT author_id FROM cand) a),
-    (SELECT array_agg(author_id ORDER BY author_id) FROM aff),
-    (SELECT array_agg(likes ORDER BY author_id) FROM aff)
+    -- not a join, so no plan reads the whole table. Its slots are summed by subscript: unnesting
+    -- the three arrays (a function scan per author) made the statement 8% dearer for PostgreSQL.
+    (SELECT string_agg(float8send(coalesce(
+        (SELECT {_RATE} FROM author_recent r WHERE r.author_id = a.author_id), 0)), '' ORDER BY a.author_id)
+     FROM (SELECT DISTINCT author_id FROM cand) a),
+    (SELECT string_agg(int8send(author_id), '' ORDER BY author_id) FROM aff),
+    (SELECT string_agg(int4send(likes), '' ORDER BY author_id) FROM aff)
 """
 
 # $4: the window's lowest id, $5: most candidates.
@@ -159,9 +171,10 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.ids)
 
-    @property
+    @cached_property
     def age_hours(self) -> F64:
-        """Hours since each post was made (never negative)."""
+        """Hours since each post was made (never negative). Computed once: scoring and both
+        re-ranking rules read it."""
         made = (self.ids >> SEQUENCE_BITS) + EPOCH_MS
         age: F64 = np.maximum(self.now_ms - made, 0) / 3_600_000.0
         return age
@@ -209,42 +222,51 @@ def _days(now_ms: int) -> tuple[date, date]:
 
 def _lookup(keys: I64, sorted_keys: I64, values: F64) -> F64:
     """The value of each key of `keys` in `sorted_keys` (ascending, aligned with values), else 0."""
-    out: F64 = np.zeros(len(keys), dtype=np.float64)
-    if len(sorted_keys):
-        at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-        found = sorted_keys[at] == keys
-        out[found] = values[at[found]]
+    n = len(sorted_keys)
+    if not n:
+        return np.zeros(len(keys), dtype=np.float64)
+    at = sorted_keys.searchsorted(keys)
+    np.minimum(at, n - 1, out=at)
+    out: F64 = np.where(sorted_keys[at] == keys, values[at], 0.0)
     return out
 
 
-def _ints(values: Sequence[int] | None) -> I64:
-    out: I64 = np.asarray(values if values is not None else (), dtype=np.int64)
+def _ints(raw: bytes | None) -> I64:
+    """A column of the statement: big-endian bigints (int8send), as native int64."""
+    out: I64 = np.frombuffer(raw or b"", dtype=">i8").astype(np.int64)
     return out
 
 
-def _floats(values: Sequence[float] | None) -> F64:
-    out: F64 = np.asarray(values if values is not None else (), dtype=np.float64)
+def _floats(raw: bytes | None, sent_as: str = ">f8") -> F64:
+    """A column of the statement: big-endian numbers (float8send, int8send: ">i8", int4send:
+    ">i4"), as float64."""
+    out: F64 = np.frombuffer(raw or b"", dtype=sent_as).astype(np.float64)
     return out
 
 
 def _candidates(row: asyncpg.Record | None, viewer: int, now_ms: int) -> Candidates:
     ids, authors, likes, proven, proof, rated, rates, liked, liked_count = (None,) * 9 if row is None else row
     post_ids, author_ids = _ints(ids), _ints(authors)
-    rated_authors, affinity_authors = _ints(rated), _ints(liked)
-    affinity_likes = _floats(liked_count)
+    affinity_authors, affinity_likes = _ints(liked), _floats(liked_count, ">i4")
     # The viewer's top-3 affinity authors (not themselves, with likes in the 30 days): most
-    # liked first, equal counts by author id, as the statement used to pick them.
-    others = (affinity_authors != viewer) & (affinity_likes > 0)
-    ranked = np.lexsort((affinity_authors[others], -affinity_likes[others]))
-    top = np.sort(affinity_authors[others][ranked[:3]])
+    # liked first, equal counts by author id, as the statement used to pick them. A handful of
+    # authors: Python, not numpy calls.
+    top = sorted(
+        (-n, a)
+        for a, n in zip(affinity_authors.tolist(), affinity_likes.tolist(), strict=True)
+        if a != viewer and n > 0
+    )[:3]
+    top_author: B = np.zeros(len(author_ids), dtype=np.bool_)
+    for _, author in top:
+        top_author |= author_ids == author
     return Candidates(
         ids=post_ids,
         authors=author_ids,
-        likes=_floats(likes),
-        social=_lookup(post_ids, _ints(proven), _floats(proof)),
+        likes=_floats(likes, ">i8"),
+        social=_lookup(post_ids, _ints(proven), _floats(proof, ">i4")),
         affinity=_lookup(author_ids, affinity_authors, affinity_likes),
-        author_rate=_lookup(author_ids, rated_authors, _floats(rates)),
-        top_author=np.isin(author_ids, top),
+        author_rate=_lookup(author_ids, _ints(rated), _floats(rates)),
+        top_author=top_author,
         now_ms=now_ms,
     )
 
@@ -254,23 +276,31 @@ def no_candidates(now_ms: int) -> Candidates:
     return _candidates(None, 0, now_ms)
 
 
-async def read_candidates(
-    pool: asyncpg.Pool, viewer: int, now_ms: int, window_ms: int, cap: int
-) -> Candidates:
+class Statements(Protocol):
+    """Where a statement runs: the pool, or the read path's held connections (store/pool.Lanes),
+    which skip the pool's checkout (more client CPU than a first page's numpy work)."""
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]: ...
+
+
+async def _row(db: Statements, query: str, *args: object) -> asyncpg.Record | None:
+    rows = await db.fetch(query, *args)
+    return rows[0] if rows else None
+
+
+async def read_candidates(db: Statements, viewer: int, now_ms: int, window_ms: int, cap: int) -> Candidates:
     """The viewer's candidates within the window (newest `cap`), with their features."""
-    row = await pool.fetchrow(CANDIDATES, viewer, *_days(now_ms), lowest_id_at(now_ms - window_ms), cap)
+    row = await _row(db, CANDIDATES, viewer, *_days(now_ms), lowest_id_at(now_ms - window_ms), cap)
     return _candidates(row, viewer, now_ms)
 
 
-async def read_among(
-    pool: asyncpg.Pool, viewer: int, ids: Sequence[int], now_ms: int, cap: int
-) -> Candidates:
+async def read_among(db: Statements, viewer: int, ids: Sequence[int], now_ms: int, cap: int) -> Candidates:
     """The viewer's candidates among given ids (those they may see, newest `cap`), with their features."""
-    row = await pool.fetchrow(AMONG, viewer, *_days(now_ms), list(ids), cap)
+    row = await _row(db, AMONG, viewer, *_days(now_ms), list(ids), cap)
     return _candidates(row, viewer, now_ms)
 
 
-async def read_features(pool: asyncpg.Pool, viewer: int, ids: Sequence[int], now_ms: int) -> Candidates:
+async def read_features(db: Statements, viewer: int, ids: Sequence[int], now_ms: int) -> Candidates:
     """Features of given posts for a viewer (newest first; missing posts left out)."""
-    row = await pool.fetchrow(OF_POSTS, viewer, *_days(now_ms), list(ids))
+    row = await _row(db, OF_POSTS, viewer, *_days(now_ms), list(ids))
     return _candidates(row, viewer, now_ms)

@@ -122,11 +122,11 @@ class Ranker:
         if window is not None:
             if not window.ids and window.whole:
                 return no_candidates(now_ms)
-            found = await read_among(self._pool, viewer, window.ids, now_ms, self.cap)
+            found = await read_among(self._feeds.lanes, viewer, window.ids, now_ms, self.cap)
             # Below the lists' floor PostgreSQL may know more, unless the cap is already met.
             if window.whole or len(found) >= self.cap:
                 return found
-        return await read_candidates(self._pool, viewer, now_ms, self.window_ms, self.cap)
+        return await read_candidates(self._feeds.lanes, viewer, now_ms, self.window_ms, self.cap)
 
     async def at(self, viewer: int, first: int, name: str, position: int) -> RankedPage:
         """The page from a position of a snapshot; InvalidInput once the snapshot has expired."""
