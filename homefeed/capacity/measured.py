@@ -73,6 +73,13 @@ def measured(
     redis = figure("redis_cpu_ms_per_read", read_json, read, "hybrid", "redis_cpu_ms_per_request")
     writes = figure("fanout_writes_per_worker_s", fanout_json, fanout, "writes_per_s")
     entry = figure("bytes_per_entry", fanout_json, fanout, "bytes_per_entry")
+    if sources[-1].origin != "flag" and "memory_cycle_rounds" not in docs[fanout_json]:
+        # Before the bench measured a rewrite/append cycle, its bytes_per_entry was full timelines as
+        # last written whole: about half of what a timeline holds while fan-out appends to it.
+        raise MissingMeasurement(
+            f"{fanout_json}: bytes_per_entry is from a bench before the steady-state figure (no"
+            f" memory_cycle_rounds): rerun `{fanout} --json {fanout_json}` or give --bytes-per-entry"
+        )
     if overrides.get("mean_followers") is not None:
         followers = figure("mean_followers", fanout_json, fanout)
     else:

@@ -127,7 +127,13 @@ def bench_files(tmp: Path) -> tuple[Path, Path]:
     )
     fanout.write_text(
         json.dumps(
-            {"writes_per_s": 500_000.0, "bytes_per_entry": 13.7, "graph_follows": 22_000, "graph_users": 100}
+            {
+                "writes_per_s": 500_000.0,
+                "bytes_per_entry": 13.7,
+                "memory_cycle_rounds": 401,
+                "graph_follows": 22_000,
+                "graph_users": 100,
+            }
         )
     )
     return read, fanout
@@ -149,6 +155,18 @@ def test_a_missing_bench_says_which_command_writes_it(tmp_path: Path) -> None:
     fanout.write_text(json.dumps({"writes_per_s": 1.0}))
     with pytest.raises(MissingMeasurement, match="no bytes_per_entry"):
         measured(read, fanout, {})
+
+
+def test_a_memory_figure_from_before_the_steady_state_is_refused(tmp_path: Path) -> None:
+    # Such a bench measured timelines as written whole, half what appends grow them to.
+    read, fanout = bench_files(tmp_path)
+    doc = json.loads(fanout.read_text())
+    del doc["memory_cycle_rounds"]
+    fanout.write_text(json.dumps(doc))
+    with pytest.raises(MissingMeasurement, match="before the steady-state figure"):
+        measured(read, fanout, {})
+    got, _ = measured(read, fanout, {"bytes_per_entry": 14.0})
+    assert got.bytes_per_entry == 14.0
 
 
 def test_the_command_prints_every_assumption_and_the_plan(

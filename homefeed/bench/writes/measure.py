@@ -73,6 +73,7 @@ class _Bench(Throughput, PostLatency, ColdRebuild, VisibleLag, Memory):
         cold = await self._cold()
         lag = await self._lag()
         mem = await self._memory()
+        cycle = await self._cycle()
         report = FanoutReport(
             writes_per_s=thr["writes_per_s"],
             baseline_writes_per_s=thr["baseline_writes_per_s"],
@@ -80,7 +81,7 @@ class _Bench(Throughput, PostLatency, ColdRebuild, VisibleLag, Memory):
             celebrity_post_ms=post["celebrity"].p50,
             cold_rebuild_p99_ms=cold["rebuild"].p99,
             visible_lag_p99_ms=lag["lag"].p99,
-            bytes_per_entry=mem["bytes_per_entry"],
+            bytes_per_entry=cycle["bytes_per_entry"],
             bulkwriter_writes_per_s=thr["bulkwriter_writes_per_s"],
             baseline_async_writes_per_s=thr["baseline_async_writes_per_s"],
             fanout_writes=int(thr["fanout_writes"]),
@@ -100,6 +101,11 @@ class _Bench(Throughput, PostLatency, ColdRebuild, VisibleLag, Memory):
             memory_timelines=mem["timelines"],
             memory_entries_per_timeline=mem["entries_per_timeline"],
             memory_encoding=mem["encoding"],
+            sampled_bytes_per_entry=mem["bytes_per_entry"],
+            rewritten_bytes_per_entry=cycle["rewritten_bytes_per_entry"],
+            memory_cycle_peak_bytes_per_entry=cycle["peak_bytes_per_entry"],
+            memory_cycle_rounds=int(cycle["rounds"]),
+            memory_cycle_timelines=int(cycle["timelines"]),
             default_zset_bytes_per_entry=memory_cmp[0],
             default_zset_encoding=memory_cmp[1],
             graph_users=users,

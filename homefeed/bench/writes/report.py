@@ -19,7 +19,7 @@ class FanoutReport:
     celebrity_post_ms: float
     cold_rebuild_p99_ms: float
     visible_lag_p99_ms: float
-    bytes_per_entry: float
+    bytes_per_entry: float  # steady state: mean over a rewrite/append cycle, per entry of the bound
     # Extras (other names in the JSON).
     bulkwriter_writes_per_s: float = 0.0
     baseline_async_writes_per_s: float = 0.0
@@ -40,6 +40,11 @@ class FanoutReport:
     memory_timelines: int = 0
     memory_entries_per_timeline: float = 0.0
     memory_encoding: str = ""
+    rewritten_bytes_per_entry: float = 0.0  # the cycle's timelines just rebuilt (SET): its low
+    sampled_bytes_per_entry: float = 0.0  # full timelines of the world as found (whatever wrote them last)
+    memory_cycle_peak_bytes_per_entry: float = 0.0
+    memory_cycle_rounds: int = 0
+    memory_cycle_timelines: int = 0
     default_zset_bytes_per_entry: float = 0.0
     default_zset_encoding: str = ""
     graph_users: int = 0
@@ -113,9 +118,19 @@ class FanoutReport:
         )
         out.append(
             f"bytes_per_entry         {self.bytes_per_entry:>12.2f}  B    {ratio:5.2f}x default zset"
-            f"   ({self.memory_timelines} timelines of ~{self.memory_entries_per_timeline:.0f} entries,"
-            f" {self.memory_encoding}; default sorted set {self.default_zset_bytes_per_entry:.1f} B,"
-            f" {self.default_zset_encoding}; target <= 20)"
+            f"   (steady state: mean over a rewrite/append cycle of {self.memory_cycle_rounds} appends to"
+            f" {self.memory_cycle_timelines} timelines, per entry of the bound, peak"
+            f" {self.memory_cycle_peak_bytes_per_entry:.2f} B; default sorted set"
+            f" {self.default_zset_bytes_per_entry:.1f} B, {self.default_zset_encoding}; target <= 20)"
+        )
+        out.append(
+            f"  as rewritten          {self.rewritten_bytes_per_entry:>12.2f}  B"
+            "                  (the same timelines just rebuilt, before any append: not what a service holds)"
+        )
+        out.append(
+            f"  world's timelines     {self.sampled_bytes_per_entry:>12.2f}  B"
+            f"                  ({self.memory_timelines} full timelines as found, ~"
+            f"{self.memory_entries_per_timeline:.0f} entries, {self.memory_encoding})"
         )
         out += [f"note: {n}" for n in self.notes]
         return out

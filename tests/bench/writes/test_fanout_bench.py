@@ -53,7 +53,12 @@ async def test_bench_runs_on_a_tiny_graph_and_writes_the_contract_keys(
     assert report.cold_rebuild is not None and report.cold_rebuild.n >= 100
     assert report.celebrities is not None and report.celebrities.pulled
     assert doc["celebrities"]["pulled_authors"] == len(report.celebrities.pulled)
-    assert report.memory_timelines > 0 and report.bytes_per_entry > 0
+    assert report.memory_timelines > 0 and report.sampled_bytes_per_entry > 0
+    # The memory figure covers one whole rewrite/append cycle (slack 10 past a bound of 20: the
+    # eleventh append trims), and counts the allocation appends grow, not just the rewritten string.
+    assert report.memory_cycle_rounds == 11
+    assert report.bytes_per_entry > report.rewritten_bytes_per_entry > 0
+    assert report.memory_cycle_peak_bytes_per_entry >= report.bytes_per_entry
     assert not [n for n in report.notes if "lack" in n or "not visible" in n], report.notes
     assert any(line.startswith("writes_per_s") for line in report.lines())
 
