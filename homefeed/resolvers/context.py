@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from homefeed.feed.errors import Unauthenticated
 from homefeed.feed.services import Services
@@ -21,6 +23,8 @@ class Context:
     connection_params: dict[str, object] | None = None
     _viewer: int | None = field(default=None, init=False)
     _checked: bool = field(default=False, init=False)
+    # The one look-up of the token's user, shared by every field that asks while it runs.
+    _exists: asyncio.Future[Any] | None = field(default=None, init=False)
     _loaders: Loaders | None = field(default=None, init=False)
 
     async def viewer_id(self) -> int | None:
@@ -28,7 +32,20 @@ class Context:
         if not self._checked:
             if self.token is not None:
                 user_id = self.services.tokens.verify(self.token)
-                if await build(self.services, None).users.load(user_id) is None:
+                # Sibling fields ask at once: one look-up, answered to them in the order they
+                # asked, so which field reports a gone user does not depend on which of several
+                # reads came back first (the same request gave different error paths). Shielded:
+                # a field cancelled while waiting must not cancel the look-up under the others.
+                if self._exists is None:
+                    self._exists = asyncio.ensure_future(build(self.services, None).users.load(user_id))
+                try:
+                    found = await asyncio.shield(self._exists)
+                except Exception:
+                    # A failed look-up (PostgreSQL away) is not kept: the next field to ask, or
+                    # this websocket's next operation, looks again.
+                    self._exists = None
+                    raise
+                if found is None:
                     raise Unauthenticated(GONE)
                 self._viewer = user_id
             self._checked = True
@@ -58,6 +75,7 @@ class Context:
         self.token = token
         self._checked = False
         self._viewer = None
+        self._exists = None
         self._loaders = None
 
     def forget_loaded(self) -> None:
