@@ -84,7 +84,5 @@ def _posts_of(page: PostSlice, ctx: Context) -> list[Post]:
             if author is not None:
                 follows = None if followed is None else author_id in followed
                 user = users[author_id] = User.of(author, ctx, follows=follows)
-        posts.append(
-            Post.of(record, ctx, liked=None if liked is None else record.id in liked, author_user=user)
-        )
+        posts.append(Post.of(record, ctx, liked=None if liked is None else record.id in liked, author=user))
     return posts

@@ -36,26 +36,20 @@ class Post(Node):
         ctx: Context,
         via: Loaders | None = None,
         *,
-        author: records.User | None = None,
         liked: bool | None = None,
-        author_followed: bool | None = None,
-        author_user: User | None = None,
+        author: User | None = None,
     ) -> Post:
         """A post; what the caller's read already knows is set, the rest loads if asked for.
 
         `via`: loaders to load through instead of the request's (a live event's shared ones).
-        `author_user`: its author already built (a page's posts by one author share one).
+        `author`: its author already built (a page's posts by one author share one).
         """
-        if author_user is None and author is not None:
-            author_user = User.of(author, ctx, via, follows=author_followed)
         return cls(
             id=to_global_id("Post", record.id),
             text=record.text,
             created_at=record.created_at,
             like_count=record.like_count,
-            author=(
-                author_user if author_user is not None else later(lambda: _load_author(ctx, record, via))
-            ),
+            author=author if author is not None else later(lambda: _load_author(ctx, record, via)),
             viewer_has_liked=(
                 liked if liked is not None else later(lambda: posts.viewer_has_liked(ctx, record.id, via))
             ),
