@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,28 @@ def _free_port(taken: set[int]) -> int:
         taken.update((port, port + BUS_OFFSET))
         return port
     raise ClusterError("no free port pair for a cluster node")
+
+
+def cli_call(cli: str, port: int, *args: str) -> str:
+    """One command to the local server on `port` through valkey-cli: its reply as text ('' when
+    unreachable)."""
+    done = subprocess.run([cli, "-p", str(port), *args], capture_output=True, timeout=30, check=False)
+    return done.stdout.decode().strip() if done.returncode == 0 else ""
+
+
+def stop_servers(procs: Sequence[subprocess.Popen[bytes]], root: Path) -> None:
+    """Stop server processes (killed if they linger) and remove their directory."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused server would not act on SIGTERM
+            proc.terminate()
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def binaries() -> tuple[str, str]:
@@ -124,10 +146,7 @@ class LocalCluster:
 
     def call(self, node: Node, *args: str) -> str:
         """One command to one node through valkey-cli: its reply as text ('' when unreachable)."""
-        done = subprocess.run(
-            [self.cli, "-p", str(node.port), *args], capture_output=True, timeout=30, check=False
-        )
-        return done.stdout.decode().strip() if done.returncode == 0 else ""
+        return cli_call(self.cli, node.port, *args)
 
     def alive(self) -> list[Node]:
         """The nodes whose process runs."""
@@ -176,18 +195,7 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop every node and remove their directories."""
-        for node in self.nodes:
-            if node.proc is not None and node.proc.poll() is None:
-                self.resume(node)  # a paused node would not act on SIGTERM
-                node.proc.terminate()
-        for node in self.nodes:
-            if node.proc is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    node.proc.wait(10)
-                if node.proc.poll() is None:
-                    node.proc.kill()
-                    node.proc.wait(10)
-        shutil.rmtree(self.root, ignore_errors=True)
+        stop_servers([n.proc for n in self.nodes if n.proc is not None], self.root)
 
 
 @contextlib.contextmanager

@@ -8,15 +8,13 @@ Nothing is persisted (derived data only); the processes are this object's childr
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from homefeed.bench.server import free_port
-from homefeed.bench.valkey_cluster import START_SECONDS, ClusterError, binaries
+from homefeed.bench.valkey_cluster import START_SECONDS, ClusterError, binaries, cli_call, stop_servers
 
 
 class LocalValkey:
@@ -50,26 +48,12 @@ class LocalValkey:
             self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
-            replies = [self._call(port, "INFO", "replication") for port in self.ports]
+            replies = [cli_call(self.cli, port, "INFO", "replication") for port in self.ports]
             if all(replies) and all("master_link_status:up" in r for r in replies[1:]):
                 return
             time.sleep(0.05)
         raise ClusterError("the local Valkey server (and its replicas) did not start")
 
-    def _call(self, port: int, *args: str) -> str:
-        cmd = [self.cli, "-p", str(port), *args]
-        done = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
-        return done.stdout.decode().strip() if done.returncode == 0 else ""
-
     def stop(self) -> None:
         """Stop every node and remove their directories."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(10)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-        shutil.rmtree(self.root, ignore_errors=True)
+        stop_servers(self.procs, self.root)
