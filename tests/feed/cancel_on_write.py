@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 from redis.asyncio.connection import AbstractConnection
@@ -40,3 +41,28 @@ async def stop(task: asyncio.Task[object]) -> None:
     while not task.done():
         task.cancel()
         await asyncio.wait([task], timeout=0.05)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    fired: int  # how many times the fault cancelled the task (1: it met the command)
+    ended: bool  # whether the task ended within the wait (a lost cancel leaves it running)
+    cancelled: bool  # whether it ended cancelled
+
+
+async def cancelled_on_write(
+    word: bytes, work: Callable[[], Awaitable[object]], within: float = 5
+) -> Outcome:
+    """Run `work` as a task cancelled just as a command containing `word` is written; what became
+    of it within `within` seconds (the task is stopped either way)."""
+    with CancelOnWrite(word).armed() as fault:
+
+        async def run() -> object:
+            return await work()
+
+        fault.target = task = asyncio.create_task(run())
+        try:
+            done, _ = await asyncio.wait([task], timeout=within)
+        finally:
+            await stop(task)
+    return Outcome(fault.fired, bool(done), task.cancelled())

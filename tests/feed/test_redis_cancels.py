@@ -7,13 +7,11 @@ the write itself cancels the task once it has gone out (real servers, single and
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from homefeed.feed.config import Settings
 from homefeed.feed.redis_client import open_redis
-from tests.feed.cancel_on_write import CancelOnWrite, stop
+from tests.feed.cancel_on_write import cancelled_on_write
 
 
 # INCR: the command's reply is read next. LIB-NAME: a new connection's handshake writes CLIENT
@@ -35,16 +33,11 @@ async def test_a_cancel_landing_as_a_command_is_written_ends_the_task(
             writes += 1
 
     try:
-        with CancelOnWrite(word).armed() as fault:
-            fault.target = task = asyncio.create_task(write_forever())
-            try:
-                done, _ = await asyncio.wait([task], timeout=5)
-            finally:
-                await stop(task)
-        assert fault.fired == 1
+        outcome = await cancelled_on_write(word, write_forever)
+        assert outcome.fired == 1
         # Lost, the cancel left the loop writing on: thousands of INCRs in the 5 s.
-        assert done, f"the cancel was lost: {writes} more writes"
-        assert task.cancelled()
+        assert outcome.ended, f"the cancel was lost: {writes} more writes"
+        assert outcome.cancelled
         # A command that went out but whose reply was never read must not leave that reply to
         # the connection's next command (a GET answered with INCR's integer, and so on).
         count = int(await redis.get(key) or 0)

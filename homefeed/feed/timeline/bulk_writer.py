@@ -28,12 +28,13 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from homefeed.feed.config import DEFAULTS
 from homefeed.feed.timeline.reads import bulk, setup_commands
 
 BATCH = 4096
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
-# How long a pipeline waits for Redis to make progress (HOMEFEED_REDIS_WRITE_TIMEOUT_MS's default).
-REPLY_TIMEOUT = 5.0
+# How long a pipeline waits for Redis to make progress: HOMEFEED_REDIS_WRITE_TIMEOUT_MS's default.
+REPLY_TIMEOUT = DEFAULTS.redis_write_timeout_ms / 1000
 
 
 class NoReply(RedisConnectionError):
