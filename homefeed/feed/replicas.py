@@ -43,7 +43,7 @@ from homefeed.feed.breaker import within
 from homefeed.feed.metrics import REPLICA_LAG, REPLICA_READS, REPLICA_SKIPS
 from homefeed.feed.records import User
 from homefeed.feed.redis_client import RedisClient
-from homefeed.feed.store.pool import create_pool
+from homefeed.feed.store.pool import POOL_CLOSE_SECONDS, close_pool, create_pool
 from homefeed.feed.store.pull import pull_ids, pull_ids_with_authors, timeline_ids
 from homefeed.feed.store.users import Users
 from homefeed.feed.store.visible import NotReplicated, VisibleReads
@@ -513,4 +513,4 @@ class Replicas:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for replica in self.replicas:
             await replica.visible.close()
-            await replica.pool.close()
+            await close_pool(replica.pool, POOL_CLOSE_SECONDS)

@@ -21,7 +21,7 @@ from homefeed.feed.ranking.snapshots import Snapshots
 from homefeed.feed.redis_client import RedisClient, client_name, open_redis
 from homefeed.feed.replicas import Replicas
 from homefeed.feed.store.likes import Likes
-from homefeed.feed.store.pool import create_pool
+from homefeed.feed.store.pool import POOL_CLOSE_SECONDS, close_pool, create_pool
 from homefeed.feed.store.posts import Posts
 from homefeed.feed.store.relations import Relations
 from homefeed.feed.store.users import Users
@@ -49,15 +49,16 @@ class Services:
     impressions: ImpressionLog
     replicas: Replicas | None = None
 
-    async def close(self) -> None:
-        """Close the live hub and the pools."""
+    async def close(self, *, pool_deadline: float = POOL_CLOSE_SECONDS) -> None:
+        """Close the live hub and the pools; connections still in use after `pool_deadline`
+        seconds are terminated."""
         await self.live.close()
         await self.impressions.close()
         await self.feeds.close()
         if self.replicas is not None:
             await self.replicas.close()
         await self.redis.aclose()
-        await self.pool.close()
+        await close_pool(self.pool, pool_deadline)
 
 
 async def open_services(settings: Settings, *, passwords: Passwords | None = None) -> Services:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -10,6 +11,16 @@ from collections.abc import Callable, Coroutine, Mapping
 import asyncpg
 from asyncpg.connection import LoggedQuery
 from asyncpg.pool import PoolConnectionProxy
+
+log = logging.getLogger(__name__)
+
+# How long closing waits for statements still running to give their PostgreSQL connections back
+# before it terminates them. asyncpg's Pool.close waits for every connection with no limit, and a
+# process must stop within its grace period whatever a late task (one uvicorn cancelled after its
+# own 30 s, a fan-out write on a hung Redis) still holds. Terminating loses nothing: an
+# uncommitted transaction rolls back, and a fan-out job claimed but not finished comes back to
+# the outbox when its lease ends.
+POOL_CLOSE_SECONDS = 10.0
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -53,6 +64,17 @@ async def create_pool(
     return pool
 
 
+async def close_pool(pool: asyncpg.Pool, deadline: float) -> None:
+    """Close the pool, waiting up to `deadline` seconds for connections in use, then terminate it."""
+    try:
+        # asyncio.timeout, not wait_for, which can lose a cancel that lands as the wait ends.
+        async with asyncio.timeout(deadline):
+            await pool.close()  # cancelled, it terminates the pool itself
+    except TimeoutError:
+        log.warning("closing: PostgreSQL connections still in use after %g s were terminated", deadline)
+        pool.terminate()
+
+
 MAX_LANES = 4
 _SETTING = re.compile(r"[a-z_][a-z0-9_.]*")
 
@@ -92,6 +114,8 @@ class Lanes:
         self._idle: list[PoolConnectionProxy] = []
         self._waiters: deque[asyncio.Future[PoolConnectionProxy]] = deque()
         self._tasks: set[asyncio.Future[object]] = set()
+        # Set by close: a connection given back after it goes back to the pool, not to _idle.
+        self._closed = False
 
     @property
     def size(self) -> int:
@@ -137,6 +161,14 @@ class Lanes:
             if not waiter.done():
                 waiter.set_result(conn)
                 return
+        if self._closed:
+            # A read that was in flight when the lanes closed (shutdown does not wait for every
+            # request: uvicorn cancels the late ones and goes on, and a shielded DataLoader batch
+            # runs on). Kept in _idle, the connection would never be released, and Pool.close
+            # waits for every connection: shutdown would hang for good.
+            self._held -= 1
+            self._spawn(self._return(conn))
+            return
         self._idle.append(conn)
 
     def _discard(self, conn: PoolConnectionProxy) -> None:
@@ -180,13 +212,24 @@ class Lanes:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def close(self) -> None:
-        """Give the held connections back to the pool (before it closes)."""
-        idle, self._idle = self._idle, []
-        self._held -= len(idle)
+    async def _return(self, conn: PoolConnectionProxy) -> None:
+        """Reset the lanes' session settings on conn and release it to the pool."""
         # Names were checked against _SETTING when the lanes were made.
         reset = "; ".join(f"RESET {name}" for name in self._session)
-        for conn in idle:
+        try:
             if reset:
                 await conn.execute(reset)  # one simple-protocol round trip for them all
+        except BaseException:
+            conn.terminate()  # its settings could not be reset: it must not serve anyone else
+            raise
+        finally:
             await self._pool.release(conn)
+
+    async def close(self) -> None:
+        """Give the held connections back to the pool (before it closes); those in use go back
+        as their statements end, and reads from now on go through the pool."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._held -= len(idle)
+        for conn in idle:
+            await self._return(conn)
