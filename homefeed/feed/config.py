@@ -153,6 +153,12 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     return url
 
 
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """One URL, or several comma-separated (a cluster's nodes, tried in turn at start-up)."""
+    urls = _urls(env, "REDIS_URL", ("redis", "rediss", "unix", "valkey"))
+    return ",".join(urls) if urls else None
+
+
 def _urls(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
     raw = env.get(PREFIX + name, "")
     urls = tuple(u.strip() for u in raw.split(",") if u.strip())
@@ -196,7 +202,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"{PREFIX}HOST must not be empty")
     return Settings(
         database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres")),
-        redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix", "valkey")),
+        redis_url=_redis_url(env),
         data_dir=Path(env.get(PREFIX + "DATA_DIR") or DEFAULTS.data_dir),
         host=host,
         port=_int(env, "PORT", DEFAULTS.port, 0, 65535),

@@ -90,9 +90,13 @@ class SlotMap:
     """Which master serves each slot, as the cluster last said."""
 
     def __init__(self, seed_url: str) -> None:
-        self.seed_url = seed_url
-        parts = urlsplit(seed_url)
-        self._seeds = [Address(parts.hostname or "127.0.0.1", parts.port or 6379)]
+        # One node's URL, or several comma-separated (HOMEFEED_REDIS_URL): each is a seed;
+        # the first gives the scheme and credentials for every node.
+        urls = [u.strip() for u in seed_url.split(",") if u.strip()]
+        self.seed_url = urls[0]
+        self._seeds = [
+            Address(parts.hostname or "127.0.0.1", parts.port or 6379) for parts in map(urlsplit, urls)
+        ]
         self._owners: list[Address] | None = None
         # The same map as indexes into a list of masters (derived from _owners when first asked).
         self._routes: tuple[list[int], list[Address]] | None = None
