@@ -40,13 +40,17 @@ AUTHOR_RATE_DAYS = 7
 LIKERS_PER_FOLLOWEE = 32
 
 
-def _ring_sum(counts: str) -> str:
-    """The sum of an author_recent ring's `counts` (posts or likes) over slots of day $3 or later."""
-    return " + ".join(f"(CASE WHEN r.days[{i}] >= $3 THEN r.{counts}[{i}] ELSE 0 END)" for i in range(1, 9))
+def _ring_sum(counts: str, since: str) -> str:
+    """The sum of an author_recent ring's `counts` (posts or likes) over slots of day `since` or later."""
+    return " + ".join(f"(CASE WHEN r.days[{i}] >= {since} THEN r.{counts}[{i}] ELSE 0 END)" for i in range(1, 9))
 
 
-# Likes received per post made over the last AUTHOR_RATE_DAYS days, from one author_recent row.
-_RATE = f"({_ring_sum('likes')})::float8 / greatest(({_ring_sum('posts')})::float8, 1)"
+def _rate(since: str) -> str:
+    """Likes received per post made since a day (AUTHOR_RATE_DAYS back), from one author_recent row."""
+    return f"({_ring_sum('likes', since)})::float8 / greatest(({_ring_sum('posts', since)})::float8, 1)"
+
+
+_RATE = _rate("$3")
 
 # One row of aligned arrays, from four independent parts (no join between them): per candidate
 # (id, author, likes), per liked candidate (social proof), per distinct author (engagement rate),
@@ -175,9 +179,7 @@ class Candidates:
     def age_hours(self) -> F64:
         """Hours since each post was made (never negative). Computed once: scoring and both
         re-ranking rules read it."""
-        made = (self.ids >> SEQUENCE_BITS) + EPOCH_MS
-        age: F64 = np.maximum(self.now_ms - made, 0) / 3_600_000.0
-        return age
+        return _age_hours(self.ids, self.now_ms)
 
     def take(self, rows: I64) -> Candidates:
         """These candidates' rows, in the order given."""
@@ -199,20 +201,32 @@ class Candidates:
 
     def matrix(self, viewer: int) -> F64:
         """The model's inputs (NAMES), one row per candidate."""
-        age = self.age_hours
-        velocity = self.likes / (age + 2.0)
-        x: F64 = np.column_stack(
-            (
-                age,
-                np.log1p(self.likes),
-                np.log1p(velocity),
-                np.log1p(self.social),
-                np.log1p(self.affinity),
-                self.own(viewer),
-                np.log1p(self.author_rate),
-            )
+        return _inputs(self.age_hours, self.likes, self.social, self.affinity, self.own(viewer), self.author_rate)
+
+
+def _age_hours(ids: I64, now_ms: int | I64) -> F64:
+    """Hours from each post's making (its id's time) to `now_ms`, never negative."""
+    made = (ids >> SEQUENCE_BITS) + EPOCH_MS
+    age: F64 = np.maximum(now_ms - made, 0) / 3_600_000.0
+    return age
+
+
+def _inputs(age: F64, likes: F64, social: F64, affinity: F64, own: F64, author_rate: F64) -> F64:
+    """The model's inputs (NAMES) from the raw features, one row per post: one formula for the
+    ranker and the impression log, so a model trains on what it scores."""
+    velocity = likes / (age + 2.0)
+    x: F64 = np.column_stack(
+        (
+            age,
+            np.log1p(likes),
+            np.log1p(velocity),
+            np.log1p(social),
+            np.log1p(affinity),
+            own,
+            np.log1p(author_rate),
         )
-        return x
+    )
+    return x
 
 
 def _days(now_ms: int) -> tuple[date, date]:
@@ -304,3 +318,70 @@ async def read_features(db: Statements, viewer: int, ids: Sequence[int], now_ms:
     """Features of given posts for a viewer (newest first; missing posts left out)."""
     row = await _row(db, OF_POSTS, viewer, *_days(now_ms), list(ids))
     return _candidates(row, viewer, now_ms)
+
+
+# The features of impressions, each its own (viewer, post, day shown): a flush of the impression
+# log reads all its pages in one statement (impressions.py), where one statement per page cost
+# the API more client CPU than the pages' reads. Row by row, the same values OF_POSTS gives a
+# page: the post's likes; social proof counted from the side that is cheaper for that post (its
+# likers, each probed in the viewer's follows, or the viewer's followees, each probed in the
+# post's likes), both counting the viewer's followees who liked it, by LIKERS_PER_FOLLOWEE as
+# there; the viewer's affinity to the author over AFFINITY_DAYS (a primary-key range); the
+# author's rate. Rows whose post is gone are left out: the first column, the rows' numbers (from
+# 1), says which remain. Columns as OF_POSTS sends them (fixed-width, big-endian), in row order.
+OF_IMPRESSIONS = f"""
+SELECT
+    string_agg(int4send(t.i::int4), '' ORDER BY t.i),
+    string_agg(int8send(p.author_id), '' ORDER BY t.i),
+    string_agg(int8send(p.like_count), '' ORDER BY t.i),
+    string_agg(int4send(CASE
+        WHEN p.like_count <= 0 THEN 0
+        WHEN p.like_count <= {LIKERS_PER_FOLLOWEE} * (SELECT following_count FROM users WHERE id = t.viewer)
+        THEN (SELECT count(*)::int FROM likes l
+              WHERE l.post_id = p.id
+                AND EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = t.viewer AND f.followee_id = l.user_id))
+        ELSE (SELECT count(*)::int FROM follows f
+              WHERE f.follower_id = t.viewer
+                AND EXISTS (SELECT 1 FROM likes l WHERE l.user_id = f.followee_id AND l.post_id = p.id))
+        END), '' ORDER BY t.i),
+    string_agg(int4send(coalesce(
+        (SELECT sum(a.likes)::int FROM affinity a
+         WHERE a.user_id = t.viewer AND a.author_id = p.author_id AND a.day >= t.affinity_since), 0)), ''
+        ORDER BY t.i),
+    string_agg(float8send(coalesce(
+        (SELECT {_rate("t.rate_since")} FROM author_recent r WHERE r.author_id = p.author_id), 0)), ''
+        ORDER BY t.i)
+FROM unnest($1::bigint[], $2::bigint[], $3::date[], $4::date[])
+     WITH ORDINALITY AS t(viewer, post_id, affinity_since, rate_since, i)
+JOIN posts p ON p.id = t.post_id
+"""
+
+
+async def read_impressions(
+    db: Statements, viewers: Sequence[int], post_ids: Sequence[int], shown_ms: Sequence[int]
+) -> tuple[I64, F64]:
+    """Model inputs of impressions (viewer, post, time shown, aligned), as they were when shown:
+    the places (0-based) of those whose post still exists, and their rows of inputs (NAMES)."""
+    since = {ms: _days(ms) for ms in set(shown_ms)}
+    row = await _row(
+        db,
+        OF_IMPRESSIONS,
+        list(viewers),
+        list(post_ids),
+        [since[ms][0] for ms in shown_ms],
+        [since[ms][1] for ms in shown_ms],
+    )
+    places, authors, likes, social, affinity, rates = (None,) * 6 if row is None else row
+    at: I64 = np.frombuffer(places or b"", dtype=">i4").astype(np.int64) - 1
+    ids = np.asarray(post_ids, dtype=np.int64)[at]
+    now = np.asarray(shown_ms, dtype=np.int64)[at]
+    own: F64 = (_ints(authors) == np.asarray(viewers, dtype=np.int64)[at]).astype(np.float64)
+    x = _inputs(
+        _age_hours(ids, now),
+        _floats(likes, ">i8"),
+        _floats(social, ">i4"),
+        _floats(affinity, ">i4"),
+        own,
+        _floats(rates),
+    )
+    return at, x

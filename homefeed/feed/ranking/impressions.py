@@ -3,7 +3,7 @@
 A served feed page is logged with probability HOMEFEED_IMPRESSION_SAMPLE_PERCENT: one row per
 post (viewer, post, position, order, time). Recording only appends to an in-process queue; a
 background task writes the queue every second with COPY, computing each logged page's features
-(the ranker's, one statement per page) as they were when it was shown, so a model trains on
+(the ranker's) as they were when it was shown, every page of a flush in one statement, so a model trains on
 what the ranker saw and never on likes that came after. A ranked first page hands over the
 features it was ranked with, so logging it reads nothing again. The queue is bounded
 (HOMEFEED_IMPRESSION_QUEUE impressions): past it, pages are dropped and counted, so logging can
@@ -24,12 +24,15 @@ from datetime import UTC, datetime
 import asyncpg
 
 from homefeed.feed.metrics import IMPRESSIONS
-from homefeed.feed.ranking.features import read_features
+from homefeed.feed.ranking.features import read_impressions
 
 log = logging.getLogger(__name__)
 
 LATEST, RANKED = 0, 1
 FLUSH_EVERY_SECONDS = 1.0
+# Most impressions whose features one statement reads: a flush reads its pages in one statement
+# up to this many (the default queue bound holds at most one statement's worth).
+READ_ROWS = 10_000
 COLUMNS = ("viewer_id", "post_id", "position", "feed_order", "shown_at", "features")
 
 _QUEUED = IMPRESSIONS.labels("queued")
@@ -125,18 +128,36 @@ class ImpressionLog:
         return len(rows)
 
     async def _rows(self, pages: list[ShownPage]) -> list[tuple[object, ...]]:
+        # Each page's features: given (a ranked first page), else read, all pages in one statement
+        # (at most READ_ROWS impressions each).
+        given: list[list[list[float] | None]] = [
+            [] if page.features is None else list(page.features) for page in pages
+        ]
+        unread = [k for k, page in enumerate(pages) if page.features is None]
+        for chunk in _chunks(unread, pages, READ_ROWS):
+            viewers: list[int] = []
+            post_ids: list[int] = []
+            shown: list[int] = []
+            for k in chunk:
+                page = pages[k]
+                viewers += [page.viewer] * len(page.post_ids)
+                post_ids += page.post_ids
+                shown += [page.shown_ms] * len(page.post_ids)
+            at, matrix = await read_impressions(self._pool, viewers, post_ids, shown)
+            found: list[list[float] | None] = [None] * len(post_ids)
+            for place, x in zip(at.tolist(), matrix.tolist(), strict=True):
+                found[place] = x
+            start = 0
+            for k in chunk:
+                end = start + len(pages[k].post_ids)
+                given[k] = found[start:end]
+                start = end
         rows: list[tuple[object, ...]] = []
-        for page in pages:
-            if page.features is not None:
-                by_id = dict(zip(page.post_ids, page.features, strict=True))
-            else:
-                features = await read_features(self._pool, page.viewer, page.post_ids, page.shown_ms)
-                by_id = dict(zip(features.ids.tolist(), features.matrix(page.viewer).tolist(), strict=True))
-            shown = datetime.fromtimestamp(page.shown_ms / 1000, tz=UTC)
-            for post_id, position in zip(page.post_ids, page.positions, strict=True):
-                x = by_id.get(post_id)
+        for page, features in zip(pages, given, strict=True):
+            shown_at = datetime.fromtimestamp(page.shown_ms / 1000, tz=UTC)
+            for post_id, position, x in zip(page.post_ids, page.positions, features, strict=True):
                 if x is not None:  # the post exists (deleted since or not: it was shown)
-                    rows.append((page.viewer, post_id, position, page.order, shown, x))
+                    rows.append((page.viewer, post_id, position, page.order, shown_at, x))
         return rows
 
     async def close(self) -> None:
@@ -148,3 +169,20 @@ class ImpressionLog:
                 await self._task
             self._task = None
         await self.flush()
+
+
+def _chunks(picked: list[int], pages: list[ShownPage], most: int) -> list[list[int]]:
+    """The picked pages in runs of at most `most` impressions (a larger page is a run alone)."""
+    runs: list[list[int]] = []
+    run: list[int] = []
+    size = 0
+    for k in picked:
+        n = len(pages[k].post_ids)
+        if run and size + n > most:
+            runs.append(run)
+            run, size = [], 0
+        run.append(k)
+        size += n
+    if run:
+        runs.append(run)
+    return runs
