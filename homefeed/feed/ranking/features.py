@@ -42,7 +42,9 @@ LIKERS_PER_FOLLOWEE = 32
 
 def _ring_sum(counts: str, since: str) -> str:
     """The sum of an author_recent ring's `counts` (posts or likes) over slots of day `since` or later."""
-    return " + ".join(f"(CASE WHEN r.days[{i}] >= {since} THEN r.{counts}[{i}] ELSE 0 END)" for i in range(1, 9))
+    return " + ".join(
+        f"(CASE WHEN r.days[{i}] >= {since} THEN r.{counts}[{i}] ELSE 0 END)" for i in range(1, 9)
+    )
 
 
 def _rate(since: str) -> str:
@@ -201,7 +203,9 @@ class Candidates:
 
     def matrix(self, viewer: int) -> F64:
         """The model's inputs (NAMES), one row per candidate."""
-        return _inputs(self.age_hours, self.likes, self.social, self.affinity, self.own(viewer), self.author_rate)
+        return _inputs(
+            self.age_hours, self.likes, self.social, self.affinity, self.own(viewer), self.author_rate
+        )
 
 
 def _age_hours(ids: I64, now_ms: int | I64) -> F64:
@@ -339,7 +343,8 @@ SELECT
         WHEN p.like_count <= {LIKERS_PER_FOLLOWEE} * (SELECT following_count FROM users WHERE id = t.viewer)
         THEN (SELECT count(*)::int FROM likes l
               WHERE l.post_id = p.id
-                AND EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = t.viewer AND f.followee_id = l.user_id))
+                AND EXISTS (SELECT 1 FROM follows f
+                            WHERE f.follower_id = t.viewer AND f.followee_id = l.user_id))
         ELSE (SELECT count(*)::int FROM follows f
               WHERE f.follower_id = t.viewer
                 AND EXISTS (SELECT 1 FROM likes l WHERE l.user_id = f.followee_id AND l.post_id = p.id))

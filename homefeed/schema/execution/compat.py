@@ -11,10 +11,25 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from graphql import FieldNode, FragmentDefinitionNode, GraphQLField, GraphQLList, GraphQLObjectType
-from graphql.execution.collect_fields import FieldDetails, collect_fields, collect_subfields
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLList,
+    GraphQLObjectType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    Undefined,
+    VariableDefinitionNode,
+    default_field_resolver,
+    default_type_resolver,
+)
+from graphql.execution.collect_fields import FieldDetails, FragmentDetails, collect_fields, collect_subfields
 from graphql.execution.executor import CollectedErrors, collect_iterator_awaitables
-from graphql.execution.values import get_argument_values
+from graphql.execution.get_variable_signature import GraphQLVariableSignature, get_variable_signature
+from graphql.execution.middleware import MiddlewareManager
+from graphql.execution.values import VariableValues, VariableValueSource, get_argument_values
 from graphql.pyutils import Path, inspect, is_iterable
 from graphql.pyutils.gather_with_cancel import gather_with_cancel
 from graphql.type.definition import GraphQLResolveInfoHelpers
@@ -53,6 +68,69 @@ ExecutionContext = StrawberryGraphQLCoreExecutionContext
 
 # Response keys with the field nodes selected under each, as graphql-core collects them.
 Grouped = dict[str, list[FieldDetails]]
+
+
+def variable_signature(
+    schema: GraphQLSchema, node: VariableDefinitionNode
+) -> GraphQLVariableSignature | None:
+    """A variable's signature (name, input type, default), as graphql-core's coercion builds it;
+    None when its type is no input type (graphql-core's build answers that)."""
+    signature = get_variable_signature(schema, node)
+    return None if isinstance(signature, GraphQLError) else signature
+
+
+def variable_source(signature: GraphQLVariableSignature, value: Any = Undefined) -> VariableValueSource:
+    """Where a variable's value came from (the request's input, or none given)."""
+    return VariableValueSource(signature, value)
+
+
+def variable_values_of(sources: dict[str, VariableValueSource], coerced: dict[str, Any]) -> VariableValues:
+    """An execution's variable values, as graphql-core's coercion returns them."""
+    return VariableValues(sources, coerced)
+
+
+def fragment_details(definitions: dict[str, FragmentDefinitionNode]) -> dict[str, FragmentDetails]:
+    """The executor's fragments, for fragments without variables of their own (as its build makes them)."""
+    return {name: FragmentDetails(definition, None) for name, definition in definitions.items()}
+
+
+def executor_of(
+    cls: type[ExecutionContext],
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragment_definitions: dict[str, FragmentDefinitionNode],
+    fragments: dict[str, FragmentDetails],
+    values: VariableValues,
+    root_value: Any,
+    context_value: Any,
+    field_resolver: Any,
+    type_resolver: Any,
+    subscribe_field_resolver: Any,
+    enable_early_execution: bool,
+    middleware: MiddlewareManager | None,
+    is_awaitable: Any,
+    is_async_iterable: Any,
+    **kwargs: Any,
+) -> ExecutionContext:
+    """An executor, as graphql-core's `build` makes it once it has found the operation and its
+    fragments and coerced the variables: its constructor, with the default resolvers."""
+    return cls(
+        schema,
+        fragment_definitions,
+        fragments,
+        root_value,
+        context_value,
+        operation,
+        values,
+        field_resolver or default_field_resolver,
+        type_resolver or default_type_resolver,
+        subscribe_field_resolver or default_field_resolver,
+        enable_early_execution,
+        middleware,
+        is_awaitable,
+        is_async_iterable,
+        **kwargs,
+    )
 
 
 def variable_values(executor: ExecutionContext, names: tuple[str, ...]) -> tuple[Any, ...]:

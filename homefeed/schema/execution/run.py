@@ -22,7 +22,16 @@ from collections.abc import Awaitable, Coroutine
 from types import CoroutineType
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, OperationType, Undefined, located_error
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    Undefined,
+    located_error,
+)
+from graphql.execution.middleware import MiddlewareManager
 
 from homefeed.schema.broadcast import Rendered
 from homefeed.schema.execution import compat
@@ -37,10 +46,87 @@ from homefeed.schema.execution.plan import (
     PlannedField,
     plans_for,
 )
+from homefeed.schema.execution.variables import KnownVariables
 
 
 class PlannedExecutionContext(compat.ExecutionContext):
     """Strawberry's executor, running queries from a compiled plan when the operation allows one."""
+
+    @classmethod
+    def build(
+        cls,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        root_value: Any = None,
+        context_value: Any = None,
+        raw_variable_values: dict[str, Any] | None = None,
+        operation_name: str | None = None,
+        field_resolver: Any = None,
+        type_resolver: Any = None,
+        subscribe_field_resolver: Any = None,
+        max_coercion_errors: int = 50,
+        enable_early_execution: bool = False,
+        middleware: Any = None,
+        is_awaitable: Any = None,
+        is_async_iterable: Any = None,
+        hide_suggestions: bool = False,
+        abort_signal: Any = None,
+        hooks: Any = None,
+        **custom_args: Any,
+    ) -> Any:
+        """graphql-core's build; given the operation's known variables (a persisted document,
+        persisted/fast.py, as `known`) and values they coerce plainly, without its generic coercion."""
+        known: KnownVariables | None = custom_args.pop("known", None)
+        kwargs = {
+            "hide_suggestions": hide_suggestions,
+            "abort_signal": abort_signal,
+            "hooks": hooks,
+            **custom_args,
+        }
+        if (
+            known is not None
+            and known.schema is schema
+            and known.document is document
+            and known.operation_name == operation_name
+            and (middleware is None or isinstance(middleware, MiddlewareManager))
+        ):
+            values = known.coerce(raw_variable_values or {})
+            if values is not None:
+                return compat.executor_of(
+                    cls,
+                    schema,
+                    known.operation,
+                    known.fragment_definitions,
+                    known.fragments,
+                    values,
+                    root_value,
+                    context_value,
+                    field_resolver,
+                    type_resolver,
+                    subscribe_field_resolver,
+                    enable_early_execution,
+                    middleware,
+                    is_awaitable,
+                    is_async_iterable,
+                    **kwargs,
+                )
+        return super().build(
+            schema,
+            document,
+            root_value,
+            context_value,
+            raw_variable_values,
+            operation_name,
+            field_resolver,
+            type_resolver,
+            subscribe_field_resolver,
+            max_coercion_errors,
+            enable_early_execution,
+            middleware,
+            is_awaitable,
+            is_async_iterable,
+            **kwargs,
+        )
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         if self.operation.operation is OperationType.SUBSCRIPTION:

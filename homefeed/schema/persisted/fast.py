@@ -12,7 +12,8 @@ extensions do is done here directly, in the same order, with the same functions:
 - the request's count against the rate limits (RequestLimit): RateLimited propagates, for the
   caller to answer as the view would;
 - execution by graphql-core's `execute` with Strawberry's arguments (`Schema.execute`), by
-  the compiled executor (execution/compiled.py): the operation's plan as generated code;
+  the compiled executor (execution/compiled.py): the operation's plan as generated code; plain
+  scalar and enum variables coerced by their known types (execution/variables.py);
 - internal errors logged, then every error coded and masked (process_errors, ErrorCodes);
 - the operation's metrics (OperationMetrics);
 - the response dict of Strawberry's `process_result`, encoded with orjson.
@@ -52,6 +53,8 @@ from homefeed.schema.cost import budget_of, counted_cost
 from homefeed.schema.errors import log_errors, with_code
 from homefeed.schema.execution.compat import ExecutionContext
 from homefeed.schema.execution.compiled import CompiledExecutionContext
+from homefeed.schema.execution.run import PlannedExecutionContext
+from homefeed.schema.execution.variables import KnownVariables
 from homefeed.schema.metrics import LATENCY, REQUESTS, operation_label
 from homefeed.schema.operation import unnamed_choice_error
 
@@ -66,6 +69,9 @@ class Prepared:
     document: DocumentNode
     operation_name: str | None
     label: str
+    # Its variables' types, for coercing plain values without graphql-core's generic walk
+    # (None: a variable of a list or input type; graphql-core coerces those).
+    known: KnownVariables | None
 
 
 class FastPath:
@@ -83,6 +89,8 @@ class FastPath:
         self.max_tokens = max_tokens
         # Persisted documents are few and run often: worth their generated code.
         self.executor_class = executor_class
+        # The planned executors build from a document's known variables (execution/variables.py).
+        self._knows = issubclass(executor_class, PlannedExecutionContext)
         self._prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
         # Metric series by label values (operation labels are capped: metrics.MAX_NAMES).
         self._series: dict[tuple[Any, ...], Any] = {}
@@ -118,7 +126,8 @@ class FastPath:
             if operation_name is not None
             else (operation.name.value if operation.name else None)
         )
-        return Prepared(document, operation_name, operation_label(name))
+        known = KnownVariables.of(self.schema._schema, document, operation_name, operation)
+        return Prepared(document, operation_name, operation_label(name), known)
 
     async def run(
         self,
@@ -136,6 +145,9 @@ class FastPath:
         if cost > budget:
             return None
         await context.count_operation()
+        known: dict[str, Any] = {}
+        if self._knows and prepared.known is not None:
+            known["known"] = prepared.known
         try:
             result = execute(
                 graphql_schema,
@@ -148,6 +160,7 @@ class FastPath:
                 is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
                 executor_class=self.executor_class,
                 operation_extensions=extensions,
+                **known,
             )
             if not isinstance(result, ExecutionResult):
                 result = await result

@@ -175,7 +175,9 @@ async def test_a_flush_reads_every_page_in_one_statement_as_each_page_alone_woul
     month = 35 * 86_400_000
     author = await services.pool.fetchval("SELECT author_id FROM posts WHERE id = $1", posts[0])
     await services.pool.execute(
-        "INSERT INTO affinity (user_id, author_id, day, likes) VALUES ($1, $2, current_date - 40, 5)", v1, author
+        "INSERT INTO affinity (user_id, author_id, day, likes) VALUES ($1, $2, current_date - 40, 5)",
+        v1,
+        author,
     )
     gone = posts[-1] + 1_000_000  # no such post: left out of the page's rows
     pages = [
