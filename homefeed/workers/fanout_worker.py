@@ -25,6 +25,13 @@ IDLE_SLEEP = 0.02
 MAX_BACKOFF = 30.0
 # A dead letter keeps the end of the error: enough to recognise it, bounded in size.
 ERROR_CHARS = 2000
+# At shutdown the claimed batch under way may finish for this long; then it is cancelled.
+# Without a bound, one job stuck on a lock or a hung server would hold the process's exit
+# past any supervisor's grace period, and it would be SIGKILLed anyway.
+STOP_GRACE = 5.0
+# How long a cancelled batch may take to unwind (its heartbeat stops, its job's statement is
+# cancelled) before the worker returns without it.
+CANCEL_WAIT = 1.0
 
 
 class FanoutWorker:
@@ -115,16 +122,18 @@ class FanoutWorker:
         while await self.run_once():
             pass
 
-    async def run_forever(self, stop: asyncio.Event) -> None:
+    async def run_forever(self, stop: asyncio.Event, grace: float = STOP_GRACE) -> None:
         """Work until `stop` is set, sleeping briefly when idle; survives database and Redis outages.
 
+        Once `stop` is set, the batch under way has `grace` seconds to finish; after that it is
+        abandoned (see _batch_until_stopped), so this returns within grace + CANCEL_WAIT.
         Beside it, the outbox sampler keeps this process's outbox gauges current.
         """
         sampler = asyncio.create_task(sample_forever(self.outbox, stop), name="outbox-sampler")
         try:
             while not stop.is_set():
                 try:
-                    claimed = await self.run_once()
+                    claimed = await self._batch_until_stopped(stop, grace)
                 except Exception:
                     log.exception("fan-out worker: claim failed")
                     claimed = 0
@@ -135,6 +144,38 @@ class FanoutWorker:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
+
+    async def _batch_until_stopped(self, stop: asyncio.Event, grace: float) -> int:
+        """One batch, abandoned if it is still running `grace` seconds after `stop` is set.
+
+        Abandoning is what a killed worker does, and is as safe: the batch is cancelled (a job
+        that loses its lease is cancelled the same way), its heartbeat stops, and the jobs not
+        yet completed keep their lease until it runs out; another worker then claims them and
+        redoes them, and their timeline writes are idempotent. Each abandoned job has used one
+        of its attempts.
+        """
+        batch = asyncio.ensure_future(self.run_once())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([batch, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if not batch.done():
+                await asyncio.wait([batch], timeout=grace)
+            if batch.done():
+                return batch.result()
+            log.warning(
+                "fan-out worker: the batch under way has not finished %.1f s after stop; abandoning it "
+                "(its jobs are redone by the next worker once their leases run out)",
+                grace,
+            )
+            batch.cancel()
+            await asyncio.wait([batch], timeout=CANCEL_WAIT)
+            if batch.done() and not batch.cancelled() and (error := batch.exception()) is not None:
+                log.warning("fan-out worker: the abandoned batch ended with an error", exc_info=error)
+            return 0
+        finally:
+            stopping.cancel()
+            # Also when this is cancelled itself: the batch never outlives its worker.
+            batch.cancel()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

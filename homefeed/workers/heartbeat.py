@@ -76,7 +76,11 @@ class Heartbeat:
         try:
             await asyncio.wait([task])
         except asyncio.CancelledError:
+            # The batch is being abandoned (the worker is stopping): the job is cancelled and
+            # waited for, so its statement is cancelled and its connection given back before the
+            # batch ends. The stopping worker bounds this wait.
             task.cancel()
+            await asyncio.wait([task])
             raise
         finally:
             self._running = None

@@ -152,3 +152,59 @@ async def test_a_connection_never_given_back_is_terminated_at_the_deadline(setti
             pytest.fail("the held connection's backend is still there")
     finally:
         await conn.close()
+
+
+async def _waiting_on_lock(conn: asyncpg.Connection, table: str) -> bool:
+    waiting = "SELECT EXISTS (SELECT FROM pg_locks WHERE relation = $1::regclass AND NOT granted)"
+    return bool(await conn.fetchval(waiting, table))
+
+
+@pytest.mark.usefixtures("single_redis")
+async def test_a_fan_out_job_stuck_on_a_lock_at_shutdown_is_abandoned_after_the_grace_and_redone(
+    settings_: Settings,
+) -> None:
+    """A job whose read waits on a lock nobody releases: the stopping worker gives up its batch
+    after the grace period, and returns while the lock is still held (before, it waited for the
+    batch however long it took, so shutdown had no bound). The job stays in the outbox and another
+    worker does it once the lock is gone: the post reaches its author's followers."""
+    assert settings_.database_url and settings_.redis_url
+    services = await _engine(settings_, settings_.redis_url)
+    try:
+        viewers = await _world(services)
+        post = await services.posts.create(viewers[0], "during shutdown")
+        locker = await asyncpg.connect(settings_.database_url)
+        try:
+            locking = locker.transaction()
+            await locking.start()
+            await locker.execute("LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
+            stop = asyncio.Event()
+            worker = asyncio.ensure_future(FanoutWorker(services).run_forever(stop, grace=0.5))
+            for _ in range(HANG * 20):
+                if await _waiting_on_lock(locker, "posts"):  # the job's read is stuck
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the worker never read the locked table")
+            stop.set()
+            async with asyncio.timeout(HANG):
+                await worker
+            # The lock is still held: the worker returned while its job could not have finished.
+            leftover = await locker.fetchval("SELECT count(*) FROM outbox WHERE subject_id = $1", post.id)
+            assert leftover == 1
+            await locking.commit()
+        finally:
+            await locker.close()
+    finally:
+        await services.close()
+    again = await _engine(settings_, settings_.redis_url)
+    try:
+        async with asyncio.timeout(HANG):  # the abandoned lease runs out, then it is claimed
+            while await again.pool.fetchval("SELECT count(*) FROM outbox"):
+                await FanoutWorker(again).drain()
+                await asyncio.sleep(0.1)
+        followers = [v for v in viewers if post.id in (await again.feeds.pull_page(v, 10, None)).post_ids]
+        assert followers
+        for v in followers:
+            assert post.id in (await again.feeds.home(v, 10, None)).post_ids
+    finally:
+        await again.close()
