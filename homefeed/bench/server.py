@@ -17,6 +17,7 @@ import psutil
 
 from homefeed.bench.errors import BenchError
 from homefeed.feed.config import Settings
+from homefeed.tether import tethered
 
 
 def free_port() -> int:
@@ -68,12 +69,18 @@ class ServedApi:
         if worker_apart:
             full["HOMEFEED_INPROCESS_WORKER"] = "0"
             worker_cmd = [sys.executable, "-m", "homefeed.cli.main", "worker"]
-            self.worker = subprocess.Popen(worker_cmd, env=full, stdout=self.log, stderr=subprocess.STDOUT)
+            self.worker = subprocess.Popen(
+                worker_cmd, env=full, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=tethered()
+            )
         cmd = [sys.executable, "-m", "homefeed.cli.main", "serve", "--port", str(self.port)]
         cmd += ["--workers", str(workers), "--log-level", "warning"]
         if app is not None:
             cmd += ["--app", app]
-        self.proc = subprocess.Popen(cmd, env=full, stdout=self.log, stderr=subprocess.STDOUT)
+        # Tethered: a bench killed outright takes its servers with it (their own processes are
+        # tethered to them in turn), rather than leaving them up, holding ports and connections.
+        self.proc = subprocess.Popen(
+            cmd, env=full, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=tethered()
+        )
 
     def output(self) -> str:
         """The end of what the server printed."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from homefeed.cli.servers import migrated_servers
 from homefeed.feed import config
 from homefeed.feed.config import Settings
+from homefeed.tether import die_with_parent
 from homefeed.websocket import uvicorn_options
 
 if TYPE_CHECKING:
@@ -99,6 +100,10 @@ def _uvicorn_options(log_level: str) -> dict[str, object]:
 
 def _serve_process(app: str, host: str, port: int, log_level: str, part: Balance) -> None:
     """One API process of `serve --workers N`: its own listening socket on the shared port."""
+    # Started by a supervising process: die with it, so killing it outright leaves no orphans.
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(parent.pid)
     import socket
 
     import uvicorn

@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 from homefeed.cli.servers import migrated_servers
 from homefeed.feed.config import Settings
 from homefeed.feed.services import open_services
+from homefeed.tether import die_with_parent
 
 log = logging.getLogger("homefeed")
 
@@ -63,6 +64,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _work_in_process(settings: Settings, metrics_port: int | None = None) -> None:
+    # Started by a supervising process: die with it, so killing it outright leaves no orphans.
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(parent.pid)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if metrics_port is not None:
         # A daemon thread: scrapes never wait on the worker's event loop, and it dies with the process.

@@ -17,6 +17,7 @@ from homefeed.bench.chaos.valkey import OwnedValkey
 from homefeed.bench.errors import BenchError
 from homefeed.bench.server import ServedApi, free_port
 from homefeed.feed.config import Settings
+from homefeed.tether import tethered
 
 
 class Fleet:
@@ -99,7 +100,9 @@ class Fleet:
         cmd = [sys.executable, "-m", "homefeed.cli.main", "worker"]
         cmd += ["--metrics-port", str(self.metrics_ports[slot])]
         log = self._logs[slot]
-        self.workers[slot] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.workers[slot] = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=tethered()
+        )
 
     def kill_worker(self, slot: int) -> None:
         """SIGKILL the slot's worker, whatever job it holds."""
