@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from bisect import bisect_right
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from operator import neg
 from typing import TypeVar
@@ -707,6 +707,25 @@ class Feeds:
         found = _Found([], {}, set())
         if ids:
             await self._visible_into(found, viewer, ids, len(ids))
+        return found.page([p.id for p in found.posts], False, viewer)
+
+    async def shown_page(self, viewer: int, posts: Sequence[Post], liked: Iterable[int]) -> Page:
+        """Posts the caller read as visible to the viewer (a RANKED first page's features
+        statement filters as the visibility read does), as a page with their authors, as
+        `visible_page` gives it: the page then needs no visibility read of its own."""
+        found = _Found(list(posts), {}, set(liked))
+        authors, known = found.authors, self.authors.get
+        missing: dict[int, None] = {}
+        for post in posts:
+            author_id = post.author_id
+            if author_id not in authors:
+                author = known(author_id)
+                if author is None:
+                    missing[author_id] = None
+                else:
+                    authors[author_id] = author
+        if missing:
+            authors.update(await self.authors.load(list(missing)))
         return found.page([p.id for p in found.posts], False, viewer)
 
     async def _visible_into(self, found: _Found, viewer: int, ids: Sequence[int], limit: int) -> None:

@@ -110,23 +110,36 @@ SELECT
     (SELECT string_agg(int4send(likes), '' ORDER BY author_id) FROM aff)
 """
 
+# What a first page shows of its posts, so that it needs no visibility read of its own: each
+# candidate's text (aligned with the ids, newest first) and the viewer's likes from the oldest
+# candidate up, one range of likes_pkey (user_id, post_id) rather than a probe per candidate.
+# The candidates are already the posts the viewer may see now (the visibility read's filter,
+# the viewer's existence included), so they are the page's posts as that read would give them.
+_PAGE = """,
+    (SELECT array_agg(c.text ORDER BY c.id DESC) FROM cand c),
+    (SELECT string_agg(int8send(l.post_id), '' ORDER BY l.post_id) FROM likes l
+     WHERE l.user_id = $1 AND l.post_id >= (SELECT min(id) FROM cand))
+"""
+
 # $4: the window's lowest id, $5: most candidates.
 CANDIDATES = (
     """
 WITH cand AS (
-    SELECT p.id, p.author_id, p.like_count
+    SELECT p.id, p.author_id, p.like_count, p.text
     FROM (SELECT followee_id AS author_id FROM follows WHERE follower_id = $1 UNION SELECT $1) a
     CROSS JOIN LATERAL (
-        SELECT id, author_id, like_count FROM posts
+        SELECT id, author_id, like_count, text FROM posts
         WHERE author_id = a.author_id AND deleted_at IS NULL AND id >= $4
         ORDER BY id DESC LIMIT $5
     ) p
-    WHERE NOT EXISTS (SELECT 1 FROM mutes WHERE muter_id = $1 AND muted_id = a.author_id)
+    WHERE EXISTS (SELECT 1 FROM users v WHERE v.id = $1)
+      AND NOT EXISTS (SELECT 1 FROM mutes WHERE muter_id = $1 AND muted_id = a.author_id)
       AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = a.author_id)
       AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = a.author_id AND blocked_id = $1)
     ORDER BY p.id DESC LIMIT $5
 )"""
     + _TAIL
+    + _PAGE
 )
 
 # $4: ids the viewer's timeline and pulled lists hold in the window (unfiltered), $5: most
@@ -135,9 +148,10 @@ WITH cand AS (
 AMONG = (
     """
 WITH cand AS (
-    SELECT p.id, p.author_id, p.like_count
+    SELECT p.id, p.author_id, p.like_count, p.text
     FROM posts p
     WHERE p.id = ANY($4::bigint[]) AND p.deleted_at IS NULL
+      AND EXISTS (SELECT 1 FROM users v WHERE v.id = $1)
       AND p.author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1 UNION ALL SELECT $1)
       AND p.author_id <> ALL (ARRAY(
           SELECT muted_id FROM mutes WHERE muter_id = $1
@@ -146,6 +160,7 @@ WITH cand AS (
     ORDER BY p.id DESC LIMIT $5
 )"""
     + _TAIL
+    + _PAGE
 )
 
 # $4: the posts (already shown, so not filtered again).
@@ -161,6 +176,16 @@ B = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
+class Shown:
+    """What a first page shows of its candidates beyond their features: each one's text (aligned
+    with Candidates.ids) and the posts at or above the oldest candidate the viewer likes
+    (ascending)."""
+
+    texts: list[str]
+    liked: I64
+
+
+@dataclass(frozen=True)
 class Candidates:
     """Candidates newest first, one array element per post, with their features."""
 
@@ -173,6 +198,9 @@ class Candidates:
     # The author is one of the viewer's top-3 affinity authors (30 days).
     top_author: B
     now_ms: int
+    # Read by the statements a first page ranks with (AMONG, CANDIDATES), so that the page needs
+    # no visibility read of its own; None from OF_POSTS.
+    shown: Shown | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -184,7 +212,7 @@ class Candidates:
         return _age_hours(self.ids, self.now_ms)
 
     def take(self, rows: I64) -> Candidates:
-        """These candidates' rows, in the order given."""
+        """These candidates' rows, in the order given (their features only)."""
         return Candidates(
             self.ids[rows],
             self.authors[rows],
@@ -263,7 +291,10 @@ def _floats(raw: bytes | None, sent_as: str = ">f8") -> F64:
 
 
 def _candidates(row: asyncpg.Record | None, viewer: int, now_ms: int) -> Candidates:
-    ids, authors, likes, proven, proof, rated, rates, liked, liked_count = (None,) * 9 if row is None else row
+    columns = (None,) * 9 if row is None else tuple(row)
+    ids, authors, likes, proven, proof, rated, rates, liked, liked_count = columns[:9]
+    # The page's columns (_PAGE), when the statement has them.
+    shown = Shown(columns[9] or [], _ints(columns[10])) if len(columns) > 9 else None
     post_ids, author_ids = _ints(ids), _ints(authors)
     affinity_authors, affinity_likes = _ints(liked), _floats(liked_count, ">i4")
     # The viewer's top-3 affinity authors (not themselves, with likes in the 30 days): most
@@ -286,6 +317,7 @@ def _candidates(row: asyncpg.Record | None, viewer: int, now_ms: int) -> Candida
         author_rate=_lookup(author_ids, _ints(rated), _floats(rates)),
         top_author=top_author,
         now_ms=now_ms,
+        shown=shown,
     )
 
 

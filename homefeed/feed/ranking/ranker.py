@@ -27,11 +27,11 @@ from homefeed.feed.errors import InvalidInput, RateLimited
 from homefeed.feed.feeds import Feeds, check_first
 from homefeed.feed.ids import lowest_id_at
 from homefeed.feed.metrics import RATE_LIMITED
-from homefeed.feed.ranking.features import Candidates, no_candidates, read_among, read_candidates
+from homefeed.feed.ranking.features import I64, Candidates, no_candidates, read_among, read_candidates
 from homefeed.feed.ranking.rerank import rerank
 from homefeed.feed.ranking.scoring import Scorer
 from homefeed.feed.ranking.snapshots import NO_FLOOR, Snapshot, Snapshots, name_of
-from homefeed.feed.records import Page
+from homefeed.feed.records import Page, Post
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,9 @@ class Ranker:
         floor = int(candidates.ids.min()) if len(candidates) else NO_FLOOR
         snapshot = Snapshot(candidates.ids[order], scores[order], floor)
         name = name_of(viewer, snapshot)
-        # The page's posts are read while the snapshot is stored: nothing in the page depends on
-        # the write, and a first page waits for one round trip fewer.
+        # The page is made while the snapshot is stored: nothing in it depends on the write.
         stored, ranked = await asyncio.gather(
-            self._put(viewer, name, snapshot), self._from(viewer, first, name, snapshot, 0)
+            self._put(viewer, name, snapshot), self._shown(viewer, first, name, snapshot, candidates, order)
         )
         if not stored:
             # No snapshot, no stable later pages: answer in LATEST order, whose cursors need none.
@@ -153,11 +152,36 @@ class Ranker:
         n = len(page.post_ids)
         return RankedPage(page, None, [None] * n, [None] * n)
 
+    async def _shown(
+        self, viewer: int, first: int, name: str, snapshot: Snapshot, candidates: Candidates, order: I64
+    ) -> RankedPage:
+        """The first page: the snapshot's top posts as the features statement read them. They are
+        the posts the viewer may see as of that statement, filtered as the visibility read filters
+        (features.py), so a visibility read of them now would return the same posts: the page
+        skips it, and the wait for its batched statement."""
+        count = min(first + 1, len(order))  # one more than the page, to know if more exist
+        pages: list[Page] = []
+        if count:
+            shown = candidates.shown
+            assert shown is not None, "a first page's candidates come with what it shows"
+            rows = order[:count]
+            ids: list[int] = candidates.ids[rows].tolist()
+            authors: list[int] = candidates.authors[rows].tolist()
+            likes: list[int] = candidates.likes[rows].astype(np.int64).tolist()
+            texts = shown.texts
+            posts = [
+                Post(post_id, author, texts[row], like_count)
+                for post_id, author, row, like_count in zip(ids, authors, rows.tolist(), likes, strict=True)
+            ]
+            liked = set(shown.liked.tolist()).intersection(ids)
+            pages.append(await self._feeds.shown_page(viewer, posts, liked))
+        return await self._page(viewer, first, name, snapshot, list(range(count)), pages)
+
     async def _from(self, viewer: int, first: int, name: str, snapshot: Snapshot, start: int) -> RankedPage:
         """`first` visible posts of the snapshot from `start` (and one more, to know if more exist),
         then LATEST order below the snapshot's floor when it runs out."""
         want = first + 1
-        ids, scores = snapshot.ids, snapshot.scores
+        ids = snapshot.ids
         picked: list[int] = []  # snapshot positions
         pages: list[Page] = []
         position = start
@@ -171,6 +195,14 @@ class Ranker:
                 if post_id in shown and len(picked) < want:
                     picked.append(position + offset)
             position += len(chunk)
+        return await self._page(viewer, first, name, snapshot, picked, pages)
+
+    async def _page(
+        self, viewer: int, first: int, name: str, snapshot: Snapshot, picked: list[int], pages: list[Page]
+    ) -> RankedPage:
+        """The page of the snapshot positions `picked` (visible, read into `pages`; one more than
+        the page if more exist), then LATEST order below the snapshot's floor when it runs out."""
+        ids, scores = snapshot.ids, snapshot.scores
         more = len(picked) > first
         picked = picked[:first]
         post_ids: list[int] = ids[picked].tolist()

@@ -148,6 +148,44 @@ async def test_deleted_and_hidden_posts_are_dropped_and_pages_stay_full(services
     assert all(len(p.page.post_ids) == 4 for p in pages[:-1])
 
 
+def shown(ranked: RankedPage) -> tuple[object, ...]:
+    """What a page shows: its posts with their authors, the viewer's likes and follows of them."""
+    page = ranked.page
+    ids = set(page.post_ids)
+    posts = sorted(p for p in page.posts if p.id in ids)
+    by_id = {a.id: a for a in page.authors}
+    authors = sorted(by_id[p.author_id] for p in posts)
+    followed = sorted({p.author_id for p in posts} & (page.followed or frozenset()))
+    liked = sorted(ids & (page.liked or frozenset()))
+    return page.post_ids, page.has_next, ranked.positions, ranked.scores, posts, authors, followed, liked
+
+
+async def test_the_first_page_shows_what_the_features_statement_read(services: Services) -> None:
+    viewer, ann, bob, cat, eve = await users(services, "viewer", "ann", "bob", "cat", "eve")
+    for a in (ann, bob, cat):
+        await services.relations.follow(viewer, a)
+    await services.relations.mute(viewer, cat)
+    everyone = (ann, bob, cat, eve, viewer)
+    posts = [await services.posts.create(a, f"{a}: {i}") for i in range(4) for a in everyone]
+    await services.posts.delete(ann, posts[0].id)
+    for p in posts[1:12]:
+        if p.author_id in (bob, viewer):
+            await services.likes.like(viewer, p.id)
+    await FanoutWorker(services).drain()
+    batches = services.feeds.visible_reads.batches
+    first = await services.ranker.first(viewer, 5)
+    # No visibility statement: the features statement already filtered and read the page's posts.
+    assert services.feeds.visible_reads.batches == batches
+    assert first.snapshot is not None and first.page.has_next
+    assert first.page.liked, "the page shows posts the viewer likes"
+    # The same page read from the snapshot's top through the visibility read.
+    again = await services.ranker.at(viewer, 5, first.snapshot, 0)
+    assert services.feeds.visible_reads.batches > batches
+    assert shown(first) == shown(again)
+    visible = {p.id for p in posts[1:] if p.author_id in (ann, bob, viewer)}
+    assert set(first.page.post_ids) <= visible
+
+
 async def test_an_expired_snapshot_is_refused(services: Services) -> None:
     viewer, ann = await users(services, "viewer", "ann")
     await services.relations.follow(viewer, ann)
