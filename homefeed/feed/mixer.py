@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import neg
 
+import numpy as np
+
+from homefeed.feed.timeline.encoding import Blob
 from homefeed.feed.timeline.lists import BOTTOM, ListRead
 
 _NO_FLOOR = 2**63 - 1
@@ -65,3 +68,40 @@ def merge(reads: Sequence[ListRead], cursor: int | None) -> Merged:
     seen = set(parts)
     seen.discard(BOTTOM)
     return Merged(sorted(seen, reverse=True), floor)
+
+
+def window_of(timeline: Blob, pulled: Sequence[ListRead], limit: int, lowest: int) -> tuple[list[int], int]:
+    """What `merge` gives, down to `lowest`, of the timeline's newest `limit` ids and the pulled
+    lists' (each a whole list, newest first, as kept): the ids at or above the floor and
+    `lowest`, newest first, and the floor.
+
+    The RANKED feed's candidates (Feeds.window) are a few hundred ids of lists of up to 800:
+    each source's floor is looked up at its place, and only the ids above the cut are copied.
+    Building every `limit`-long read (a Python int per id) and merging those took about three
+    times as long (docs/benchmarks.md).
+    """
+    ids = timeline.ids
+    n = len(ids)
+    # As `below` reads it: BOTTOM ends a whole list shorter than the read, else the oldest id read.
+    if timeline.whole and n < limit:
+        floor = BOTTOM
+    else:
+        floor = int(ids[n - limit if n > limit else 0]) if n else _NO_FLOOR
+    for read in pulled:
+        listed = read.ids
+        own = listed[min(limit, len(listed)) - 1] if listed else _NO_FLOOR
+        if own > floor:
+            floor = own
+    cut = max(floor, lowest, BOTTOM + 1)
+    merged = ids[int(np.searchsorted(ids, cut)) :]  # ascending, distinct
+    extra: list[int] = []
+    for read in pulled:
+        listed = read.ids
+        if listed and listed[0] >= cut:
+            extra += listed[: bisect_right(listed, -cut, key=neg)]
+    if extra:
+        merged = np.concatenate((merged, np.asarray(extra, dtype=np.int64)))
+        merged.sort()
+        merged = merged[np.concatenate(([True], merged[1:] != merged[:-1]))]
+    newest_first: list[int] = merged[::-1].tolist()
+    return newest_first, floor

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
 from homefeed.feed.feeds import below as feeds_below
-from homefeed.feed.mixer import merge, source_floor
+from homefeed.feed.mixer import merge, source_floor, window_of
+from homefeed.feed.timeline.encoding import BUILT, Blob
 from homefeed.feed.timeline.lists import BOTTOM, ListRead
+from homefeed.feed.timeline.lists import below as list_below
 
 
 def read(ids: list[int], limit: int) -> ListRead:
@@ -118,3 +121,30 @@ def test_merge_of_overlapping_sources_is_the_id_by_id_merge(case: tuple[list[Lis
     reads, cursor = case
     merged = merge(reads, cursor)
     assert (merged.candidates, merged.floor) == reference_merge(reads, cursor)
+
+
+@st.composite
+def windows(draw: st.DrawFn) -> tuple[Blob, list[ListRead], int, int]:
+    """A decoded timeline (whole or not), pulled authors' whole lists (some ending with BOTTOM, some
+    sharing ids with the timeline), a read's length and the window's lowest id."""
+    ids = sorted(draw(st.sets(st.integers(1, 300), max_size=40)))
+    whole = draw(st.booleans())
+    floor = 0 if whole or not ids else ids[0]
+    timeline = Blob(BUILT, floor, np.asarray(ids, dtype=np.int64))
+    pulled = []
+    for _ in range(draw(st.integers(0, 4))):
+        listed = sorted(draw(st.sets(st.integers(1, 300), max_size=30)), reverse=True)
+        pulled.append(read([*listed, BOTTOM] if draw(st.booleans()) else listed, len(listed) + 1))
+    return timeline, pulled, draw(st.integers(1, 45)), draw(st.integers(0, 310))
+
+
+@given(windows())
+def test_a_window_is_what_merge_gives_of_the_same_reads_above_its_lowest_id(
+    case: tuple[Blob, list[ListRead], int, int],
+) -> None:
+    timeline, pulled, limit, lowest = case
+    reads = [list_below(timeline, None, limit, 100)] + [feeds_below(whole, None, limit) for whole in pulled]
+    merged = merge(reads, None)
+    ids, floor = window_of(timeline, pulled, limit, lowest)
+    assert floor == merged.floor
+    assert ids == [i for i in merged.candidates if i >= lowest]
