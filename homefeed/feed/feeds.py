@@ -27,6 +27,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from homefeed.feed import pulled_of
+from homefeed.feed.ahead import Ahead
 from homefeed.feed.breaker import Breaker, within
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import InvalidInput
@@ -116,34 +117,74 @@ def check_first(first: int) -> int:
     return first
 
 
-@dataclass
+# A kept value is read again in the background once this share of its lifetime has passed
+# (feed/ahead.py), so readers find it fresh and none waits for it.
+REFRESH_AT = 0.75
+
+
+@dataclass(slots=True)
 class _Cached:
-    expires: float
+    fetched: float  # when the read that found it was sent: its lifetime counts from there
     read: ListRead
+    used: bool  # served since it was read: worth reading again before it expires
 
 
 class RecentCache:
-    """Pulled authors' whole recent lists, kept in process briefly so a hot celebrity is not a hot key."""
+    """Pulled authors' whole recent lists, kept in process briefly so a hot celebrity is not a hot key.
 
-    def __init__(self, ttl_ms: int) -> None:
+    A list is served only within `ttl_ms` of when the read that found it was sent, refreshed
+    ahead or not. Serving one past REFRESH_AT of that sets `due`: the feed then reads every
+    list served since its last read again, together, in the background (Feeds._refresh_recent).
+    """
+
+    def __init__(self, ttl_ms: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl_ms / 1000
+        self._ahead = self.ttl * REFRESH_AT
+        self.clock = clock
         self._entries: dict[int, _Cached] = {}
+        self._cleared = float("-inf")  # lists read before this are never kept (see clear)
+        self.due = False
 
     def get(self, author: int) -> ListRead | None:
-        entry = self._entries.get(author)
-        if entry is None or entry.expires < time.monotonic():
-            return None
-        return entry.read
+        return self.lists((author,))[0]
 
-    def put(self, author: int, read: ListRead) -> None:
-        if self.ttl > 0 and read.complete:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[author] = _Cached(time.monotonic() + self.ttl, read)
+    def lists(self, authors: Sequence[int]) -> list[ListRead | None]:
+        """Each author's kept list, or None (never kept, or past its lifetime)."""
+        now = self.clock()
+        ttl, ahead, entries = self.ttl, self._ahead, self._entries
+        found: list[ListRead | None] = []
+        for author in authors:
+            entry = entries.get(author)
+            if entry is None or (age := now - entry.fetched) >= ttl:
+                found.append(None)
+                continue
+            entry.used = True
+            if age >= ahead:
+                self.due = True
+            found.append(entry.read)
+        return found
+
+    def put(self, author: int, read: ListRead, fetched: float) -> None:
+        """Keep a list found by a read sent at `fetched` (unless a later read's list is kept)."""
+        if self.ttl <= 0 or not read.complete or fetched < self._cleared:
+            return
+        kept = self._entries.get(author)
+        if kept is not None and kept.fetched > fetched:
+            return
+        if kept is None and len(self._entries) >= 10_000:
+            self._entries.clear()
+        self._entries[author] = _Cached(fetched, read, False)
+
+    def to_refresh(self) -> list[int]:
+        """The authors whose lists were served since read and are past half their lifetime."""
+        now, half = self.clock(), self.ttl / 2
+        return [a for a, e in self._entries.items() if e.used and now - e.fetched >= half]
 
     def clear(self) -> None:
-        """Forget every list, as their expiry passing would."""
+        """Forget every list, as their expiry passing would (a read already sent keeps nothing)."""
         self._entries.clear()
+        self._cleared = self.clock()
+        self.due = False
 
 
 class PulledAuthors:
@@ -151,7 +192,8 @@ class PulledAuthors:
 
     A handful of ids that changes only when an author crosses the celebrity threshold. Kept as
     long as a pulled author's recent list is (HOMEFEED_CELEBRITY_CACHE_MS), so a newly pulled
-    author's posts show within the freshness that setting already states.
+    author's posts show within the freshness that setting already states. Read again in the
+    background past REFRESH_AT of that, so no reader waits for it in a steady state.
     """
 
     def __init__(self, pool: asyncpg.Pool, ttl_ms: int) -> None:
@@ -159,17 +201,22 @@ class PulledAuthors:
         self.ttl = ttl_ms / 1000
         self._ids: frozenset[int] = frozenset()
         self._expires = 0.0
+        self._expired = float("-inf")  # a load sent before this (see expire) renews nothing
         # Bumped whenever a reload finds a different set: what was derived from the old one is stale.
         self.generation = 0
         # The set's fingerprint, the same in every process: entries kept in Redis carry it.
         self.digest = pulled_of.digest(())
         self._refresh: asyncio.Task[frozenset[int]] | None = None
+        self.ahead = Ahead(self._load_ahead, "pulled authors refresh-ahead")
 
     async def get(self) -> frozenset[int] | None:
         """The ids, or None when nothing is kept (the caller asks PostgreSQL per read)."""
         if self.ttl <= 0:
             return None
-        if self._expires >= time.monotonic():
+        now = time.monotonic()
+        if self._expires >= now:
+            if self._expires - now <= self.ttl * (1 - REFRESH_AT):
+                self.ahead.kick()
             return self._ids
         if self._refresh is None:  # single-flight: concurrent readers share one query
             self._refresh = asyncio.create_task(self._load())
@@ -183,6 +230,15 @@ class PulledAuthors:
     def expire(self) -> None:
         """Reread the ids on the next `get`, as the expiry passing would (the generation stays)."""
         self._expires = 0.0
+        self._expired = time.monotonic()
+        self._refresh = None  # a load sent before now is not joined by later readers
+
+    async def close(self) -> None:
+        """Stop the background refresh (a reader's own load is left to its reader)."""
+        await self.ahead.close()
+
+    async def _load_ahead(self) -> None:
+        await self._load()
 
     async def _load(self) -> frozenset[int]:
         started = time.monotonic()
@@ -190,7 +246,9 @@ class PulledAuthors:
         if ids != self._ids:
             self.generation += 1
             self.digest = pulled_of.digest(ids)
-        self._ids, self._expires = ids, started + self.ttl
+        self._ids = ids
+        if started >= self._expired:
+            self._expires = max(self._expires, started + self.ttl)
         return ids
 
 
@@ -307,6 +365,8 @@ class Feeds:
             write_timeout=settings.redis_write_timeout_ms / 1000,
         )
         self.recent_cache = RecentCache(settings.celebrity_cache_ms)
+        # Reads the kept pulled lists again before they expire, all in one write (see ahead.py).
+        self.recent_ahead = Ahead(self._refresh_recent, "pulled lists refresh-ahead")
         # Pulled lists being read right now, so concurrent readers share the read.
         self._recent_pending: dict[int, asyncio.Future[ListRead]] = {}
         self.pulled_authors = PulledAuthors(pool, settings.celebrity_cache_ms)
@@ -320,6 +380,9 @@ class Feeds:
 
     async def close(self) -> None:
         """Close the read and write paths' own Redis connections; give PostgreSQL's back to the pool."""
+        # First the background refreshes: one still running would reopen the connections below.
+        await self.recent_ahead.close()
+        await self.pulled_authors.close()
         if self.reads is not None:
             self.reads.close()
         await self._writes.close()
@@ -633,29 +696,42 @@ class Feeds:
 
         Without `with_ttl` the timeline's read may report a made-up full expiry (never acted on).
         """
-        cached = {a: self.recent_cache.get(a) for a in pulled}
-        missing = [a for a in pulled if cached[a] is None]
+        cache = self.recent_cache
+        kept = cache.lists(pulled) if pulled else []
+        missing = [a for a, read in zip(pulled, kept, strict=True) if read is None]
         if pulled:
             _CACHE_HIT.inc(len(pulled) - len(missing))
             _CACHE_MISS.inc(len(missing))
+            if cache.due:
+                self.recent_ahead.kick()
+        lists: dict[int, ListRead] = {}
         if missing and own is not None:
-            cached.update(await self._recent_lists(missing))
+            lists = await self._recent_lists(missing)
         elif missing:
             # Both go out in the same turn of the loop: one write to Redis, as one pipeline.
-            read, lists = await asyncio.gather(
+            own, lists = await asyncio.gather(
                 self._read_timeline(timeline, cursor, fetch, with_ttl=with_ttl),
                 self._recent_lists(missing),
             )
-            own = read
-            cached.update(lists)
         elif own is None:
             own = await self._read_timeline(timeline, cursor, fetch, with_ttl=with_ttl)
+        assert own is not None
         reads = [own]
-        for author in pulled:
-            whole = cached[author]
-            assert whole is not None
-            reads.append(below(whole, cursor, fetch))
+        for author, whole in zip(pulled, kept, strict=True):
+            reads.append(below(whole if whole is not None else lists[author], cursor, fetch))
         return reads
+
+    async def _refresh_recent(self) -> None:
+        """Read again, in one write, every kept pulled list served since read and half-way through
+        its lifetime (one was past REFRESH_AT): readers go on with the kept copies meanwhile."""
+        cache = self.recent_cache
+        authors = cache.to_refresh()
+        if authors:
+            fetched = cache.clock()
+            reads = await self._redis_call(self._read_recent(authors))
+            for author, read in zip(authors, reads, strict=True):
+                cache.put(author, read, fetched)  # an incomplete list is left to a reader's fallback
+        cache.due = False
 
     async def _read_timeline(
         self, timeline: str, cursor: int | None, fetch: int, *, with_ttl: bool
@@ -691,11 +767,13 @@ class Feeds:
             mine = {a: loop.create_future() for a in fetch}
             self._recent_pending.update(mine)
             try:
+                cache = self.recent_cache
+                fetched = cache.clock()
                 reads = await self._read_recent(fetch)
                 for author, read in zip(fetch, reads, strict=True):
                     if not read.complete:
                         read = await self._recent_fallback(author)
-                    self.recent_cache.put(author, read)
+                    cache.put(author, read, fetched)
                     found[author] = read
                     mine[author].set_result(read)
             except BaseException as exc:
@@ -719,8 +797,12 @@ class Feeds:
         if self.reads is None:
             queries = [ListQuery(self._keys.recent(a), None, limit) for a in authors]
             return await self._redis_call(self._lists.read(queries))
-        reads = self.reads
-        raws = await asyncio.gather(*(reads.get(self._keys.recent(a)) for a in authors))
+        keys = [self._keys.recent(a) for a in authors]
+        if isinstance(self.reads, RedisReads):
+            raws, _ = await self.reads.get_all(keys)  # one write, one reply to parse
+        else:  # a cluster: each key to its own slot's master, all sent in this turn of the loop
+            reads = self.reads
+            raws = await asyncio.gather(*(reads.get(k) for k in keys))
         return [list_below(decode_list(raw), None, limit, self.recent_ttl) for raw in raws]
 
     async def visible(self, viewer: int, ids: Sequence[int]) -> list[Post]:
