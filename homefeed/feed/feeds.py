@@ -21,7 +21,7 @@ from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from operator import neg
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import asyncpg
 from redis.exceptions import RedisError
@@ -32,7 +32,7 @@ from homefeed.feed.breaker import Breaker, within
 from homefeed.feed.config import Settings
 from homefeed.feed.errors import InvalidInput
 from homefeed.feed.metrics import CELEBRITY_CACHE, COLD_REBUILDS, PULL_FALLBACKS
-from homefeed.feed.mixer import merge, window_of
+from homefeed.feed.mixer import merge, merge_kept, window_of
 from homefeed.feed.records import Page, Post, User
 from homefeed.feed.redis_client import RedisClient, is_cluster
 from homefeed.feed.replicas import Replicas
@@ -456,7 +456,10 @@ class Feeds:
                 own = list_below(decode_list(raw), covered, fetch, ttl if check_expiry else self.timeline_ttl)
             else:
                 check_expiry = check_expiry and round_ == 0
-            reads = await self._read_sources(timeline, pulled, covered, fetch, with_ttl=check_expiry, own=own)
+            own, kept = await self._read_sources(
+                timeline, pulled, covered, fetch, with_ttl=check_expiry, own=own
+            )
+            reads = [own]
             if self._unsynced:
                 reads = self._with_unsynced(viewer, reads, covered)
             if round_ == 0:
@@ -468,7 +471,7 @@ class Feeds:
                     return replace(await self._cold(viewer, first, before), viewer_known=True)
                 if check_expiry:
                     await self._keep_alive(viewer, reads[0])
-            merged = merge(reads, covered)
+            merged = merge_kept(reads, kept, covered, fetch) if kept else merge(reads, covered)
             if merged.candidates:
                 await self._visible_into(found, viewer, merged.candidates, need)
             if len(found.posts) >= want or merged.floor == 0:
@@ -523,11 +526,13 @@ class Feeds:
     ) -> tuple[Blob, list[ListRead]]:
         """The viewer's timeline, decoded (unless read already: `prefetched`), and each pulled
         author's whole list, read at the same time."""
-        cached = {a: self.recent_cache.get(a) for a in pulled}
+        cached = dict(zip(pulled, self.recent_cache.lists(pulled), strict=True))
         missing = [a for a in pulled if cached[a] is None]
         if pulled:
             _CACHE_HIT.inc(len(pulled) - len(missing))
             _CACHE_MISS.inc(len(missing))
+            if self.recent_cache.due:
+                self.recent_ahead.kick()
         if prefetched is not None:
             raw = prefetched[0]
             if missing:
@@ -690,9 +695,10 @@ class Feeds:
         *,
         with_ttl: bool,
         own: ListRead | None = None,
-    ) -> list[ListRead]:
+    ) -> tuple[ListRead, list[ListRead]]:
         """The timeline below the cursor (unless read already: `own`) and each pulled author's
-        list, read at the same time.
+        whole kept list (newest first; the caller takes what it needs below the cursor), read
+        at the same time.
 
         Without `with_ttl` the timeline's read may report a made-up full expiry (never acted on).
         """
@@ -700,8 +706,11 @@ class Feeds:
         kept = cache.lists(pulled) if pulled else []
         missing = [a for a, read in zip(pulled, kept, strict=True) if read is None]
         if pulled:
-            _CACHE_HIT.inc(len(pulled) - len(missing))
-            _CACHE_MISS.inc(len(missing))
+            # Only what is not 0: each increment takes the metric's lock.
+            if len(missing) < len(pulled):
+                _CACHE_HIT.inc(len(pulled) - len(missing))
+            if missing:
+                _CACHE_MISS.inc(len(missing))
             if cache.due:
                 self.recent_ahead.kick()
         lists: dict[int, ListRead] = {}
@@ -716,10 +725,11 @@ class Feeds:
         elif own is None:
             own = await self._read_timeline(timeline, cursor, fetch, with_ttl=with_ttl)
         assert own is not None
-        reads = [own]
-        for author, whole in zip(pulled, kept, strict=True):
-            reads.append(below(whole if whole is not None else lists[author], cursor, fetch))
-        return reads
+        if not missing:  # the usual read: every list was kept
+            return own, cast(list[ListRead], kept)
+        return own, [
+            whole if whole is not None else lists[author] for author, whole in zip(pulled, kept, strict=True)
+        ]
 
     async def _refresh_recent(self) -> None:
         """Read again, in one write, every kept pulled list served since read and half-way through

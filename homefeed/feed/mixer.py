@@ -105,3 +105,48 @@ def window_of(timeline: Blob, pulled: Sequence[ListRead], limit: int, lowest: in
         merged = merged[np.concatenate(([True], merged[1:] != merged[:-1]))]
     newest_first: list[int] = merged[::-1].tolist()
     return newest_first, floor
+
+
+def merge_kept(reads: Sequence[ListRead], kept: Sequence[ListRead], cursor: int | None, limit: int) -> Merged:
+    """merge(reads + [each kept whole list cut below the cursor to `limit` ids]), without the cuts.
+
+    A pulled author's kept list is the whole list, newest first; a read wants at most `limit` of
+    it below the cursor, and usually none of it at all (a celebrity's posts mostly lie below the
+    timeline's floor). Cutting each into a read of its own cost a slice and an object per
+    pulled author per read; here each is a window (start, end) into the kept list, skipped
+    whole when its newest id is below the floor.
+    """
+    empty_floor = cursor if cursor is not None else _NO_FLOOR
+    floor = 0
+    for read in reads:
+        ids = read.ids
+        own = ids[-1] if ids else empty_floor
+        if own > floor:
+            floor = own
+    windows: list[tuple[list[int], int, int]] = []
+    for whole in kept:
+        ids = whole.ids
+        start = 0
+        if cursor is not None and ids and ids[0] >= cursor:
+            start = bisect_right(ids, -cursor, key=neg)
+        end = min(start + limit, len(ids))
+        if end > start:
+            if ids[end - 1] > floor:
+                floor = ids[end - 1]
+            windows.append((ids, start, end))
+        elif empty_floor > floor:
+            floor = empty_floor
+    parts: list[int] = []
+    for read in reads:
+        ids = read.ids
+        if ids:
+            parts += ids if ids[-1] >= floor else ids[: bisect_right(ids, -floor, key=neg)]
+    for ids, start, end in windows:
+        if ids[start] < floor:
+            continue  # the usual pulled list: nothing of it at or above the floor
+        if ids[end - 1] < floor:
+            end = bisect_right(ids, -floor, start, end, key=neg)
+        parts += ids[start:end]
+    seen = set(parts)
+    seen.discard(BOTTOM)
+    return Merged(sorted(seen, reverse=True), floor)

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from homefeed.feed.feeds import below as feeds_below
-from homefeed.feed.mixer import merge, source_floor, window_of
+from homefeed.feed.mixer import merge, merge_kept, source_floor, window_of
 from homefeed.feed.timeline.encoding import BUILT, Blob
 from homefeed.feed.timeline.lists import BOTTOM, ListRead
 from homefeed.feed.timeline.lists import below as list_below
@@ -148,3 +148,34 @@ def test_a_window_is_what_merge_gives_of_the_same_reads_above_its_lowest_id(
     ids, floor = window_of(timeline, pulled, limit, lowest)
     assert floor == merged.floor
     assert ids == [i for i in merged.candidates if i >= lowest]
+
+
+@st.composite
+def kept_lists(draw: st.DrawFn) -> tuple[list[ListRead], list[ListRead], int | None, int]:
+    """A timeline read and pulled authors' whole kept lists (each maybe holding all history)."""
+    pool = draw(st.lists(st.integers(1, 300), min_size=1, max_size=80, unique=True))
+    cursor = draw(st.one_of(st.none(), st.integers(1, 301)))
+    limit = draw(st.integers(1, 35))
+    held = sorted(draw(st.sets(st.sampled_from(pool), max_size=40)), reverse=True)
+    below = [i for i in held if cursor is None or i < cursor]
+    ids = below[:limit]
+    if draw(st.booleans()) and len(below) < limit:
+        ids.append(BOTTOM)
+    reads = [ListRead(complete=True, ids=ids, ttl=1, limit=limit)]
+    kept = []
+    for _ in range(draw(st.integers(0, 12))):
+        whole = sorted(draw(st.sets(st.sampled_from(pool), max_size=40)), reverse=True)
+        if draw(st.booleans()):
+            whole.append(BOTTOM)
+        kept.append(ListRead(complete=True, ids=whole, ttl=1, limit=len(whole) + 2))
+    return reads, kept, cursor, limit
+
+
+@given(kept_lists())
+def test_merge_of_kept_lists_is_the_merge_of_their_cuts(
+    case: tuple[list[ListRead], list[ListRead], int | None, int],
+) -> None:
+    # merge_kept windows each kept list instead of cutting it (feeds.below): the same candidates and floor.
+    reads, kept, cursor, limit = case
+    cut = [feeds_below(k, cursor, limit) for k in kept]
+    assert merge_kept(reads, kept, cursor, limit) == merge([*reads, *cut], cursor)
