@@ -202,6 +202,7 @@ class PulledAuthors:
         self._ids: frozenset[int] = frozenset()
         self._expires = 0.0
         self._expired = float("-inf")  # a load sent before this (see expire) renews nothing
+        self._loaded = float("-inf")  # when the load whose set is kept was sent
         # Bumped whenever a reload finds a different set: what was derived from the old one is stale.
         self.generation = 0
         # The set's fingerprint, the same in every process: entries kept in Redis carry it.
@@ -243,6 +244,11 @@ class PulledAuthors:
     async def _load(self) -> frozenset[int]:
         started = time.monotonic()
         ids = frozenset(r["id"] for r in await self._pool.fetch(_ALL_PULLED))
+        if started < self._loaded:
+            # A load sent later (a reader's, beside a refresh running behind) answered first:
+            # its set is the newer one, and stays.
+            return self._ids
+        self._loaded = started
         if ids != self._ids:
             self.generation += 1
             self.digest = pulled_of.digest(ids)

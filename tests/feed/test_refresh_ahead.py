@@ -4,10 +4,14 @@ every due list in one go, and leaves no task behind when the engine closes."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
+from typing import cast
+
+import asyncpg
 
 from homefeed.feed.ahead import Ahead
-from homefeed.feed.feeds import RecentCache
+from homefeed.feed.feeds import PulledAuthors, RecentCache
 from homefeed.feed.records import User
 from homefeed.feed.services import Services
 from homefeed.feed.timeline.lists import ListRead
@@ -176,3 +180,41 @@ async def test_closing_the_engine_stops_a_refresh_that_is_still_out(make_service
     feeds.recent_cache.due = True
     feeds.recent_ahead.kick()  # a late reader of a closed engine starts nothing
     assert not feeds.recent_ahead.running
+
+
+class Pool:
+    """fetch() answers with the set it holds when called, once its caller lets it."""
+
+    def __init__(self) -> None:
+        self.ids = [1]
+        self.gates: list[asyncio.Event] = []
+
+    async def fetch(self, query: str) -> list[dict[str, int]]:
+        answer = [{"id": i} for i in self.ids]
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return answer
+
+
+async def test_a_background_reload_answering_after_a_readers_later_one_keeps_the_newer_set() -> None:
+    pool = Pool()
+    authors = PulledAuthors(cast(asyncpg.Pool, pool), TTL_MS)
+    first = asyncio.create_task(authors.get())
+    await settle()
+    pool.gates[0].set()
+    assert await first == frozenset({1})
+    authors._expires = time.monotonic() + 0.1  # past three quarters: the next read reloads behind
+    assert await authors.get() == frozenset({1})
+    await settle()
+    assert authors.ahead.running and len(pool.gates) == 2  # the refresh's statement, sent with {1}
+    pool.ids = [1, 2]  # an author is pulled now
+    authors.expire()  # the lists' time runs out: a reader loads again
+    reader = asyncio.create_task(authors.get())
+    await settle()
+    pool.gates[2].set()
+    assert await reader == frozenset({1, 2})
+    pool.gates[1].set()  # the refresh answers last, with the set from before
+    await settle()
+    assert await authors.get() == frozenset({1, 2})
+    await authors.close()
