@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import multiprocessing
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import psutil
 
 from homefeed.bench.errors import BenchError
 from homefeed.bench.live.api import SUBSCRIPTION, TRANSPORT_WS
-from homefeed.bench.live.load import Plan, load_generator
+from homefeed.bench.live.load import Plan, answer, start_load_generator
 from homefeed.feed import config
 from homefeed.feed.auth import Tokens
 from homefeed.feed.config import Settings
@@ -119,8 +120,6 @@ async def _measure(
         await asyncio.sleep(0.05)
     hub = app.state.services.live
     me = psutil.Process()
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
     plan = Plan(
         f"ws://127.0.0.1:{port}/graphql",
         [tokens.issue(u) for u in ids],
@@ -129,15 +128,16 @@ async def _measure(
         False,
         SUBSCRIPTION,
     )
-    loader = ctx.Process(target=load_generator, args=(child, plan), name="bench-live-heap", daemon=True)
+    loader: BaseProcess | None = None
+    parent: Connection | None = None
     try:
         gc.collect()
         tracemalloc.start(1)
         before = tracemalloc.take_snapshot()
         rss_before = me.memory_info().rss
         log(f"serving on port {port}; connecting {subscribers:,} subscribers ...")
-        loader.start()
-        _, connected, failed = await asyncio.to_thread(parent.recv)
+        loader, parent = start_load_generator(plan, "bench-live-heap")
+        _, connected, failed = await answer(parent, max(600.0, subscribers * 0.2))
         for _ in range(600):
             if hub.subscriber_count >= connected:
                 break
@@ -149,7 +149,7 @@ async def _measure(
         rss_after = me.memory_info().rss
         tracemalloc.stop()
     finally:
-        if loader.is_alive():
+        if loader is not None and parent is not None and loader.is_alive():
             parent.send(("stop",))
             await asyncio.to_thread(loader.join, 30)
             if loader.is_alive():

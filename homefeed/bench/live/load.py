@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import multiprocessing
 import os
 import struct
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 import orjson
 
+from homefeed.bench.errors import BenchError
 from homefeed.bench.live.api import LEGACY_WS
 
 
@@ -38,6 +41,29 @@ class Arrivals:
     resyncs: int
     failed: list[str]
     closed_early: int
+
+
+def start_load_generator(plan: Plan, name: str) -> tuple[BaseProcess, Connection]:
+    """Start the load generator in a process of its own; return it and the bench's end of its pipe."""
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    process = ctx.Process(target=load_generator, args=(theirs, plan), name=name, daemon=True)
+    process.start()
+    # With the bench's copy of the generator's end closed, a generator that dies reads as
+    # end-of-file at once; held open (as it once was), it read as silence until the longest
+    # wait ran out, 600 s or more.
+    theirs.close()
+    return process, ours
+
+
+async def answer(conn: Connection, within: float) -> Any:
+    """The load generator's next message, or a BenchError if it ends or stays silent `within` s."""
+    if not await asyncio.to_thread(conn.poll, within):
+        raise BenchError(f"the load generator did not answer within {within:.0f} s")
+    try:
+        return conn.recv()
+    except EOFError:
+        raise BenchError("the load generator ended without answering (see its output above)") from None
 
 
 def load_generator(conn: Connection, plan: Plan) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 import psutil
@@ -25,7 +25,7 @@ from homefeed.bench.live.api import (
 )
 from homefeed.bench.live.figures import Figures
 from homefeed.bench.live.graph import Graph
-from homefeed.bench.live.load import Plan, load_generator
+from homefeed.bench.live.load import Plan, answer, start_load_generator
 from homefeed.bench.live.options import LiveOptions
 from homefeed.bench.live.report import LiveReport
 from homefeed.bench.live.serving import Serving, cpu_seconds, other_homefeed_processes
@@ -90,9 +90,8 @@ class _Bench(Graph, Serving, Figures):
             {"HOMEFEED_CELEBRITY_THRESHOLD": str(threshold), "HOMEFEED_INPROCESS_WORKER": "1"},
             worker_apart=self.opt.worker_apart,
         )
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
         loader: BaseProcess | None = None
+        parent: Connection | None = None
         try:
             await server.wait_healthy(self.opt.server_timeout)
             await self._warm_up(server, author_tokens["ordinary"], sub_tokens[0])
@@ -107,13 +106,10 @@ class _Bench(Graph, Serving, Figures):
                 self.opt.compression,
                 PER_SUBSCRIBER if self.opt.per_subscriber else SUBSCRIPTION,
             )
-            loader = ctx.Process(
-                target=load_generator, args=(child, plan), name="bench-live-load", daemon=True
-            )
             began = time.perf_counter()
-            loader.start()
+            loader, parent = start_load_generator(plan, "bench-live-load")
             # Under load a server takes a while to start 10,000 subscriptions (16 a second at load 12).
-            _, connected, failed = await self._recv(parent, max(600.0, len(subs) * 0.2))
+            _, connected, failed = await answer(parent, max(600.0, len(subs) * 0.2))
             await self._await_registered(subs, failed, within=120)
             connect_s = time.perf_counter() - began
             self.log(f"  {connected:,} connected in {connect_s:.1f} s ({len(failed)} failed); idling ...")
@@ -147,7 +143,7 @@ class _Bench(Graph, Serving, Figures):
                 self.created.append((post_id, token))
                 posts.append((post_id, kind, began_at))
                 parent.send(("await", post_id, len(sees[kind]), self.opt.post_timeout))
-                _, _, got = await self._recv(parent, self.opt.post_timeout + 30)
+                _, _, got = await answer(parent, self.opt.post_timeout + 30)
                 if got < len(sees[kind]):
                     self.log(f"  post {i} ({kind}): {got:,} of {len(sees[kind]):,} delivered in time")
                 await asyncio.sleep(self.opt.gap)
@@ -164,11 +160,11 @@ class _Bench(Graph, Serving, Figures):
             others = other_homefeed_processes(mine)
             loader_cpu_ms_per_post = (cpu_seconds(loader.pid) - loader_cpu_before) * 1000 / max(1, len(posts))
             parent.send(("stop",))
-            _, arrivals = await self._recv(parent, 60)
+            _, arrivals = await answer(parent, 60)
         finally:
             with contextlib.suppress(Exception):
                 await self._delete_posts(server)
-            if loader is not None and loader.is_alive():
+            if loader is not None and parent is not None and loader.is_alive():
                 with contextlib.suppress(Exception):
                     parent.send(("stop",))
                 loader.join(10)

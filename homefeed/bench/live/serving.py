@@ -6,13 +6,10 @@ import asyncio
 import os
 import time
 from collections.abc import Sequence
-from multiprocessing.connection import Connection
-from typing import Any
 
 import orjson
 import psutil
 
-from homefeed.bench.errors import BenchError
 from homefeed.bench.live.api import DELETE_POST, SUBSCRIPTION, TRANSPORT_WS, graphql, post_pk
 from homefeed.bench.live.base import BenchBase
 from homefeed.bench.server import ServedApi
@@ -94,12 +91,6 @@ class Serving(BenchBase):
         clients = await self.redis.client_list(_type="pubsub")
         ours = server.local_addresses()
         return sum(1 for c in clients if c.get("addr") in ours), len(clients)
-
-    @staticmethod
-    async def _recv(conn: Connection, within: float) -> Any:
-        if not await asyncio.to_thread(conn.poll, within):
-            raise BenchError(f"the load generator did not answer within {within:.0f} s")
-        return conn.recv()
 
     async def _delete_posts(self, server: ServedApi) -> None:
         """Delete the bench's posts through the API, which also takes them out of every timeline."""
