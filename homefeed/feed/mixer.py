@@ -40,6 +40,18 @@ def source_floor(read: ListRead, cursor: int | None) -> int:
     return cursor if cursor is not None else _NO_FLOOR
 
 
+def _highest_floor(reads: Sequence[ListRead], cursor: int | None) -> int:
+    """The highest of the reads' source_floor values, in one pass (it runs once per read)."""
+    empty_floor = cursor if cursor is not None else _NO_FLOOR
+    floor = 0
+    for read in reads:
+        ids = read.ids
+        own = ids[-1] if ids else empty_floor
+        if own > floor:
+            floor = own
+    return floor
+
+
 def merge(reads: Sequence[ListRead], cursor: int | None) -> Merged:
     """Candidates every source vouches for, newest first."""
     if len(reads) == 1:
@@ -49,14 +61,7 @@ def merge(reads: Sequence[ListRead], cursor: int | None) -> Merged:
         if ids and ids[-1] == BOTTOM:
             return Merged(ids[:-1], 0)
         return Merged(list(ids), source_floor(reads[0], cursor))
-    # source_floor inlined: this runs once per read with a dozen pulled lists.
-    empty_floor = cursor if cursor is not None else _NO_FLOOR
-    floor = 0
-    for read in reads:
-        ids = read.ids
-        own = ids[-1] if ids else empty_floor
-        if own > floor:
-            floor = own
+    floor = _highest_floor(reads, cursor)
     # Each source is newest first, so what it has at or above the floor is a prefix of it:
     # whole (the common case) or found by bisection, never tested id by id. One set and one
     # sort of the lot measured faster than heapq.merge of the sorted sources (docs/performance-log.md).
@@ -117,12 +122,7 @@ def merge_kept(reads: Sequence[ListRead], kept: Sequence[ListRead], cursor: int 
     whole when its newest id is below the floor.
     """
     empty_floor = cursor if cursor is not None else _NO_FLOOR
-    floor = 0
-    for read in reads:
-        ids = read.ids
-        own = ids[-1] if ids else empty_floor
-        if own > floor:
-            floor = own
+    floor = _highest_floor(reads, cursor)
     windows: list[tuple[list[int], int, int]] = []
     for whole in kept:
         ids = whole.ids

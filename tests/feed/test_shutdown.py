@@ -43,6 +43,23 @@ async def _world(services: Services) -> list[int]:
 
 
 @pytest.mark.usefixtures("single_redis")  # a Valkey of the test's own, paused
+async def _done_by_another_process(settings: Settings, redis_url: str, post: int, viewers: list[int]) -> None:
+    """Another engine drains the outbox (retry delays and expired leases included); the post then
+    reaches its followers' home feeds."""
+    again = await _engine(settings, redis_url)
+    try:
+        async with asyncio.timeout(HANG):
+            while await again.pool.fetchval("SELECT count(*) FROM outbox"):
+                await FanoutWorker(again).drain()
+                await asyncio.sleep(0.1)
+        followers = [v for v in viewers if post in (await again.feeds.pull_page(v, 10, None)).post_ids]
+        assert followers
+        for v in followers:
+            assert post in (await again.feeds.home(v, 10, None)).post_ids
+    finally:
+        await again.close()
+
+
 async def test_close_with_reads_in_flight_on_a_paused_redis_answers_them_and_ends(
     settings_: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -118,18 +135,7 @@ async def test_a_fan_out_job_under_way_at_shutdown_on_a_paused_redis_stays_in_th
             await conn.close()
         # Another process after the restart: the job is done (after its retry delay), the post
         # reaches a follower.
-        again = await _engine(settings_, url)
-        try:
-            async with asyncio.timeout(HANG):
-                while await again.pool.fetchval("SELECT count(*) FROM outbox"):
-                    await FanoutWorker(again).drain()
-                    await asyncio.sleep(0.1)
-            followers = [v for v in viewers if post.id in (await again.feeds.pull_page(v, 10, None)).post_ids]
-            assert followers
-            for v in followers:
-                assert post.id in (await again.feeds.home(v, 10, None)).post_ids
-        finally:
-            await again.close()
+        await _done_by_another_process(settings_, url, post.id, viewers)
 
 
 @pytest.mark.usefixtures("single_redis")
@@ -196,15 +202,5 @@ async def test_a_fan_out_job_stuck_on_a_lock_at_shutdown_is_abandoned_after_the_
             await locker.close()
     finally:
         await services.close()
-    again = await _engine(settings_, settings_.redis_url)
-    try:
-        async with asyncio.timeout(HANG):  # the abandoned lease runs out, then it is claimed
-            while await again.pool.fetchval("SELECT count(*) FROM outbox"):
-                await FanoutWorker(again).drain()
-                await asyncio.sleep(0.1)
-        followers = [v for v in viewers if post.id in (await again.feeds.pull_page(v, 10, None)).post_ids]
-        assert followers
-        for v in followers:
-            assert post.id in (await again.feeds.home(v, 10, None)).post_ids
-    finally:
-        await again.close()
+    # The abandoned lease runs out, then the job is claimed again.
+    await _done_by_another_process(settings_, settings_.redis_url, post.id, viewers)

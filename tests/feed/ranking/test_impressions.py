@@ -165,6 +165,19 @@ async def engaged(services: Services) -> tuple[list[int], list[int]]:
     return [v1, v2], posts
 
 
+def _counted_statements(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the impression log's features statements, by the ids each one reads."""
+    calls: list[int] = []
+    real = read_impressions
+
+    async def counting(db: Any, viewers: Any, ids: Any, shown: Any) -> Any:
+        calls.append(len(ids))
+        return await real(db, viewers, ids, shown)
+
+    monkeypatch.setattr(impressions, "read_impressions", counting)
+    return calls
+
+
 async def test_a_flush_reads_every_page_in_one_statement_as_each_page_alone_would(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -187,14 +200,7 @@ async def test_a_flush_reads_every_page_in_one_statement_as_each_page_alone_woul
         (v2, posts[6:], now - 3_600_000),
         (v1, posts[6:], now),
     ]
-    calls: list[int] = []
-    real = read_impressions
-
-    async def counting(db: Any, viewers: Any, ids: Any, shown: Any) -> Any:
-        calls.append(len(ids))
-        return await real(db, viewers, ids, shown)
-
-    monkeypatch.setattr(impressions, "read_impressions", counting)
+    calls = _counted_statements(monkeypatch)
     log = ImpressionLog(services.pool, 100, 1000, flush_every=3600)
     for viewer, ids, _ in pages:
         assert log.record(viewer, LATEST, ids)
@@ -221,14 +227,7 @@ async def test_nothing_queued_is_lost_when_a_flush_takes_several_statements(
 ) -> None:
     (v1, v2), posts = await engaged(services)
     monkeypatch.setattr(impressions, "READ_ROWS", 10)
-    calls: list[int] = []
-    real = read_impressions
-
-    async def counting(db: Any, viewers: Any, ids: Any, shown: Any) -> Any:
-        calls.append(len(ids))
-        return await real(db, viewers, ids, shown)
-
-    monkeypatch.setattr(impressions, "read_impressions", counting)
+    calls = _counted_statements(monkeypatch)
     log = ImpressionLog(services.pool, 100, 60, flush_every=3600)
     queued = 0
     for k in range(19):
