@@ -138,17 +138,27 @@ class ServedApi:
                 total += times.user + times.system
         return total
 
+    def worker_processes(self) -> list[psutil.Process]:
+        """The separate fan-out worker's process and its descendants (none without one)."""
+        if self.worker is None:
+            return []
+        try:
+            root = psutil.Process(self.worker.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def every_process(self) -> list[psutil.Process]:
+        """Every process this server started: the API's and the separate worker's."""
+        return [*self.processes(), *self.worker_processes()]
+
     def worker_cpu_seconds(self) -> float:
         """CPU time of the separate fan-out worker's processes (0 without one)."""
-        if self.worker is None:
-            return 0.0
         total = 0.0
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(self.worker.pid)
-            for p in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    times = p.cpu_times()
-                    total += times.user + times.system
+        for p in self.worker_processes():
+            with contextlib.suppress(psutil.Error):
+                times = p.cpu_times()
+                total += times.user + times.system
         return total
 
     def local_addresses(self) -> set[str]:

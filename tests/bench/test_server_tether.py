@@ -19,7 +19,6 @@ HANG = 60
 # wait until it answers, then keep running; it prints every server process id.
 BENCH = """
 import asyncio
-import psutil
 from homefeed.bench.server import ServedApi
 from homefeed.feed import config
 
@@ -27,9 +26,7 @@ async def main() -> None:
     settings = config.load()
     server = ServedApi(settings, config.jwt_secret(settings), 2, {}, worker_apart=True)
     await server.wait_healthy(120)
-    worker = psutil.Process(server.worker.pid)
-    pids = [p.pid for p in server.processes()]
-    pids += [worker.pid, *(p.pid for p in worker.children(recursive=True))]
+    pids = [p.pid for p in server.every_process()]
     print(" ".join(map(str, pids)), flush=True)
     await asyncio.sleep(3600)
 

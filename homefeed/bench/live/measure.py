@@ -154,7 +154,8 @@ class _Bench(Graph, Serving, Figures):
             )
             mine = {
                 os.getpid(),
-                *(p.pid for p in server.processes()),
+                # The bench's own worker (--worker-apart) included: it is not another command.
+                *(p.pid for p in server.every_process()),
                 *(p.pid for p in psutil.Process().parents()),
             }
             others = other_homefeed_processes(mine)
