@@ -106,11 +106,7 @@ class ServedApi:
 
     def processes(self) -> list[psutil.Process]:
         """The server's process and its descendants."""
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
+        return _tree(self.proc.pid)
 
     def workers(self) -> list[psutil.Process]:
         """The uvicorn worker processes (the ones that serve)."""
@@ -131,22 +127,11 @@ class ServedApi:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) of the server's processes so far."""
-        total = 0.0
-        for p in self.processes():
-            with contextlib.suppress(psutil.Error):
-                times = p.cpu_times()
-                total += times.user + times.system
-        return total
+        return _cpu_seconds(self.processes())
 
     def worker_processes(self) -> list[psutil.Process]:
         """The separate fan-out worker's process and its descendants (none without one)."""
-        if self.worker is None:
-            return []
-        try:
-            root = psutil.Process(self.worker.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
+        return [] if self.worker is None else _tree(self.worker.pid)
 
     def every_process(self) -> list[psutil.Process]:
         """Every process this server started: the API's and the separate worker's."""
@@ -154,12 +139,7 @@ class ServedApi:
 
     def worker_cpu_seconds(self) -> float:
         """CPU time of the separate fan-out worker's processes (0 without one)."""
-        total = 0.0
-        for p in self.worker_processes():
-            with contextlib.suppress(psutil.Error):
-                times = p.cpu_times()
-                total += times.user + times.system
-        return total
+        return _cpu_seconds(self.worker_processes())
 
     def local_addresses(self) -> set[str]:
         """The server's TCP endpoints (ip:port), to tell its connections from others'."""
@@ -196,3 +176,22 @@ def _status(url: str) -> int:
     with urllib.request.urlopen(url, timeout=2.0) as response:
         status: int = response.status
         return status
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """A process and its descendants (none if it has gone)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    """CPU time (user + system) of these processes so far, skipping any that have gone."""
+    total = 0.0
+    for p in processes:
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
